@@ -1,0 +1,1 @@
+"""pv_daemons: not implemented yet; see its issue. Registers no hooks."""

@@ -1,0 +1,1 @@
+"""pv_drivers: not implemented yet; see its issue. Registers no hooks."""

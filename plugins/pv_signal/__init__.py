@@ -1,0 +1,1 @@
+"""pv_signal: not implemented yet; see its issue. Registers no hooks."""

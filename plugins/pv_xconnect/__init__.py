@@ -1,0 +1,1 @@
+"""pv_xconnect: not implemented yet; see its issue. Registers no hooks."""

@@ -1,0 +1,364 @@
+"""Assembling the Falcon app from plugins, and the :class:`Core` beside it.
+
+:func:`build_core` is pure: it reads settings and files but starts no thread
+and no process. Background work starts in :meth:`Core.start`, which gunicorn
+calls from ``post_worker_init`` (see ``pvcore/gunicorn_conf.py``).
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Dict, Generic, List, Optional, Tuple, TypeVar
+
+import falcon
+import structlog
+from falcon.routing import map_http_methods
+
+from pvcore import caller as caller_mod
+from pvcore.body import drain, dumps
+from pvcore.errors import PvError, StartupError
+from pvcore.settings import Settings, SettingsError
+from pvcore.supervisor import ProcessGroups
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+#: Methods libevent admits; anything else is a framework-level 501 (contract §1).
+HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD")
+
+
+class StashKey(Generic[T]):
+    """A typed key into ``core.stash``: ``STATE = StashKey[ObjectStore]()``."""
+
+    __slots__ = ()
+
+
+@dataclass
+class Route:
+    """One route as the core registered it: who owns which method."""
+
+    template: str
+    methods: Dict[str, str] = field(default_factory=dict)  # method -> plugin name
+    resources: Dict[str, Any] = field(default_factory=dict)  # method -> resource
+    suffix: Optional[str] = None
+
+    @property
+    def templated(self) -> bool:
+        """Templated routes have their own error texts (contract §2, §4.3)."""
+        return "{" in self.template
+
+    def needs_mgmt(self, method: str) -> bool:
+        return getattr(self.resources[method], "mgmt", True)
+
+
+class MethodMux:
+    """Serves one URI template whose methods come from different plugins."""
+
+    def __init__(self, route: Route):
+        self._route = route
+        for method, resource in route.resources.items():
+            name = "on_" + method.lower()
+            if route.suffix:
+                name += "_" + route.suffix
+            setattr(self, "on_" + method.lower(), getattr(resource, name))
+
+
+class Core:
+    """Everything the plugins share, kept beside the Falcon app.
+
+    :ivar settings: resolved :class:`pvcore.settings.Settings`.
+    :ivar pm: the pluggy plugin manager; ``hook`` is ``pm.hook``.
+    :ivar stash: per-plugin state under :class:`StashKey` keys.
+    :ivar supervisor: :class:`pvcore.supervisor.ProcessGroups` for child processes.
+    :ivar routes: the route table, for introspection.
+    :ivar app: the Falcon WSGI app.
+    """
+
+    def __init__(self, settings: Settings, pm):
+        self.settings = settings
+        self.pm = pm
+        self.hook = pm.hook
+        self.stash: Dict[Any, Any] = {}
+        self.supervisor = ProcessGroups(os.path.join(settings.run_dir, "pgroups"))
+        self.routes: Dict[str, Route] = {}
+        self.app: Optional[falcon.App] = None
+        self._services: List[Any] = []
+        self._state_lock = threading.Lock()
+        self._lock_fd: Optional[int] = None
+        self.started = False
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every plugin service, in priority order.
+
+        Takes an exclusive lock on ``<run_dir>/supervisor.lock`` first: during
+        a gunicorn reload the new worker waits here until the old one has
+        stopped its children, so there is never more than one supervisor.
+        """
+        with self._state_lock:
+            if self.started:
+                return
+            self._take_lock()
+            self.supervisor.kill_leftovers()
+            services = [s for group in self.hook.pvcore_services(core=self) for s in (group or ())]
+            services.sort(key=lambda s: getattr(s, "priority", 100))
+            started = []
+            try:
+                for service in services:
+                    service.start()
+                    started.append(service)
+                    log.info("service_started", service=service.name)
+            except BaseException:
+                log.exception("service_start_failed", service=service.name)
+                self._stop_services(started)
+                self._release_lock()
+                raise
+            self._services = started
+            self.started = True
+
+    def stop(self) -> None:
+        """Stop services in reverse order, then fire ``pvcore_shutdown``.
+
+        Safe to call twice, or without :meth:`start`.
+        """
+        with self._state_lock:
+            services, self._services = self._services, []
+            was_started, self.started = self.started, False
+            self._stop_services(services)
+            if was_started:
+                self.hook.pvcore_shutdown(core=self)
+            self._release_lock()
+
+    def _stop_services(self, services) -> None:
+        for service in reversed(services):
+            try:
+                service.stop()
+                log.info("service_stopped", service=service.name)
+            except Exception:
+                log.exception("service_stop_failed", service=service.name)
+
+    def _take_lock(self) -> None:
+        os.makedirs(self.settings.run_dir, exist_ok=True)
+        fd = os.open(os.path.join(self.settings.run_dir, "supervisor.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the flock
+            self._lock_fd = None
+
+    # -- helpers for plugins --------------------------------------------------
+
+    def running_revision(self) -> Optional[str]:
+        """Shortcut for the ``pvcore_running_revision`` hook."""
+        return self.hook.pvcore_running_revision(core=self)
+
+
+# ---------------------------------------------------------------------------
+# Errors, rendered in one place
+# ---------------------------------------------------------------------------
+
+
+def render_error(resp, status: int, message: str, headers=None) -> None:
+    """Put the contract's ``{"Error":"<message>"}`` body on ``resp``."""
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = dumps({"Error": message})
+    resp.stream = None
+    for name, value in (headers or {}).items():
+        resp.set_header(name, value)
+
+
+def _unknown_endpoint(req) -> str:
+    return "unknown endpoint: " + req.env.get("RAW_URI", req.relative_uri)
+
+
+def _on_pv_error(req, resp, ex: PvError, params) -> None:
+    drain(req)
+    render_error(resp, ex.status, ex.message, ex.headers)
+
+
+def _on_http_error(req, resp, ex: falcon.HTTPError, params) -> None:
+    drain(req)
+    if isinstance(ex, falcon.HTTPRouteNotFound):
+        render_error(resp, 400, _unknown_endpoint(req))
+    elif isinstance(ex, falcon.HTTPMethodNotAllowed):
+        render_error(resp, 400, METHOD_NOT_SUPPORTED)
+    else:
+        render_error(resp, ex.status_code, ex.description or ex.title, ex.headers)
+
+
+def _on_exception(req, resp, ex: Exception, params) -> None:
+    # NOTE: Falcon's default handler writes a text traceback to wsgi.errors,
+    # which gunicorn sends straight to stderr; we want one JSON event instead.
+    log.exception("unhandled_error", method=req.method, path=req.path)
+    render_error(resp, 500, "Internal error")
+
+
+METHOD_NOT_SUPPORTED = "Method not supported for this endpoint"
+
+
+# ---------------------------------------------------------------------------
+# Middleware
+# ---------------------------------------------------------------------------
+
+
+class RequestContext:
+    """Binds a request id (and method, path) to every log event of a request."""
+
+    def __init__(self):
+        self._counter = 0
+        self._pid = os.getpid()
+
+    def process_request(self, req, resp):
+        # NOTE: gthread reuses threads, so clear before binding.
+        structlog.contextvars.clear_contextvars()
+        self._counter += 1
+        request_id = req.get_header("X-Request-ID") or f"{self._pid:x}-{self._counter:x}"
+        req.context.request_id = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id, method=req.method, path=req.path)
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        resp.set_header("X-Request-ID", req.context.get("request_id", ""))
+
+
+class Access:
+    """Caller identification and the contract's check order (§2, §4.3):
+    unknown caller → 500, wrong method → 400, not mgmt → 403."""
+
+    def __init__(self, core: Core):
+        self._core = core
+
+    def process_request(self, req, resp):
+        if req.method not in HTTP_METHODS:
+            drain(req)
+            raise _FrameworkError()
+
+    def process_resource(self, req, resp, resource, params):
+        if resource is None:
+            return  # Falcon raises HTTPRouteNotFound → 400 unknown endpoint
+        route = self._core.routes[req.uri_template]
+        caller = caller_mod.identify(self._core, req.env)
+        if caller is None:
+            raise PvError("Internal error, unknown caller" if route.templated else "Internal Error", 500)
+        req.context.caller = caller
+        structlog.contextvars.bind_contextvars(caller=caller.name)
+        if req.method not in route.resources:
+            raise PvError(METHOD_NOT_SUPPORTED, 400)
+        if route.needs_mgmt(req.method) and not caller.privileged:
+            raise PvError(
+                "Request not sent from mgmt platform" if route.templated else "Request not sent from a mgmt platform",
+                403,
+            )
+
+
+class _FrameworkError(Exception):
+    """libevent's own error page (contract §3.3), e.g. for PATCH."""
+
+
+def _on_framework_error(req, resp, ex, params) -> None:
+    resp.status = 501
+    resp.content_type = "text/html"
+    resp.data = b'{"Error": "Unsupported protocol"}'
+    resp.set_header("Connection", "close")
+
+
+# ---------------------------------------------------------------------------
+# Building
+# ---------------------------------------------------------------------------
+
+
+def _call_impl(impl, **kwargs):
+    return impl.function(*[kwargs[name] for name in impl.argnames])
+
+
+def _plugin_label(pm, plugin) -> str:
+    name = pm.get_name(plugin) or repr(plugin)
+    for plug, dist in pm.list_plugin_distinfo():
+        if plug is plugin:
+            return f"{name} ({dist.project_name} {dist.version})"
+    return name
+
+
+def _declare_plugin_settings(settings: Settings, pm) -> None:
+    for impl in reversed(pm.hook.pvcore_declare_settings.get_hookimpls()):
+        try:
+            settings.declare(_call_impl(impl) or (), owner=_plugin_label(pm, impl.plugin))
+        except SettingsError as exc:
+            raise StartupError(str(exc)) from None
+
+
+def _collect_routes(core: Core) -> Dict[str, Route]:
+    """Gather every plugin's routes; a template+method claimed twice fails the boot."""
+    pm = core.pm
+    table: Dict[str, Route] = {}
+    shapes: Dict[Tuple[str, ...], str] = {}
+    # NOTE: pluggy returns implementations last-registered-first; walk them in
+    # registration order so error messages and the table read naturally.
+    for impl in reversed(pm.hook.pvcore_routes.get_hookimpls()):
+        owner = _plugin_label(pm, impl.plugin)
+        for entry in _call_impl(impl, core=core) or ():
+            template, resource = entry[0], entry[1]
+            options = entry[2] if len(entry) > 2 else {}
+            suffix = options.get("suffix")
+            shape = tuple("{}" if seg.startswith("{") else seg for seg in template.split("/"))
+            if shape in shapes and shapes[shape] != template:
+                raise StartupError(
+                    f"route {template} ({owner}) has the same shape as {shapes[shape]}: use the same field names"
+                )
+            shapes[shape] = template
+            route = table.setdefault(template, Route(template, suffix=suffix))
+            methods = [m for m in map_http_methods(resource, suffix=suffix) if m in HTTP_METHODS]
+            if not methods:
+                raise StartupError(f"route {template} ({owner}) has no responder")
+            for method in methods:
+                if method in route.methods:
+                    raise StartupError(
+                        f"route {method} {template} is claimed by two plugins: {route.methods[method]} and {owner}"
+                    )
+                if route.suffix != suffix:
+                    raise StartupError(f"route {template} ({owner}) mixes responder suffixes with {route.methods}")
+                route.methods[method] = owner
+                route.resources[method] = resource
+    return table
+
+
+def build_core(settings: Settings, pm) -> Core:
+    """Build the :class:`Core` and its Falcon app from ``settings`` and ``pm``.
+
+    Fires ``pvcore_declare_settings``, ``pvcore_startup`` and
+    ``pvcore_routes``. Starts nothing.
+
+    :raises StartupError: a setting or route clash, with a one-line reason.
+    """
+    _declare_plugin_settings(settings, pm)
+    for path in (settings.storage_dir, settings.run_dir):
+        os.makedirs(path, exist_ok=True)
+    core = Core(settings, pm)
+    pm.hook.pvcore_startup(core=core)
+    core.routes = _collect_routes(core)
+
+    app = falcon.App(middleware=[RequestContext(), Access(core)])
+    app.req_options.strip_url_path_trailing_slash = False  # /steps/ is not /steps (contract §2)
+    app.resp_options.secure_cookies_by_default = False
+    app.add_error_handler(Exception, _on_exception)
+    app.add_error_handler(falcon.HTTPError, _on_http_error)
+    app.add_error_handler(PvError, _on_pv_error)
+    app.add_error_handler(_FrameworkError, _on_framework_error)
+    for route in core.routes.values():
+        resources = set(map(id, route.resources.values()))
+        resource = next(iter(route.resources.values())) if len(resources) == 1 else MethodMux(route)
+        kwargs = {"suffix": route.suffix} if route.suffix and len(resources) == 1 else {}
+        app.add_route(route.template, resource, **kwargs)
+    core.app = app
+    return core
+
+
+def create_app(settings: Settings, pm) -> falcon.App:
+    """The Falcon app alone (see :func:`build_core`)."""
+    return build_core(settings, pm).app

@@ -1,0 +1,83 @@
+"""Reading request bodies the way the contract wants (§5).
+
+Small bodies are read whole but never beyond ``limit + 1`` bytes, so a
+hostile client cannot make the worker buffer more than that; whatever is
+left is drained so the connection stays usable.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Optional
+
+from pvcore.errors import BadRequest, InsufficientStorage
+
+_DRAIN_CHUNK = 1 << 16
+
+
+def body_stream(req):
+    """The request body as a file object that ends at the end of the body.
+
+    Falcon's ``bounded_stream`` trusts ``Content-Length`` alone and reads a
+    chunked body as empty; a server that sets ``wsgi.input_terminated``
+    (gunicorn) already ends ``wsgi.input`` at the body's end, chunked or not.
+    """
+    if req.env.get("wsgi.input_terminated"):
+        return req.stream
+    return req.bounded_stream
+
+
+def drain(req) -> None:
+    """Read and discard what is left of the request body."""
+    stream = body_stream(req)
+    while stream.read(_DRAIN_CHUNK):
+        pass
+
+
+def read_small_body(req, limit: int, empty_message: Optional[str] = None) -> bytes:
+    """Return the body, at most ``limit`` bytes.
+
+    :raises InsufficientStorage: the body is longer than ``limit`` (the
+        contract's 507 ``Not enough disk space available``).
+    :raises BadRequest: the body is empty and ``empty_message`` is given.
+    """
+    data = body_stream(req).read(limit + 1)
+    if len(data) > limit:
+        drain(req)
+        raise InsufficientStorage()
+    if not data and empty_message is not None:
+        raise BadRequest(empty_message)
+    return data
+
+
+def _reject_duplicates(pairs):
+    result: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def parse_json_object(data: bytes, message: str) -> Dict[str, Any]:
+    """Parse ``data`` as a JSON object; anything else is 400 ``message``.
+
+    Duplicate keys are rejected rather than silently resolved, and invalid
+    UTF-8, NaN and non-object documents all count as malformed.
+    """
+    try:
+        text = data.decode("utf-8")
+        doc = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadRequest(message) from None
+    if not isinstance(doc, dict):
+        raise BadRequest(message)
+    return doc
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def dumps(doc: Any) -> bytes:
+    """Compact JSON bytes, as upstream's serializer writes them."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,51 @@
+"""gunicorn configuration for pvcore (``gunicorn -c python:pvcore.gunicorn_conf``).
+
+One worker holds all device state and the one process supervisor, so there
+is exactly one worker; concurrency comes from gthread's threads. Plugin
+services start in ``post_worker_init`` and stop in ``worker_exit``, inside the
+worker: the master only manages the worker (style-anchors §6).
+
+Everything is read from ``PVCORE_*`` environment variables so the same file
+serves ``make run``, the tests and a device.
+"""
+import os
+
+from pvcore.log import logconfig_dict
+from pvcore.settings import Settings
+
+_settings = Settings()
+
+wsgi_app = "pvcore.wsgi:app"
+bind = "unix:" + os.path.abspath(_settings.socket_path)
+# The socket comes out 0660: the owner and the service's group may connect.
+umask = 0o117
+workers = 1
+worker_class = "gthread"
+threads = int(os.environ.get("PVCORE_THREADS", "8"))
+preload_app = False
+max_requests = 0
+timeout = 30
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-" if os.environ.get("PVCORE_ACCESS_LOG", "1") != "0" else None
+errorlog = "-"
+logconfig_dict = logconfig_dict(_settings.log_format, _settings.log_level)
+control_socket_disable = True
+proc_name = "pvcore"
+
+
+def on_starting(server):
+    os.makedirs(os.path.dirname(os.path.abspath(_settings.socket_path)), exist_ok=True)
+
+
+def post_worker_init(worker):
+    # NOTE: the same module object gunicorn imported for the app.
+    from pvcore.wsgi import core
+
+    core.start()
+
+
+def worker_exit(server, worker):
+    from pvcore import wsgi
+
+    wsgi.core.stop()

@@ -1,0 +1,66 @@
+"""``/_pvcore/health`` and ``/_pvcore/plugins``: pvcore's own extras.
+
+They live outside the pv-ctrl namespace so no upstream client ever meets them.
+"""
+from __future__ import annotations
+
+from pvcore import hookimpl
+from pvcore.body import dumps
+
+
+class Health:
+    """``GET /_pvcore/health``: is the worker up, are its services running."""
+
+    mgmt = False
+
+    def __init__(self, core):
+        self._core = core
+
+    def on_get(self, req, resp):
+        core = self._core
+        resp.data = dumps({
+            "status": "ok" if core.started else "starting",
+            "services": [service.name for service in core._services],
+            "revision": core.running_revision(),
+        })
+
+
+class Plugins:
+    """``GET /_pvcore/plugins``: each plugin, its version, hooks and routes."""
+
+    def __init__(self, core):
+        self._core = core
+
+    def on_get(self, req, resp):
+        resp.data = dumps(describe_plugins(self._core))
+
+
+def describe_plugins(core) -> list:
+    """One entry per registered plugin: name, distribution, version, hooks, routes."""
+    pm = core.pm
+    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    result = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
+        if plugin is None:  # blocked
+            continue
+        dist = dists.get(id(plugin))
+        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
+        routes = sorted(
+            f"{method} {route.template}"
+            for route in core.routes.values()
+            for method, owner in route.methods.items()
+            if owner.split(" (")[0] == name
+        )
+        result.append({
+            "name": name,
+            "distribution": dist.project_name if dist else None,
+            "version": dist.version if dist else None,
+            "hooks": hooks,
+            "routes": routes,
+        })
+    return result
+
+
+@hookimpl
+def pvcore_routes(core):
+    return [("/_pvcore/health", Health(core)), ("/_pvcore/plugins", Plugins(core))]

@@ -1,0 +1,288 @@
+"""Testing pvcore and its plugins: a pytest plugin (``pytest_plugins = ["pvcore.testing"]``).
+
+Fixtures:
+
+* ``make_core(plugins=[...], overrides={...}, load_entrypoints=False)`` – a
+  :class:`pvcore.app.Core` with just the plugins you name, storage and run
+  dirs in a fresh temp dir. Nothing is started unless you call
+  ``core.start()`` (it is stopped for you at teardown).
+* ``make_client(core, pid=None)`` – Falcon's test client for that core; the
+  request appears to come from process ``pid`` (default: this process, i.e.
+  the host ``_pv_``).
+* ``start_gunicorn(env={...}, demo=False)`` – a **real gunicorn** with the
+  installed plugins on a temp Unix socket; returns a :class:`GunicornServer`
+  whose ``client()`` speaks HTTP/1.1 over the socket.
+* ``log_output`` – structlog events captured as a list of dicts.
+
+Also importable: :class:`UnixHTTPConnection`, :func:`raw_request`,
+:func:`wait_until`.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
+
+import falcon.testing
+import pytest
+import structlog
+
+from pvcore.app import Core, build_core
+from pvcore.plugins import get_plugin_manager
+from pvcore.settings import Settings
+
+
+def short_tempdir(prefix: str = "pv") -> str:
+    """A temp dir with a short path: AF_UNIX socket paths stop at 107 bytes."""
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, message: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# In-process apps
+# ---------------------------------------------------------------------------
+
+
+class PvTestClient(falcon.testing.TestClient):
+    """Falcon's test client, with requests coming from peer pid ``pid``."""
+
+    def __init__(self, core: Core, pid: Optional[int] = None):
+        super().__init__(core.app)
+        self.core = core
+        self.pid = os.getpid() if pid is None else pid
+
+    def simulate_request(self, *args, **kwargs):
+        extras = dict(kwargs.pop("extras", None) or {})
+        extras.setdefault("pvcore.peer_pid", self.pid)
+        return super().simulate_request(*args, extras=extras, **kwargs)
+
+
+@pytest.fixture(name="make_core")
+def _make_core_fixture():
+    cores = []
+    dirs = []
+
+    def make_core(
+        plugins: Sequence = (),
+        overrides: Optional[Mapping[str, Any]] = None,
+        load_entrypoints: bool = False,
+        disabled: Iterable[str] = (),
+    ) -> Core:
+        base = short_tempdir()
+        dirs.append(base)
+        values = {"storage_dir": os.path.join(base, "storage"), "run_dir": os.path.join(base, "run")}
+        values.update(overrides or {})
+        pm = get_plugin_manager(load_entrypoints=load_entrypoints, plugins=plugins, disabled=disabled)
+        core = build_core(Settings(values, env={}), pm)
+        cores.append(core)
+        return core
+
+    yield make_core
+    for core in reversed(cores):
+        core.stop()
+    for base in dirs:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(name="make_client")
+def _make_client_fixture():
+    def make_client(core: Core, pid: Optional[int] = None) -> PvTestClient:
+        return PvTestClient(core, pid)
+
+    return make_client
+
+
+@pytest.fixture(name="log_output")
+def _log_output_fixture():
+    capture = structlog.testing.LogCapture()
+    structlog.configure(processors=[capture])
+    yield capture.entries
+    structlog.reset_defaults()
+
+
+# ---------------------------------------------------------------------------
+# A real gunicorn on a Unix socket
+# ---------------------------------------------------------------------------
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """``http.client`` over a Unix stream socket (HTTP/1.1, keep-alive)."""
+
+    def __init__(self, path: str, timeout: float = 30.0):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+    def call(self, method: str, path: str, body=None, headers: Optional[Mapping[str, str]] = None):
+        """Send one request; return ``(status, headers, body_bytes)``."""
+        headers = dict(headers or {})
+        self.request(method, path, body=body, headers=headers)
+        resp = self.getresponse()
+        return resp.status, resp.headers, resp.read()
+
+    def json(self, method: str, path: str, body=None, headers=None):
+        """Like :meth:`call`, decoding the body as JSON."""
+        status, _, data = self.call(method, path, body, headers)
+        return status, json.loads(data) if data else None
+
+
+def raw_request(path: str, data: bytes, half_close: bool = False, timeout: float = 10.0) -> bytes:
+    """Send raw bytes over the socket and read until the server closes.
+
+    With ``half_close`` the write side is shut after sending, as ``nc -N`` does.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def child_pids(pid: int) -> list:
+    """Direct children of ``pid``."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except OSError:
+        return []
+
+
+class GunicornServer:
+    """A gunicorn process serving pvcore on a temp socket (see ``start_gunicorn``)."""
+
+    def __init__(self, base: str, env: Mapping[str, str]):
+        self.base = base
+        self.storage_dir = os.path.join(base, "storage")
+        self.run_dir = os.path.join(base, "run")
+        self.socket = os.path.join(self.run_dir, "pv-ctrl")
+        self.log_path = os.path.join(base, "gunicorn.log")
+        self.env = dict(os.environ)
+        self.env.update({
+            "PVCORE_STORAGE_DIR": self.storage_dir,
+            "PVCORE_RUN_DIR": self.run_dir,
+            "PVCORE_SOCKET": self.socket,
+            "PVCORE_LOG_FORMAT": "json",
+        })
+        self.env.update(env)
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self, timeout: float = 30.0) -> "GunicornServer":
+        """Launch gunicorn and wait until the worker's services are up."""
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:pvcore.gunicorn_conf"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.base,
+        )
+        log.close()
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Wait until ``/_pvcore/health`` answers ``ok`` (after a worker restart too)."""
+        def healthy():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gunicorn exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}")
+            try:
+                conn = self.client(timeout=2)
+                status, data = conn.json("GET", "/_pvcore/health")
+                conn.close()
+                return status == 200 and data["status"] == "ok"
+            except (OSError, http.client.HTTPException, ValueError):
+                return False
+
+        wait_until(healthy, timeout, 0.05, "gunicorn to become healthy")
+
+    def client(self, timeout: float = 30.0) -> UnixHTTPConnection:
+        """A new HTTP/1.1 connection to the server."""
+        return UnixHTTPConnection(self.socket, timeout=timeout)
+
+    def request(self, method: str, path: str, body=None, headers=None):
+        """One request on a fresh connection: ``(status, headers, body_bytes)``."""
+        conn = self.client()
+        try:
+            return conn.call(method, path, body, headers)
+        finally:
+            conn.close()
+
+    def worker_pid(self) -> Optional[int]:
+        """The pid of gunicorn's (single) worker."""
+        children = child_pids(self.proc.pid) if self.proc else []
+        return children[0] if children else None
+
+    def log_text(self) -> str:
+        with open(self.log_path, errors="replace") as fh:
+            return fh.read()
+
+    def log_events(self) -> list:
+        """The JSON log lines written so far, parsed."""
+        events = []
+        for line in self.log_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                pass
+        return events
+
+    def stop(self, timeout: float = 40.0) -> Optional[int]:
+        """SIGTERM gunicorn and wait for it to exit; returns its exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("gunicorn did not stop within %ss" % timeout)
+
+
+@pytest.fixture(name="start_gunicorn")
+def _start_gunicorn_fixture():
+    servers = []
+
+    def start_gunicorn(env: Optional[Mapping[str, str]] = None, demo: bool = False, timeout: float = 30.0,
+                       base: Optional[str] = None) -> GunicornServer:
+        env = dict(env or {})
+        if demo:
+            env.setdefault("PVCORE_DEMO", "1")
+        server = GunicornServer(base or short_tempdir(), env)
+        servers.append(server)
+        return server.start(timeout)
+
+    yield start_gunicorn
+    for server in servers:
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(server.base, ignore_errors=True)
