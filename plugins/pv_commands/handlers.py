@@ -1,0 +1,222 @@
+"""What each op does when the worker carries it out (device-model §11).
+
+pv_commands owns the slot and the progress; the work itself is done by the
+plugins answering the hooks called here. Every op also fires
+``pvcore_command`` so other plugins can act on (or extend) any op.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Callable, Dict, Optional
+
+import structlog
+
+from pv_commands import device, ops, transition
+from pv_commands.ops import Command
+from pv_commands.state import CommandState
+
+log = structlog.get_logger(__name__)
+
+PENDING_DEVMETA = os.path.join("cache", "pending-devmeta.jsonl")
+
+
+class Executor:
+    """Carries out commands for one core; called from the worker thread only."""
+
+    def __init__(self, core, cstate: CommandState):
+        self.core = core
+        self.cstate = cstate
+        self._handlers: Dict[str, Callable[[Command], Optional[bool]]] = {
+            ops.LOCAL_RUN: self._transition,
+            ops.LOCAL_RUN_COMMIT: self._transition,
+            ops.TRY_ONCE: self._transition,
+            ops.LOCAL_APPLY: self._transition,
+            ops.MAKE_FACTORY: self._make_factory,
+            ops.RUN_GC: self._run_gc,
+            ops.REBOOT_DEVICE: self._reboot,
+            ops.POWEROFF_DEVICE: self._poweroff,
+            ops.DEFER_REBOOT: self._defer_reboot,
+            ops.ENABLE_SSH: self._ssh,
+            ops.DISABLE_SSH: self._ssh,
+            ops.GO_REMOTE: self._go_remote,
+            ops.UNCLAIM: self._unclaim,
+            ops.XCONNECT_GRAPH: self._xconnect,
+            ops.UPDATE_METADATA: self._update_metadata,
+        }
+
+    # -- entry points --------------------------------------------------------------
+
+    def execute(self, command: Command) -> None:
+        """Carry out ``command``; never raises."""
+        started = time.monotonic()
+        reason = self._refusal(command)
+        if reason is not None:
+            log.warning("command_dropped", op=command.op, payload=command.payload, reason=reason)
+            return
+        log.info("command_started", op=command.op, payload=command.payload)
+        ok: Optional[bool] = False
+        try:
+            ok = self._handlers[command.op](command)
+            others = self.core.hook.pvcore_command(core=self.core, op=command.op, payload=command.payload)
+            if ok is None and not any(others):
+                log.warning("command_unhandled", op=command.op)
+        except Exception:
+            log.exception("command_failed", op=command.op, payload=command.payload)
+            ok = False
+        log.info("command_done", op=command.op, payload=command.payload, ok=bool(ok),
+                 seconds=round(time.monotonic() - started, 3))
+
+    def on_deadline(self) -> None:
+        """Finish a transition whose TESTING is over; reboot when a held reboot is due."""
+        update = self.cstate.commit_due()
+        if update is not None:
+            try:
+                transition.finish(self.core, self.cstate, update)
+            except Exception:
+                log.exception("revision_finish_failed", rev=update.rev)
+        if self.cstate.reboot_due():
+            message = self.cstate.reboot_message
+            self.cstate.cancel_reboot()
+            self._power("reboot", message)
+
+    def _refusal(self, command: Command) -> Optional[str]:
+        # NOTE: the HTTP pre-checks ran when the command was accepted; the device
+        # may have changed since (contract §12.26), so check again.
+        if self.cstate.reboot_at is not None and command.op != ops.DEFER_REBOOT:
+            return "reboot pending"
+        if command.op in ops.BLOCKED_BY_UPDATE and self.cstate.update is not None:
+            return "update ongoing"
+        return None
+
+    # -- settings -------------------------------------------------------------------
+
+    def _setting(self, name: str):
+        return self.core.settings.get(name)
+
+    # -- transitions -------------------------------------------------------------------
+
+    def _transition(self, command: Command, prepare=None, rev: Optional[str] = None) -> bool:
+        rev = rev if rev is not None else command.payload
+        if rev == "current":
+            rev = self.core.running_revision() or rev
+        reached = transition.begin(
+            self.core, self.cstate, command.op, rev,
+            timeout=self._setting("update_goals_timeout"),
+            commit_delay=self._setting("update_commit_delay"),
+            prepare=prepare,
+        )
+        if reached:
+            if rev.startswith("locals/"):
+                self.cstate.remote = None  # running a locals/ revision makes the device local again
+            self._announce_mode()
+        return reached
+
+    def _make_factory(self, command: Command) -> bool:
+        source = command.payload or self.core.running_revision()
+        if not source:
+            log.error("make_factory_failed", reason="no running revision")
+            return False
+
+        def prepare() -> bool:
+            done = self.core.hook.pvcore_make_factory(core=self.core, rev=source)
+            log.info("factory_made", source=source, ok=bool(done))
+            return bool(done)
+
+        return self._transition(command, prepare=prepare, rev="0")
+
+    # -- storage ----------------------------------------------------------------------
+
+    def _run_gc(self, command: Command) -> bool:
+        reclaimed = sum(r or 0 for r in self.core.hook.pvcore_garbage_collect(core=self.core))
+        log.info("garbage_collected", reclaimed=reclaimed, trigger="command")
+        return True
+
+    # -- power --------------------------------------------------------------------------
+
+    def _power(self, action: str, message: str) -> bool:
+        backend = self.core.hook.pvcore_power_backend(core=self.core)
+        if backend is None:
+            log.error("power_backend_missing", action=action)
+            return False
+        getattr(backend, action)(message)
+        return True
+
+    def _reboot(self, command: Command) -> bool:
+        delay = self._setting("reboot_delay")
+        if delay > 0:
+            self.cstate.schedule_reboot(delay, command.payload)
+            log.warning("reboot_scheduled", delay=delay, message=command.payload)
+            return True
+        return self._power("reboot", command.payload)
+
+    def _poweroff(self, command: Command) -> bool:
+        return self._power("poweroff", command.payload)
+
+    def _defer_reboot(self, command: Command) -> bool:
+        if self.cstate.reboot_at is None:
+            log.warning("reboot_not_pending", op=command.op)
+            return False
+        seconds = int(command.payload)
+        self.cstate.schedule_reboot(seconds, self.cstate.reboot_message)
+        log.warning("reboot_deferred", seconds=seconds)
+        return True
+
+    # -- daemons, config, metadata ------------------------------------------------------
+
+    def _ssh(self, command: Command) -> bool:
+        enable = command.op == ops.ENABLE_SSH
+        configured = self.core.hook.pvcore_config_set(core=self.core, key="PV_DEBUG_SSH", value=enable,
+                                                      level="command")
+        done = self.core.hook.pvcore_daemon_control(core=self.core, name="ssh",
+                                                    action="start" if enable else "stop")
+        log.info("ssh_toggled", enabled=enable, configured=bool(configured), daemon=bool(done))
+        return bool(done)
+
+    def _announce_mode(self) -> None:
+        mode = "remote" if device.is_remote(self.core, self.cstate) else "local"
+        self.core.hook.pvcore_set_device_meta(core=self.core, key="pantavisor.mode", value=mode)
+
+    def _go_remote(self, command: Command) -> bool:
+        if not device.config_flag(self.core, "PV_CONTROL_REMOTE", True):
+            log.warning("go_remote_refused", reason="disabled by config")
+            return False
+        self.cstate.remote = True
+        self._announce_mode()
+        log.info("mode_changed", mode="remote")
+        return True
+
+    def _unclaim(self, command: Command) -> bool:
+        if not device.is_claimed(self.core):
+            log.info("already_unclaimed")
+            return True
+        device.mark_unclaimed(self.core)
+        self.core.hook.pvcore_set_device_meta(core=self.core, key="pantahub.claimed", value=None)
+        log.warning("device_unclaimed")
+        return True
+
+    def _xconnect(self, command: Command) -> bool:
+        answers = self.core.hook.pvcore_xconnect_reconcile(core=self.core)
+        log.info("xconnect_reconcile_requested", plugins=len(answers))
+        return True
+
+    def _update_metadata(self, command: Command) -> bool:
+        key, value = next(iter(command.meta.items()))
+        if not isinstance(value, str):
+            value = json.dumps(value, separators=(",", ":"))
+        stored = self.core.hook.pvcore_set_device_meta(core=self.core, key=key, value=value)
+        self._queue_upstream(key, value)
+        log.info("device_meta_queued", key=key, stored=bool(stored))
+        return True
+
+    def _queue_upstream(self, key: str, value: str) -> None:
+        path = os.path.join(self.core.settings.storage_dir, PENDING_DEVMETA)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        line = json.dumps({"key": key, "value": value, "time": int(time.time())}, separators=(",", ":"))
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8") + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
