@@ -155,6 +155,6 @@ class CommandState:
             revs = []
             if self.update is not None:
                 revs.append(self.update.rev)
-            if self.slot is not None and self.slot.revision:
+            if self.slot is not None and self.slot.revision and self.slot.revision not in revs:
                 revs.append(self.slot.revision)
             return revs
