@@ -204,3 +204,22 @@ def test_upstream_order(short_tmp, no_upstream):
             sock1.close()
     finally:
         sock2.close()
+
+
+class _Pipe(io.BytesIO):
+    """A non-seekable source, like stdin: a failed send cannot be repeated."""
+
+    def seekable(self) -> bool:
+        return False
+
+
+def test_idle_close_detected_before_unrepeatable_upload(pv):
+    pv.reply("GET", "/objects", body=b"[]")
+    pv.reply("PUT", "/objects/s", body=b"")
+    with PvClient(pv.path) as c:
+        c.request("GET", "/objects")
+        pv.close_connections()
+        resp = c.put_file("/objects/s", _Pipe(b"0123456789"), 10)
+    assert resp.status == 200
+    assert pv.requests[-1].body == b"0123456789"
+    assert [r.connection for r in pv.requests] == [1, 2]
