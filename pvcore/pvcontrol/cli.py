@@ -69,7 +69,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stderr.write(_usage_text(error.group))
         return 1
 
-    socket_path = opts.socket or default_socket_path()
+    socket_path = opts.socket if opts.socket is not None else default_socket_path()
     if not is_socket(socket_path):
         sys.stdout.write(f"ERROR: {socket_path} not found\n")
         return 1

@@ -344,3 +344,18 @@ def test_entry_point_main_returns_code(pv, capfd):
     assert capfd.readouterr().out == "bi\n"
     assert main(["-s", pv.path, "nonsense"]) == 1
     assert os.path.exists(pv.path)
+
+
+def test_option_without_value_is_usage_error(run_raw):
+    res = run_raw(["-s"])
+    assert res.returncode == 1
+    assert b"option -s needs a value" in res.stderr
+    assert res.stdout == b""
+
+
+def test_options_after_command_are_arguments(pv, cli):
+    # Options only count before the command, as in upstream's grammar.
+    pv.reply("PUT", "/user-meta/-v", body=b"")
+    res = cli("usrmeta", "save", "-v", "--pretty")
+    assert res.returncode == 0
+    assert [(r.path, r.body) for r in pv.requests] == [("/user-meta/-v", b"--pretty")]
