@@ -13,7 +13,7 @@ install: $(STAMP)
 
 # System tools the black-box tests drive (curl; netcat for upstream's pvcurl).
 SYSTEM_TOOLS := curl nc
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml contrib/pvcore-wakelocks/pyproject.toml
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system tools:$$missing"; \
@@ -23,6 +23,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e contrib/pvcore-wakelocks
 	touch $@
 
 run: $(STAMP)

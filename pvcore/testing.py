@@ -196,12 +196,14 @@ class GunicornServer:
         })
         self.env.update(env)
         self.proc: Optional[subprocess.Popen] = None
+        #: The interpreter that runs gunicorn (another venv's, to test an install).
+        self.python = sys.executable
 
     def start(self, timeout: float = 30.0) -> "GunicornServer":
         """Launch gunicorn and wait until the worker's services are up."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:pvcore.gunicorn_conf"],
+            [self.python, "-m", "gunicorn", "-c", "python:pvcore.gunicorn_conf"],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.base,
         )
         log.close()

@@ -1,5 +1,8 @@
-"""pvcontrol CLI (see issue 9)."""
+"""pvcontrol: command-line client for Pantavisor's pv-ctrl socket.
 
+Entry point :func:`main`; also runnable as ``python -m pvcore.pvcontrol``.
+"""
 
-def main(argv=None):
-    raise SystemExit("pvcontrol: not built yet")
+from pvcore.pvcontrol.cli import main
+
+__all__ = ["main"]

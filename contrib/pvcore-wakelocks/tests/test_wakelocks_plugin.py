@@ -1,0 +1,94 @@
+"""pvcore-wakelocks, tested the way any plugin author would: with pvcore.testing."""
+import json
+
+import pytest
+
+import pvcore_wakelocks
+from pvcore import hookimpl
+
+HELD_NONE = {name: False for name in
+             ("boot", "update", "update_check", "devmeta", "usrmeta", "shutdown", "debug_shell", "poll")}
+
+
+@pytest.fixture
+def core(make_core, tmp_path):
+    return make_core(plugins=[pvcore_wakelocks], overrides={"wakelocks_sysfs_dir": str(tmp_path / "power")})
+
+
+def test_reports_the_contract_object(core, make_client):
+    resp = make_client(core).simulate_get("/wakelocks")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.json == {"mode": "locks", "count": 0, "degraded": False, "autosleep": False, "settling": False,
+                         "polling": False, "run_window": False, "held": HELD_NONE}
+    assert list(json.loads(resp.text)) == ["mode", "count", "degraded", "autosleep", "settling", "polling",
+                                           "run_window", "held"]
+
+
+def test_activity_holds_and_releases_through_the_kernel_files(core, make_client, tmp_path):
+    core.hook.pvcore_activity(core=core, name="update", active=True)
+    core.hook.pvcore_activity(core=core, name="update", active=True)  # nested
+    held = make_client(core).simulate_get("/wakelocks").json
+    assert held["held"]["update"] is True and held["count"] == 1
+    core.hook.pvcore_activity(core=core, name="update", active=False)
+    assert make_client(core).simulate_get("/wakelocks").json["held"]["update"] is True
+    core.hook.pvcore_activity(core=core, name="update", active=False)
+    assert make_client(core).simulate_get("/wakelocks").json["held"]["update"] is False
+    assert (tmp_path / "power" / "wake_lock").read_text() == "pvcore-update\n"
+    assert (tmp_path / "power" / "wake_unlock").read_text() == "pvcore-update\n"
+
+
+def test_boot_is_held_until_the_revision_is_ready(core, make_client):
+    core.start()
+    assert make_client(core).simulate_get("/wakelocks").json["held"]["boot"] is True
+    core.hook.pvcore_revision_status_changed(core=core, rev="0", status="STARTED")
+    assert make_client(core).simulate_get("/wakelocks").json["held"]["boot"] is True
+    core.hook.pvcore_revision_status_changed(core=core, rev="0", status="READY")
+    assert make_client(core).simulate_get("/wakelocks").json["held"]["boot"] is False
+
+
+def test_unwritable_interface_is_reported_degraded(make_core, make_client, tmp_path):
+    core = make_core(plugins=[pvcore_wakelocks], overrides={"wakelocks_sysfs_dir": str(tmp_path / "power")})
+    (tmp_path / "power" / "wake_lock").unlink()
+    (tmp_path / "power" / "wake_lock").mkdir()  # writes now fail
+    core.hook.pvcore_activity(core=core, name="shutdown", active=True)
+    doc = make_client(core).simulate_get("/wakelocks").json
+    assert doc["degraded"] is True and doc["held"]["shutdown"] is True
+
+
+def test_power_mode_comes_from_configuration(make_core, make_client, tmp_path):
+    class Config:
+        @hookimpl
+        def pvcore_config_get(self, core, key):
+            return 2 if key == "PV_POWER_MODE" else None
+
+    core = make_core(plugins=[pvcore_wakelocks, Config()], overrides={"wakelocks_sysfs_dir": str(tmp_path)})
+    assert make_client(core).simulate_get("/wakelocks").json["mode"] == "managed"
+
+
+def test_mgmt_only(make_core, make_client, tmp_path):
+    class Caller:
+        @hookimpl(tryfirst=True)
+        def pvcore_identify_caller(self, core, pid):
+            return "app"
+
+        @hookimpl
+        def pvcore_caller_roles(self, core, name):
+            return []
+
+    core = make_core(plugins=[pvcore_wakelocks, Caller()], overrides={"wakelocks_sysfs_dir": str(tmp_path)})
+    assert make_client(core).simulate_get("/wakelocks").status_code == 403
+
+
+def test_served_by_real_gunicorn_and_disable_removes_it(start_gunicorn):
+    server = start_gunicorn()
+    status, doc = server.client().json("GET", "/wakelocks")
+    assert status == 200 and set(doc["held"]) == set(HELD_NONE)
+    status, plugins = server.client().json("GET", "/_pvcore/plugins")
+    mine = [p for p in plugins if p["name"] == "pvcore_wakelocks"][0]
+    assert mine["distribution"] == "pvcore-wakelocks" and mine["routes"] == ["GET /wakelocks"]
+    server.stop()
+
+    off = start_gunicorn(env={"PVCORE_DISABLE_PLUGINS": "pvcore_wakelocks"})
+    status, _, body = off.request("GET", "/wakelocks")
+    assert (status, body) == (400, b'{"Error":"unknown endpoint: /wakelocks"}')

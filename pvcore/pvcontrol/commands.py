@@ -1,0 +1,269 @@
+"""Command groups of pvcontrol: argument parsing and the requests they make.
+
+Each ``parse_<group>(args)`` turns the words after the group name into an
+:class:`Action` or raises :class:`UsageError`. Parsing never touches the
+socket, so usage errors are reported before the socket is checked, as
+upstream does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Dict, List, Optional
+
+from pvcore.pvcontrol import install, transfer
+from pvcore.pvcontrol.context import (
+    Action,
+    Context,
+    HelpRequested,
+    UsageError,
+    arg_bytes,
+    json_body,
+    url_part,
+)
+
+Parser = Callable[[List[str]], Action]
+
+
+def _arg(args: List[str], index: int) -> str:
+    """Positional argument *index*, or "" when absent (like sh's "$n")."""
+    return args[index] if len(args) > index else ""
+
+
+def _required(group: str, args: List[str], index: int) -> str:
+    value = _arg(args, index)
+    if not value:
+        raise UsageError(group)
+    return value
+
+
+def _simple(method: str, path: str, body: Optional[bytes] = None) -> Action:
+    """An action making one request and reporting its response."""
+    return Action(lambda ctx: ctx.report(ctx.request(method, path, body)))
+
+
+def _help_or(group: str, args: List[str]) -> str:
+    """The subcommand word; ``--help`` short-circuits to usage with exit 0."""
+    sub = _arg(args, 0)
+    if sub == "--help":
+        raise HelpRequested(group)
+    return sub
+
+
+def _listing(group: str, path: str) -> Parser:
+    """Parser of groups whose only subcommand is ``ls``/``list``."""
+
+    def parse(args: List[str]) -> Action:
+        if _help_or(group, args) in ("ls", "list"):
+            return _simple("GET", path)
+        raise UsageError(group)
+
+    return parse
+
+
+def _no_arguments(group: str, path: str) -> Parser:
+    """Parser of commands that take no argument at all (ls, buildinfo)."""
+
+    def parse(args: List[str]) -> Action:
+        if _help_or(group, args) or len(args) > 1:
+            raise UsageError(group)
+        return _simple("GET", path)
+
+    return parse
+
+
+def parse_containers(args: List[str]) -> Action:
+    sub = _help_or("containers", args)
+    if sub in ("ls", "list"):
+        return _simple("GET", "/containers")
+    if sub in ("start", "stop", "restart"):
+        name = _required("containers", args, 1)
+        return _simple("PUT", f"/containers/{url_part(name)}", json_body({"action": sub}))
+    raise UsageError("containers")
+
+
+def parse_signal(args: List[str]) -> Action:
+    sub = _help_or("signal", args)
+    if sub in ("ready", "alive"):
+        return _simple("POST", "/signal", json_body({"type": sub, "payload": ""}))
+    raise UsageError("signal")
+
+
+# subcommand -> (op, argument: "required" | "optional" | None)
+_COMMANDS = {
+    "run": ("LOCAL_RUN", "required"),
+    "run-commit": ("LOCAL_RUN_COMMIT", "required"),
+    "try-once": ("TRY_ONCE", "required"),
+    "apply": ("LOCAL_APPLY", "required"),
+    "reboot": ("REBOOT_DEVICE", "optional"),
+    "poweroff": ("POWEROFF_DEVICE", "optional"),
+    "make-factory": ("MAKE_FACTORY", "optional"),
+    "run-gc": ("RUN_GC", None),
+    "enable-ssh": ("ENABLE_SSH", None),
+    "disable-ssh": ("DISABLE_SSH", None),
+    "go-remote": ("GO_REMOTE", None),
+    "unclaim": ("UNCLAIM", None),
+    "defer-reboot": ("DEFER_REBOOT", "required"),
+    "xconnect-graph": ("XCONNECT_GRAPH", None),
+}
+
+
+def parse_cmd(args: List[str]) -> Action:
+    sub = _help_or("cmd", args)
+    if sub == "update-metadata":
+        text = _required("cmd", args, 1)
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            raise UsageError("cmd", f"update-metadata: not valid JSON: {text}") from None
+        # The server stores the payload's first key/value, so it must be an
+        # object sent as JSON, not a string.
+        if not isinstance(payload, dict):
+            raise UsageError("cmd", "update-metadata: the payload must be a JSON object")
+        return _simple("POST", "/commands", json_body({"op": "UPDATE_METADATA", "payload": payload}))
+    if sub not in _COMMANDS:
+        raise UsageError("cmd")
+    op, argument = _COMMANDS[sub]
+    if argument == "required":
+        payload = _required("cmd", args, 1)
+    elif argument == "optional":
+        payload = _arg(args, 1)
+    else:
+        payload = ""
+    return _simple("POST", "/commands", json_body({"op": op, "payload": payload}))
+
+
+def _meta(group: str, path: str, save_words: tuple) -> Parser:
+    def parse(args: List[str]) -> Action:
+        sub = _help_or(group, args)
+        if sub in ("ls", "list"):
+            return _simple("GET", path)
+        if sub in save_words:
+            key = _required(group, args, 1)
+            return _simple("PUT", f"{path}/{url_part(key)}", arg_bytes(_arg(args, 2)))
+        if sub == "delete":
+            key = _required(group, args, 1)
+            return _simple("DELETE", f"{path}/{url_part(key)}")
+        raise UsageError(group)
+
+    return parse
+
+
+def parse_storage(args: List[str]) -> Action:
+    if _help_or("storage", args) == "gc":
+        return _simple("POST", "/storage/gc")
+    raise UsageError("storage")
+
+
+def parse_objects(args: List[str]) -> Action:
+    sub = _help_or("objects", args)
+    if sub in ("ls", "list"):
+        return _simple("GET", "/objects")
+    if sub == "get":
+        sha = _required("objects", args, 1)
+        return Action(lambda ctx: transfer.get_object(ctx, sha), own_output=True)
+    if sub == "put":
+        path = _required("objects", args, 1)
+        sha = _required("objects", args, 2)
+        source = transfer.parse_source(path, "objects")
+        return Action(lambda ctx: transfer.put_object(ctx, source, sha))
+    raise UsageError("objects")
+
+
+def parse_steps(args: List[str]) -> Action:
+    sub = _help_or("steps", args)
+    if sub in ("ls", "list"):
+        return _simple("GET", "/steps")
+    if sub == "get":
+        rev = _required("steps", args, 1)
+        return _simple("GET", f"/steps/{url_part(rev)}")
+    if sub == "show-progress":
+        rev = _required("steps", args, 1)
+        return _simple("GET", f"/steps/{url_part(rev)}/progress")
+    if sub == "put":
+        path = _required("steps", args, 1)
+        rev = _required("steps", args, 2)
+        return Action(lambda ctx: transfer.put_step(ctx, path, rev))
+    if sub == "install":
+        path = _required("steps", args, 1)
+        rev = _arg(args, 2)
+        return Action(lambda ctx: install.install_step(ctx, path, rev))
+    raise UsageError("steps")
+
+
+def _daemon_restart(path: str) -> Action:
+    def run(ctx: Context) -> int:
+        resp = ctx.request("PUT", path, json_body({"action": "stop"}))
+        if resp.status == 200:
+            resp = ctx.request("PUT", path, json_body({"action": "start"}))
+        return ctx.report(resp)
+
+    return Action(run)
+
+
+def parse_daemons(args: List[str]) -> Action:
+    sub = _help_or("daemons", args)
+    if sub in ("ls", "list"):
+        return _simple("GET", "/daemons")
+    if sub in ("start", "stop", "restart"):
+        path = f"/daemons/{url_part(_required('daemons', args, 1))}"
+        if sub == "restart":
+            return _daemon_restart(path)
+        return _simple("PUT", path, json_body({"action": sub}))
+    raise UsageError("daemons")
+
+
+def parse_drivers(args: List[str]) -> Action:
+    sub = _help_or("drivers", args)
+    if sub in ("ls", "list"):
+        return _simple("GET", "/drivers")
+    if sub in ("load", "unload"):
+        name = _arg(args, 1)
+        path = f"/drivers/{url_part(name)}/{sub}" if name else f"/drivers/{sub}"
+        return _simple("PUT", path)
+    raise UsageError("drivers")
+
+
+_SAVE = ("save", "upload")
+
+#: command word -> parser; the parser raises UsageError naming its group.
+COMMANDS: Dict[str, Parser] = {
+    "ls": _no_arguments("ls", "/containers"),
+    "list": _no_arguments("ls", "/containers"),
+    # The test plan spells it "container"; upstream only knew "containers".
+    "containers": parse_containers,
+    "container": parse_containers,
+    "groups": _listing("groups", "/groups"),
+    "signal": parse_signal,
+    "cmd": parse_cmd,
+    "command": parse_cmd,
+    "commands": parse_cmd,
+    "usrmeta": _meta("usrmeta", "/user-meta", _SAVE),
+    "devmeta": _meta("devmeta", "/device-meta", _SAVE),
+    "buildinfo": _no_arguments("buildinfo", "/buildinfo"),
+    "storage": parse_storage,
+    "objects": parse_objects,
+    "steps": parse_steps,
+    "config": _listing("config", "/config"),
+    "conf": _listing("conf", "/config2"),
+    "configuration": _listing("conf", "/config2"),
+    "graph": _listing("graph", "/xconnect-graph"),
+    "daemons": parse_daemons,
+    "drivers": parse_drivers,
+}
+
+
+def parse_command(argv: List[str]) -> Action:
+    """Parse ``<command> [arguments]`` into an :class:`Action`.
+
+    :raises UsageError: unknown command or bad arguments;
+        :class:`HelpRequested` (a subclass) for ``--help``.
+    """
+    if not argv:
+        raise UsageError(None)
+    word, rest = argv[0], argv[1:]
+    if word == "--help":
+        raise HelpRequested(None)
+    if word not in COMMANDS:
+        raise UsageError(None, f"unknown command: {word}")
+    return COMMANDS[word](rest)

@@ -1,0 +1,109 @@
+"""Black-box: the real gunicorn on a Unix socket, as clients see it."""
+import json
+import os
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from pvcore.testing import GunicornServer, child_pids, raw_request, short_tempdir
+
+pytestmark = pytest.mark.gunicorn
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = GunicornServer(short_tempdir(), {})
+    srv.start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(srv.base, ignore_errors=True)
+
+
+def test_buildinfo_is_plain_text(server):
+    status, headers, body = server.request("GET", "/buildinfo")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain")
+    assert body == b""
+
+
+def test_unknown_endpoint(server):
+    status, headers, body = server.request("GET", "/nope?x=1")
+    assert status == 400
+    assert body == b'{"Error":"unknown endpoint: /nope?x=1"}'
+    assert headers["Content-Type"] == "application/json"
+
+
+def test_http10_without_keepalive_is_answered_and_closed(server):
+    reply = raw_request(server.socket, b"GET /buildinfo HTTP/1.0\r\nHost: localhost\r\n\r\n", timeout=5)
+    assert reply.startswith(b"HTTP/1.0 200 ")
+    assert b"\r\nConnection: close\r\n" in reply
+
+
+def test_pvcurl_style_request_with_half_close(server):
+    # pvcurl: HTTP/1.0, JSON content type and a Content-Length on every request, nc -N half-close
+    request = (b"PUT /nope HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+               b"Content-Length: 2\r\n\r\n{}")
+    reply = raw_request(server.socket, request, half_close=True, timeout=5)
+    assert reply.startswith(b"HTTP/1.0 400 ")
+    assert reply.endswith(b'{"Error":"unknown endpoint: /nope"}')
+
+
+def test_keepalive_serves_several_requests_on_one_connection(server):
+    conn = server.client()
+    for _ in range(3):
+        assert conn.call("GET", "/buildinfo")[0] == 200
+    sock = conn.sock
+    assert conn.call("GET", "/nope")[0] == 400
+    assert conn.sock is sock
+    conn.close()
+
+
+def test_socket_is_0660(server):
+    mode = os.stat(server.socket).st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) == 0o660
+
+
+def test_curl_over_the_socket(server):
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.fail("curl is required (make test installs it)")
+    out = subprocess.run([curl, "-s", "-w", "\n%{http_code}", "--unix-socket", server.socket, "http://localhost/nope"],
+                         capture_output=True, check=True, text=True).stdout
+    assert out == '{"Error":"unknown endpoint: /nope"}\n400'
+
+
+def test_plugins_introspection_lists_builtins_with_routes(server):
+    status, plugins = server.client().json("GET", "/_pvcore/plugins")
+    assert status == 200
+    by_name = {p["name"]: p for p in plugins}
+    assert by_name["pv_buildinfo"]["routes"] == ["GET /buildinfo"]
+    assert by_name["pv_buildinfo"]["distribution"] == "pvcore"
+
+
+def test_every_log_line_is_json_including_gunicorn_and_access(server):
+    server.request("GET", "/buildinfo")
+    lines = [line for line in server.log_text().splitlines() if line.strip()]
+    events = [json.loads(line) for line in lines]
+    loggers = {e.get("logger") for e in events}
+    assert {"gunicorn.error", "gunicorn.access"} <= loggers
+    access = [e for e in events if e.get("logger") == "gunicorn.access" and e.get("path") == "/buildinfo"]
+    assert access and access[-1]["request_id"]
+
+
+def test_sigterm_removes_the_socket_and_leaves_no_child(start_gunicorn):
+    srv = start_gunicorn(demo=True)
+    worker = srv.worker_pid()
+    assert worker
+    assert srv.stop() == 0
+    assert not os.path.exists(srv.socket)
+    assert not os.path.exists(f"/proc/{worker}")
+    assert child_pids(srv.proc.pid) == []
+
+
+def test_a_bad_setting_fails_the_boot_with_a_clear_message(start_gunicorn):
+    with pytest.raises(AssertionError) as info:
+        start_gunicorn(env={"PVCORE_STOP_TIMEOUT": "soon"}, timeout=20)
+    assert "PVCORE_STOP_TIMEOUT" in str(info.value)

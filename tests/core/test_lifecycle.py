@@ -1,0 +1,74 @@
+"""core.start()/core.stop(): services in priority order, stopped in reverse."""
+import pytest
+
+from pvcore import hookimpl
+from pvcore.services import LoopService, Service
+from pvcore.testing import wait_until
+
+
+class Recorder(Service):
+    def __init__(self, name, priority, journal, fail=False):
+        self.name, self.priority, self.journal, self.fail = name, priority, journal, fail
+
+    def start(self):
+        if self.fail:
+            raise RuntimeError("cannot start " + self.name)
+        self.journal.append("start " + self.name)
+
+    def stop(self):
+        self.journal.append("stop " + self.name)
+
+
+def plugin_with(*services):
+    class P:
+        @hookimpl
+        def pvcore_services(self, core):
+            return list(services)
+
+        @hookimpl
+        def pvcore_shutdown(self, core):
+            services[0].journal.append("shutdown")
+
+    return P()
+
+
+def test_services_start_by_priority_and_stop_in_reverse(make_core):
+    journal = []
+    core = make_core(plugins=[plugin_with(Recorder("late", 200, journal), Recorder("early", 10, journal))])
+    core.start()
+    core.stop()
+    assert journal == ["start early", "start late", "stop late", "stop early", "shutdown"]
+
+
+def test_stop_is_idempotent_and_safe_without_start(make_core):
+    journal = []
+    core = make_core(plugins=[plugin_with(Recorder("a", 1, journal))])
+    core.stop()
+    assert journal == []
+    core.start()
+    core.stop()
+    core.stop()
+    assert journal == ["start a", "stop a", "shutdown"]
+
+
+def test_a_failing_start_stops_what_started_and_raises(make_core):
+    journal = []
+    core = make_core(plugins=[plugin_with(Recorder("a", 1, journal), Recorder("b", 2, journal, fail=True))])
+    with pytest.raises(RuntimeError, match="cannot start b"):
+        core.start()
+    assert journal == ["start a", "stop a"]
+    assert not core.started
+
+
+def test_loop_service_ticks_wakes_and_stops_promptly():
+    ticks = []
+    loop = LoopService("ticker", lambda: ticks.append(1), interval=60)
+    loop.start()
+    wait_until(lambda: len(ticks) == 1)
+    loop.wake()
+    wait_until(lambda: len(ticks) == 2)
+    import time
+
+    t0 = time.monotonic()
+    loop.stop()
+    assert time.monotonic() - t0 < 5

@@ -1,0 +1,58 @@
+"""Plugin discovery, validation and blocking."""
+import pytest
+
+from pvcore import hookimpl
+from pvcore.errors import StartupError
+from pvcore.plugins import disabled_from_env, get_plugin_manager
+
+
+def test_builtins_are_found_through_entry_points():
+    pm = get_plugin_manager()
+    names = {name for name, plugin in pm.list_name_plugin() if plugin is not None}
+    assert {"pv_buildinfo", "pvcore.caller", "pvcore.introspect"} <= names
+
+
+def test_misspelled_hookimpl_fails_the_boot_with_the_plugin_named():
+    class Typo:
+        @hookimpl
+        def pvcore_routez(self, core):
+            return []
+
+    with pytest.raises(StartupError) as info:
+        get_plugin_manager(load_entrypoints=False, plugins=[("typo-plugin", Typo())])
+    assert "typo-plugin" in str(info.value)
+    assert "pvcore_routez" in str(info.value)
+
+
+def test_hookimpl_with_an_argument_the_spec_lacks_fails_the_boot():
+    class Bad:
+        @hookimpl
+        def pvcore_routes(self, core, app):
+            return []
+
+    with pytest.raises(StartupError, match="bad-args"):
+        get_plugin_manager(load_entrypoints=False, plugins=[("bad-args", Bad())])
+
+
+def test_disable_plugins_env_blocks_builtins(monkeypatch):
+    monkeypatch.setenv("PVCORE_DISABLE_PLUGINS", "pv_buildinfo, other")
+    assert disabled_from_env() == ["pv_buildinfo", "other"]
+    pm = get_plugin_manager()
+    assert pm.is_blocked("pv_buildinfo")
+    assert pm.get_plugin("pv_buildinfo") is None
+
+
+def test_disabled_plugin_route_becomes_unknown(make_core, make_client):
+    core = make_core(load_entrypoints=True, disabled=["pv_buildinfo"])
+    resp = make_client(core).simulate_get("/buildinfo")
+    assert resp.status_code == 400
+    assert resp.text == '{"Error":"unknown endpoint: /buildinfo"}'
+
+
+def test_every_hookspec_is_documented():
+    from pvcore import hookspecs
+
+    specs = [getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith("pvcore_")]
+    assert len(specs) > 20
+    for spec in specs:
+        assert spec.__doc__ and len(spec.__doc__.strip()) > 20, spec.__name__
