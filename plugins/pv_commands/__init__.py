@@ -25,6 +25,7 @@ from pvcore.settings import Setting
 from pv_commands.power import DemoPower, SystemPower
 from pv_commands.resources import Commands
 from pv_commands.state import CommandState
+from pv_commands.transition import NOT_STARTED
 from pv_commands.worker import CommandWorker
 
 log = structlog.get_logger(__name__)
@@ -94,3 +95,15 @@ def pvcore_power_backend(core):
             backend = DemoPower(core, kill=core.settings.get("power_kill"))
         core.stash[POWER] = backend
     return backend
+
+
+#: Statuses a container leaves when it dies on its own (a stop goes through STOPPING).
+_UP = ("STARTING", "STARTED", "READY")
+
+
+@hookimpl
+def pvcore_container_status_changed(core, name, old, new):
+    # A container of the revision being tested died without recovery: that
+    # revision failed (device-model §3.2 failure edges); the worker rolls back.
+    if new == "STOPPED" and old in _UP and core.stash[STATE].fail_testing(name, NOT_STARTED):
+        log.error("container_died_while_testing", container=name, old=old)

@@ -73,7 +73,7 @@ class Executor:
         update = self.cstate.commit_due()
         if update is not None:
             try:
-                transition.finish(self.core, self.cstate, update)
+                transition.finish(self.core, self.cstate, update, self._setting("update_goals_timeout"))
             except Exception:
                 log.exception("revision_finish_failed", rev=update.rev)
         if self.cstate.reboot_due():

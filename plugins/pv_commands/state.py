@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Any, Callable, FrozenSet, List, Mapping, Optional
 
 from pvcore.errors import Unavailable
 
@@ -25,6 +25,8 @@ SLOT_RETRY_AFTER = 120
 class Update:
     """A revision transition from ``old`` to ``rev`` (device-model §3.2).
 
+    :ivar old_state: the previous revision's state JSON, to roll back to.
+    :ivar containers: names of ``rev``'s containers.
     :ivar commit_at: monotonic time at which TESTING ends; ``None`` while the
         containers are still being brought up.
     """
@@ -32,7 +34,11 @@ class Update:
     op: str
     rev: str
     old: Optional[str]
+    old_state: Optional[Mapping[str, Any]] = None
+    containers: FrozenSet[str] = frozenset()
     commit_at: Optional[float] = None
+    #: why the revision failed while TESTING (a container died); the worker rolls back.
+    failure: Optional[str] = None
 
 
 class CommandState:
@@ -114,6 +120,21 @@ class CommandState:
             if update is not None and update.commit_at is not None and update.commit_at <= self.clock():
                 return update
             return None
+
+    def fail_testing(self, container: str, reason: str) -> bool:
+        """Record that ``container`` of the revision being tested died; wake the worker.
+
+        :return: ``True`` if an update was TESTING with that container.
+        """
+        with self.cond:
+            update = self.update
+            if update is None or update.commit_at is None or container not in update.containers:
+                return False
+            if update.failure is None:
+                update.failure = reason
+                update.commit_at = self.clock()  # due now: the worker ends it at once
+            self.cond.notify_all()
+            return True
 
     def reboot_due(self) -> bool:
         with self.cond:

@@ -19,6 +19,7 @@ from pv_commands.state import CommandState, Update
 log = structlog.get_logger(__name__)
 
 STATE_NOT_FOUND = "State JSON not found"
+NOT_STARTED = "A container could not be started"
 OBJECTS_MISSING = "Object validation went wrong"
 INTERNAL_ERROR = "Internal error"
 TRANSITIONING = "Transitioning to new revision without rebooting"
@@ -77,7 +78,9 @@ def begin(core, cstate: CommandState, op: str, rev: str, timeout: float, commit_
         _progress(core, rev, "ERROR", OBJECTS_MISSING, _log_line(f"{len(missing)} objects missing"))
         return False
 
-    cstate.set_update(Update(op=op, rev=rev, old=old))
+    containers = frozenset(key[: -len("/run.json")] for key in state
+                           if key.endswith("/run.json") and not key.startswith("bsp/"))
+    cstate.set_update(Update(op=op, rev=rev, old=old, old_state=old_state, containers=containers))
     log.info("revision_transition_started", op=op, rev=rev, old=old)
     core.hook.pvcore_activity(core=core, name="update", active=True)
     try:
@@ -116,8 +119,15 @@ def _roll_back(core, cstate: CommandState, op: str, rev: str, old: Optional[str]
         _end(core)
 
 
-def finish(core, cstate: CommandState, update: Update) -> None:
-    """End a transition whose TESTING time is over: UPDATED, or commit and DONE."""
+def finish(core, cstate: CommandState, update: Update, timeout: float) -> None:
+    """End a transition whose TESTING time is over: UPDATED, or commit and DONE.
+
+    A revision that failed while TESTING (:meth:`CommandState.fail_testing`)
+    is rolled back instead, progress ERROR.
+    """
+    if update.failure is not None:
+        _roll_back(core, cstate, update.op, update.rev, update.old, update.old_state, update.failure, timeout)
+        return
     try:
         if update.op in COMMITTING:
             committed = core.hook.pvcore_commit_revision(core=core, rev=update.rev)

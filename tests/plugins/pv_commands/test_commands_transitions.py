@@ -159,3 +159,29 @@ def test_stop_during_testing_abandons_the_update(cmd_env, log_output):
     assert env.storage.last_status("locals/x") == "TESTING"
     assert env.device.activity[-1] == ("update", False)
     assert any(e["event"] == "revision_transition_interrupted" for e in log_output)
+
+
+def test_container_dying_while_testing_rolls_back(cmd_env, log_output):
+    env = cmd_env(update_commit_delay=30.0)
+    env.post("LOCAL_RUN", "locals/x")
+    wait_until(lambda: env.storage.last_status("locals/x") == "TESTING")
+    hook = env.core.hook.pvcore_container_status_changed
+    hook(core=env.core, name="two", old="STOPPING", new="STOPPED")  # a requested stop
+    hook(core=env.core, name="elsewhere", old="READY", new="STOPPED")  # not in the revision
+    assert env.storage.last_status("locals/x") == "TESTING"
+    hook(core=env.core, name="two", old="READY", new="STOPPED")
+    statuses = final(env, "locals/x")
+    assert statuses[-1] == ("ERROR", "A container could not be started")
+    assert env.storage.calls[-1] == ("set_running", "0", False)
+    assert [run.rev for run in env.engine.runs] == ["locals/x", "0"]
+    assert env.device.changed == [("0", "locals/x", False)]
+    assert any(e["event"] == "container_died_while_testing" for e in log_output)
+
+
+def test_container_dying_after_the_update_is_not_a_rollback(cmd_env):
+    env = cmd_env()
+    env.post("LOCAL_RUN", "locals/x")
+    final(env, "locals/x")
+    env.core.hook.pvcore_container_status_changed(core=env.core, name="two", old="READY", new="STOPPED")
+    assert env.storage.last_status("locals/x") == "UPDATED"
+    assert [run.rev for run in env.engine.runs] == ["locals/x"]
