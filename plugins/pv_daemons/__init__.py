@@ -89,3 +89,9 @@ def pvcore_daemon_control(core, name, action):
 @hookimpl
 def pvcore_xconnect_reconcile(core):
     core.stash[TABLE].signal(XCONNECT, signal.SIGUSR1)
+
+
+@hookimpl
+def pvcore_revision_changed(core, old, new, ok):
+    # A new revision means a new service graph: reconcile now, not in 5 s.
+    core.stash[TABLE].signal(XCONNECT, signal.SIGUSR1)

@@ -32,6 +32,15 @@ def alive(pid):
         return False
 
 
+def cmdline(pid):
+    """``/proc/<pid>/cmdline``; empty for a moment right after exec, so wait."""
+    def read():
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+
+    return wait_until(read, timeout=5)
+
+
 def listing(client):
     resp = client.simulate_get("/daemons")
     assert resp.status_code == 200
@@ -62,8 +71,7 @@ def test_autostart_daemons_run_after_start(started):
         assert alive(by_name[name]["pid"])
     assert by_name["ssh"] == {"name": "ssh", "pid": 0, "respawn": False}
     assert by_name["missing"] == {"name": "missing", "pid": 0, "respawn": False}
-    with open(f"/proc/{by_name['pv-xconnect']['pid']}/cmdline", "rb") as fh:
-        assert b"xconnect_daemon" in fh.read()
+    assert b"xconnect_daemon" in cmdline(by_name["pv-xconnect"]["pid"])
 
 
 def test_stop_kills_synchronously_then_start_spawns(started):
@@ -154,8 +162,7 @@ def test_daemon_control_hook(started):
     assert core.hook.pvcore_daemon_control(core=core, name="ssh", action="start") is True
     entry = listing(client)[0]["ssh"]
     assert entry["pid"] > 0 and entry["respawn"] is True
-    with open(f"/proc/{entry['pid']}/cmdline", "rb") as fh:
-        assert b"--placeholder" in fh.read()
+    assert b"--placeholder" in cmdline(entry["pid"])
     assert core.hook.pvcore_daemon_control(core=core, name="ssh", action="stop") is True
     assert not alive(entry["pid"])
     assert core.hook.pvcore_daemon_control(core=core, name="nope", action="stop") is None
@@ -175,6 +182,8 @@ def test_xconnect_reconcile_wakes_the_daemon(started):
     wait_until(lambda: unreachable_lines() == 1)
     pid = listing(client)[0]["pv-xconnect"]["pid"]
     core.hook.pvcore_xconnect_reconcile(core=core)
-    wait_until(lambda: "xconnect_reconcile_requested" in open(log_path).read())
+    wait_until(lambda: open(log_path).read().count("xconnect_reconcile_requested") == 1)
+    core.hook.pvcore_revision_changed(core=core, old="0", new="1", ok=True)
+    wait_until(lambda: open(log_path).read().count("xconnect_reconcile_requested") == 2)
     assert alive(pid)
     assert listing(client)[0]["pv-xconnect"]["pid"] == pid

@@ -19,8 +19,13 @@ def alive(pid):
 
 
 def cmdline(pid):
-    with open(f"/proc/{pid}/cmdline", "rb") as fh:
-        return fh.read().replace(b"\0", b" ").decode()
+    """The command line of ``pid``; right after a spawn the kernel may still
+    be setting it up (exec has closed its CLOEXEC fds, argv not yet mapped)."""
+    def read():
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode()
+
+    return wait_until(read, timeout=5)
 
 
 def daemons(server):
