@@ -11,6 +11,8 @@ with ``pvcore_meta_changed``.
 """
 from __future__ import annotations
 
+import structlog
+
 from pvcore import hookimpl
 from pvcore.app import StashKey
 from pvcore.services import LoopService, Service
@@ -20,6 +22,8 @@ from pv_metadata.devinfo import DeviceInfo
 from pv_metadata.resources import MetaItem, MetaList
 from pv_metadata.state import DEVICE, USER, Metadata
 from pv_metadata.store import valid_key
+
+log = structlog.get_logger(__name__)
 
 META = StashKey()
 
@@ -90,7 +94,10 @@ class DeviceMetaRefresh(Service):
         self._meta.refresh_device()
 
     def start(self) -> None:
-        self._meta.refresh_device(boot=True)
+        try:
+            self._meta.refresh_device(boot=True)
+        except OSError:  # a full disk must not keep the worker from booting
+            log.exception("devmeta_refresh_failed")
         self._loop.start()
 
     def stop(self) -> None:

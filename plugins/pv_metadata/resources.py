@@ -1,13 +1,28 @@
 """``/user-meta`` and ``/device-meta``: list, put and delete (contract §7.10, §7.11)."""
 from __future__ import annotations
 
+import errno
+
 import falcon
+import structlog
 
 from pvcore.body import read_small_body
-from pvcore.errors import BadRequest, NotFound
+from pvcore.errors import BadRequest, InsufficientStorage, NotFound, PvError
 
 from pv_metadata.state import Kind, Metadata
 from pv_metadata.store import MAX_VALUE, render_listing, valid_key
+
+log = structlog.get_logger(__name__)
+
+
+def _write(meta: Metadata, kind: Kind, key: str, value) -> bool:
+    try:
+        return meta.set(kind.name, key, value)
+    except OSError as exc:
+        log.error("meta_write_failed", kind=kind.name, key=key, error=str(exc))
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage() from None
+        raise PvError(kind.bad_put, 500) from None
 
 
 class MetaList:
@@ -39,10 +54,10 @@ class MetaItem:
             value = data.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest(kind.bad_put) from None
-        self._meta.set(kind.name, key, value)
+        _write(self._meta, kind, key, value)
         resp.content_type = falcon.MEDIA_JSON
 
     def on_delete(self, req, resp, key):
-        if not self._meta.set(self._kind.name, key, None):
+        if not _write(self._meta, self._kind, key, None):
             raise NotFound(self._kind.missing)
         resp.content_type = falcon.MEDIA_JSON

@@ -185,3 +185,13 @@ def test_unprivileged_caller_is_refused(core, make_client):
     resp = client.simulate_put("/user-meta/k", body="v")
     assert resp.status_code == 403
     assert client.simulate_get("/user-meta").status_code == 403
+
+
+def test_a_failed_write_is_reported_and_not_listed(core, client):
+    persist = os.path.join(core.settings.storage_dir, "cache", "meta")
+    os.rmdir(persist)
+    with open(persist, "w") as fh:  # the store's directory is now a file: every write fails
+        fh.write("")
+    resp = client.simulate_put("/user-meta/k", body="v")
+    assert (resp.status_code, error(resp)) == (500, BAD_PUT["user"])
+    assert client.simulate_get("/user-meta").json == {}
