@@ -127,6 +127,7 @@ class Steps:
         keep_set: Set[str] = set(keep)
         removed = []
         with self.lock:
+            self.trails.sweep_dead_staging()
             # NOTE: recomputed under the lock: a revision made running since
             # the caller gathered ``keep`` must survive too.
             keep_set.update(self.in_use())

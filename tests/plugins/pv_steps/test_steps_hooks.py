@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-import pv_objects
 import pv_steps
 from pvcore import hookimpl
 from steps_helpers import SHA_A, SHA_B, make_rev, minimal_state, point_current, trail
@@ -163,8 +162,14 @@ def test_gc_prunes_remote_revisions_nobody_uses(steps_core, storage, make_client
     assert not os.path.exists(os.path.join(storage, "disks", "rev", "5"))
 
 
-def test_gc_with_objects_removes_only_objects_of_removed_revisions(steps_core, storage, make_client):
-    core = steps_core(pv_objects, storage_dir=storage, storage_gc_grace=0, storage_reserved_percent=0)
+OTHER_FAMILIES = ["pv_buildinfo", "pv_containers", "pv_groups", "pv_signal", "pv_daemons", "pv_drivers",
+                  "pv_metadata", "pv_config", "pv_xconnect", "pv_commands"]
+
+
+def test_gc_with_objects_removes_only_objects_of_removed_revisions(make_core, storage, make_client):
+    # The two storage plugins as installed (entry points), nothing else.
+    core = make_core(load_entrypoints=True, disabled=OTHER_FAMILIES,
+                     overrides={"storage_dir": storage, "storage_gc_grace": 0, "storage_reserved_percent": 0})
     objects = os.path.join(storage, "objects")
     shas = {}
     for label in ("factory", "old-remote", "local"):
