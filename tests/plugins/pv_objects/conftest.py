@@ -41,5 +41,7 @@ def demo_server():
     yield server
     try:
         server.stop()
+        # Bad input must never become a 500.
+        assert [e for e in server.log_events() if e.get("event") == "unhandled_error"] == []
     finally:
         shutil.rmtree(server.base, ignore_errors=True)
