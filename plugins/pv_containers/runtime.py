@@ -1,0 +1,92 @@
+"""Container runtimes: how a container becomes a running thing.
+
+The engine asks ``core.hook.pvcore_container_runtime(core=core)`` (firstresult)
+once, when its service starts, for an object with this interface:
+
+``start(container) -> handle``
+    Start the container and return an opaque handle. ``container`` is a
+    :class:`pv_containers.model.Container`; read ``name``, ``rev`` (the
+    revision), ``run`` (its run.json as a dict), ``group.name`` and ``roles``.
+    Raise to report a failed start (the engine treats it like a crash).
+``stop(handle, timeout)``
+    Stop it: ask politely, force it after ``timeout`` seconds. Must return
+    within about ``timeout`` seconds and leave nothing behind.
+``pid(handle) -> int``
+    The container's init pid (the leader of its process tree).
+``poll(handle) -> int or None``
+    ``None`` while it runs, else its exit status (negative for a signal).
+    Called often from the engine's loop: must not block. Once it returned a
+    status the handle is dead; the engine never uses it again.
+
+An LXC plugin returns its own runtime from ``pvcore_container_runtime``; the
+built-in :class:`ProcessRuntime` is registered ``trylast``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, List, Optional
+
+from pvcore import hookimpl
+
+DEFAULT_ARGV = ("{python}", "-m", "pvcore.demo.container")
+
+
+def container_argv(run) -> List[str]:
+    """The argv of run.json's ``exec`` (``{python}`` in argv[0] is this interpreter)."""
+    argv = run.get("exec")
+    if not isinstance(argv, list) or not argv or not all(isinstance(arg, str) for arg in argv):
+        argv = list(DEFAULT_ARGV)
+    argv = list(argv)
+    if argv[0] == "{python}":
+        argv[0] = sys.executable
+    return argv
+
+
+class ProcessRuntime:
+    """Every container is a supervised process group (``core.supervisor``).
+
+    Environment: ``PVCORE_CONTAINER=<name>`` and ``PVCORE_CTRL_SOCKET`` (the
+    absolute socket path). Working dir ``<storage>/disks/rev/<rev>/<name>``;
+    console output appended to ``<storage>/logs/<rev>/<name>/console.log``.
+    """
+
+    name = "process"
+
+    def __init__(self, core):
+        self._core = core
+
+    def start(self, container) -> Any:
+        settings = self._core.settings
+        storage = os.path.abspath(settings.storage_dir)
+        cwd = os.path.join(storage, "disks", "rev", container.rev, container.name)
+        os.makedirs(cwd, exist_ok=True)
+        env = dict(os.environ)
+        env.update({
+            "PVCORE_CONTAINER": container.name,
+            "PVCORE_CTRL_SOCKET": os.path.abspath(settings.socket_path),
+        })
+        return self._core.supervisor.spawn(
+            "container-" + container.name,
+            container_argv(container.run),
+            env=env,
+            cwd=cwd,
+            log_path=os.path.join(storage, "logs", container.rev, container.name, "console.log"),
+        )
+
+    def stop(self, handle, timeout: float) -> None:
+        self._core.supervisor.stop(handle, timeout)
+
+    def pid(self, handle) -> int:
+        return handle.pid
+
+    def poll(self, handle) -> Optional[int]:
+        code = handle.poll()
+        if code is not None:
+            self._core.supervisor.reaped(handle)
+        return code
+
+
+@hookimpl(trylast=True)
+def pvcore_container_runtime(core):
+    return ProcessRuntime(core)

@@ -1,0 +1,45 @@
+import pytest
+
+import pv_containers
+import pv_groups
+import pv_signal
+
+from engine_fakes import Clock, FakeRuntime, FakeStorage, Recorder, RuntimePlugin
+
+
+class Device:
+    """A core with the engine plugins, a fake storage/runtime and a hand-moved clock."""
+
+    def __init__(self, core, storage, runtime, clock, recorder):
+        self.core = core
+        self.storage = storage
+        self.runtime = runtime
+        self.clock = clock
+        self.recorder = recorder
+        self.engine = core.stash[pv_containers.ENGINE]
+
+    def step(self, times=1):
+        for _ in range(times):
+            self.engine.step()
+
+    def status(self, name):
+        return self.engine.container(name).status.name
+
+    def entry(self, name):
+        return next(e for e in self.engine.container_list() if e["name"] == name)
+
+
+@pytest.fixture(name="make_device")
+def _make_device(make_core):
+    def make_device(state, overrides=None, clock=None):
+        storage = FakeStorage(state)
+        runtime = FakeRuntime()
+        clock = clock or Clock()
+        recorder = Recorder()
+        values = {"containers_clock": clock, "stop_timeout": 1.0}
+        values.update(overrides or {})
+        core = make_core(plugins=[pv_containers, pv_groups, pv_signal, storage, RuntimePlugin(runtime), recorder],
+                         overrides=values)
+        return Device(core, storage, runtime, clock, recorder)
+
+    return make_device
