@@ -1,9 +1,12 @@
+import os
+
 import pytest
 
 import pv_containers
 import pv_groups
 import pv_signal
 
+from engine_server import storage_shim_path
 from engine_fakes import Clock, FakeRuntime, FakeStorage, Recorder, RuntimePlugin
 
 
@@ -43,3 +46,21 @@ def _make_device(make_core):
         return Device(core, storage, runtime, clock, recorder)
 
     return make_device
+
+
+@pytest.fixture(name="storage_shim", scope="session")
+def _storage_shim():
+    return storage_shim_path()
+
+
+@pytest.fixture(name="device_env")
+def _device_env(storage_shim):
+    """gunicorn environment: the stand-in storage plugin on PYTHONPATH when needed."""
+    if not storage_shim:
+        return {}
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [storage_shim, os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.fixture(name="demo_server")
+def _demo_server(start_gunicorn, device_env):
+    return start_gunicorn(env=device_env, demo=True)
