@@ -38,6 +38,7 @@ class EngineService(LoopService):
 
     def start(self) -> None:
         self._engine.wake = self.wake
+        self._engine.open()
         super().start()
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -11,32 +11,20 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import structlog
 
 from . import render
 from .lifecycle import Lifecycle
-from .model import Container, Revision, Status, parse_state
+from .model import Container, Revision, Status, achieved, parse_state
+from .transition import Transitions
 
 log = structlog.get_logger(__name__)
 
 Events = List[Tuple[str, str, str]]
-NOT_REACHED = "Status goal not reached"
-NOT_STARTED = "A container could not be started"
 
-def achieved(c: Container) -> Optional[bool]:
-    """Goal check (device-model §4.2): True reached, False not yet, None does not block."""
-    if c.status == c.goal:
-        return True
-    if c.status < Status.STARTING:
-        return False
-    if c.status > c.goal:
-        return None
-    return False
-
-
-class Engine(Lifecycle):
+class Engine(Lifecycle, Transitions):
     """Containers and groups of the running revision, and their processes.
 
     :param core: the core (hooks, settings, supervisor).
@@ -341,77 +329,13 @@ class Engine(Lifecycle):
                 c.stop_requested, c.after_stop = True, None
             self._stop_one(c, limit)
 
+    def open(self) -> None:
+        """Allow starts again (the service started)."""
+        with self._lock:
+            self._closed = False
+
     def close(self) -> None:
         """Shutdown: no more starts, every container stopped."""
         with self._lock:
             self._closed = True
         self.stop_all()
-
-    def run_revision(self, rev: str, state, only_changed: bool = False,
-                     timeout: Optional[float] = None) -> Tuple[bool, str]:
-        """Replace the running containers with revision ``rev``'s; wait for the goals."""
-        new = parse_state(rev, state)
-        events: Events = []
-        with self._ops:
-            with self._lock:
-                if self._closed:
-                    return False, NOT_STARTED
-                old = self._revision
-                olds = self._ordered(reverse=True)
-            kept = set()
-            if old is not None and only_changed:
-                kept = {c.name for c in olds if c.name in new.containers
-                        and new.containers[c.name].digest == c.digest}
-            self._stop_many([c for c in olds if c.name not in kept], None)
-            with self._lock:
-                for name, c in new.containers.items():
-                    if name in kept:
-                        _carry_over(old.containers[name], c)
-                    else:
-                        self._set(c, Status.INSTALLED, events)
-                self._revision = new
-            log.info("revision_run", rev=rev, only_changed=only_changed, kept=sorted(kept))
-        self._fire(events)
-        self.wake()
-        return self._wait_goals(new, timeout)
-
-    def _wait_goals(self, target: Revision, timeout: Optional[float]) -> Tuple[bool, str]:
-        deadline = None if timeout is None else self._clock() + timeout
-        while True:
-            self.step()
-            now = self._clock()
-            with self._lock:
-                verdict = self._verdict(target, now, deadline is None)
-            if verdict is None and deadline is not None and now > deadline:
-                verdict = (False, NOT_REACHED)
-            if verdict is not None:
-                log.info("revision_goals", rev=target.rev, ok=verdict[0], message=verdict[1])
-                return verdict
-            self._sleep(0.1)
-
-    def _verdict(self, target: Revision, now: float, group_timeouts: bool) -> Optional[Tuple[bool, str]]:
-        if self._revision is not target:
-            return False, NOT_REACHED
-        members = list(target.containers.values())
-        if any(c.failed_start or c.recovery_failed or (c.status == Status.STOPPED and not c.user_stopped)
-               for c in members):
-            return False, NOT_STARTED
-        if all(c.status == c.goal or (c.goal == Status.STARTED and c.status == Status.READY) for c in members):
-            return True, ""
-        if group_timeouts:
-            for g in target.groups:
-                late = g.timed_out or (g.opened_at is not None and now - g.opened_at > g.timeout)
-                if late and any(achieved(c) is False or c.status == Status.RECOVERING
-                                for c in members if c.group is g):
-                    return False, NOT_REACHED
-        return None
-
-
-def _carry_over(old: Container, new: Container) -> None:
-    """Keep an unchanged container's runtime record across a revision switch."""
-    for name in ("status", "handle", "pid", "retries", "last_start", "goal_reached_at", "is_stable",
-                 "recovery_failed", "user_stopped", "recover_at", "backoff_reset", "stop_requested",
-                 "after_stop", "failed_start"):
-        setattr(new, name, getattr(old, name))
-    if new.recovery is None:
-        new.recovery = old.recovery

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-from pvcore.errors import BadRequest
+from pvcore.errors import BadRequest, NotFound
 from pvcore.supervisor import proc_stat
 
 from . import render
@@ -37,6 +37,8 @@ class Lifecycle:
         events = []
         with self._lock:
             c = self.container(name)
+            if c is None:  # the revision changed under the request
+                raise NotFound("Container not found")
             status = c.status
             if action == "stop":
                 if status == Status.STOPPED:

@@ -196,6 +196,17 @@ class Container:
         return self.handle is not None
 
 
+def achieved(c: Container) -> Optional[bool]:
+    """Goal check (device-model §4.2): True reached, False not yet, None does not block."""
+    if c.status == c.goal:
+        return True
+    if c.status < Status.STARTING:
+        return False
+    if c.status > c.goal:
+        return None
+    return False
+
+
 @dataclass
 class Revision:
     """A parsed state: its groups in start order and containers in state order."""

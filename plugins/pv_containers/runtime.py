@@ -24,10 +24,12 @@ built-in :class:`ProcessRuntime` is registered ``trylast``.
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from pvcore import hookimpl
+from pvcore.supervisor import proc_stat, start_time
 
 DEFAULT_ARGV = ("{python}", "-m", "pvcore.demo.container")
 
@@ -41,6 +43,22 @@ def container_argv(run) -> List[str]:
     if argv[0] == "{python}":
         argv[0] = sys.executable
     return argv
+
+
+def descendants(pid: int) -> List[Tuple[int, int, str]]:
+    """``(pid, pgid, start time)`` of every live descendant of ``pid``."""
+    children: Dict[int, List[Tuple[int, int, str]]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = proc_stat(int(entry))
+            if stat and stat[0] != "Z":
+                children.setdefault(int(stat[1]), []).append((int(entry), int(stat[2]), stat[19]))
+    found, frontier = [], [pid]
+    while frontier:
+        for child in children.get(frontier.pop(), ()):
+            found.append(child)
+            frontier.append(child[0])
+    return found
 
 
 class ProcessRuntime:
@@ -75,7 +93,16 @@ class ProcessRuntime:
         )
 
     def stop(self, handle, timeout: float) -> None:
+        # NOTE: a process that left the container's group (setsid) is found
+        # through its ancestry while the leader still lives, and killed too.
+        strays = [(pid, started) for pid, pgid, started in descendants(handle.pid) if pgid != handle.pid]
         self._core.supervisor.stop(handle, timeout)
+        for pid, started in strays:
+            if start_time(pid) == started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
 
     def pid(self, handle) -> int:
         return handle.pid

@@ -64,3 +64,24 @@ def test_default_program_is_the_demo_container(make_core):
     started = time.monotonic()
     core.stop()
     assert time.monotonic() - started < 5
+
+
+DAEMONIZE = r'''
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+with open(sys.argv[1] + ".tmp", "w") as fh:
+    fh.write(str(child.pid))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(60)
+'''
+
+
+def test_stop_kills_processes_that_left_the_group(make_core, tmp_path):
+    marker = str(tmp_path / "pid")
+    state = state_of(run_json("box", group="platform", exec=["{python}", "-c", DAEMONIZE, marker]))
+    core = make_core(plugins=[pv_containers, FakeStorage(state)])
+    core.start()
+    escaped = int(wait_until(lambda: os.path.exists(marker) and open(marker).read(), 10))
+    assert alive(escaped) and os.getpgid(escaped) == escaped
+    core.stop()
+    wait_until(lambda: not alive(escaped), 5, message="escaped grandchild killed")
