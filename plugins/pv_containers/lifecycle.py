@@ -95,6 +95,8 @@ class Lifecycle:
             rev = self._revision
             leaders = {c.pid: c.name for c in rev.containers.values() if c.handle is not None and c.pid > 0} \
                 if rev else {}
+        if not leaders:
+            return None
         current = pid
         for _ in range(_MAX_DEPTH):
             if current <= 1:

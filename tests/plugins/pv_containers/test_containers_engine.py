@@ -287,3 +287,25 @@ def test_stop_all_in_reverse_group_order(make_device):
     assert {e["status"] for e in dev.engine.container_list()} == {"STOPPED"}
     dev.step(3)
     assert dev.runtime.started.count("sdk") == 1  # nothing comes back by itself
+
+
+def test_stop_before_first_start_keeps_it_down(make_device):
+    dev = make_device(demo_like())
+    dev.step()
+    assert dev.status("client") == "BLOCKED"
+    dev.engine.control("client", "stop")
+    assert dev.status("client") == "STOPPED" and dev.entry("client")["user_stopped"] == "true"
+    dev.step(3)
+    assert "client" not in dev.runtime.started
+    assert dev.runtime.started == ["sdk", "server"]
+
+
+def test_start_while_stopping_restarts_once_stopped(make_device):
+    dev = make_device(demo_like())
+    dev.step(2)
+    dev.engine.control("client", "stop")
+    dev.engine.control("client", "start")  # stop still pending: start once it stopped
+    dev.step()
+    assert dev.status("client") == "STARTED"
+    assert dev.runtime.started.count("client") == 2
+    assert dev.entry("client")["user_stopped"] == "false"
