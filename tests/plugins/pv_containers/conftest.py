@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import pytest
 
@@ -50,7 +51,10 @@ def _make_device(make_core):
 
 @pytest.fixture(name="storage_shim", scope="session")
 def _storage_shim():
-    return storage_shim_path()
+    path = storage_shim_path()
+    yield path
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(name="device_env")
