@@ -7,7 +7,7 @@ export PVCORE_STORAGE_DIR ?= $(CURDIR)/var/storage
 export PVCORE_RUN_DIR ?= $(CURDIR)/var/run
 export PVCORE_SOCKET ?= $(CURDIR)/var/run/pv-ctrl
 
-.PHONY: run test test-long clean install
+.PHONY: run test test-long clean install bench
 
 install: $(STAMP)
 
@@ -37,4 +37,11 @@ test-long: $(STAMP)
 	PVCORE_TEST_LONG=1 $(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) var build *.egg-info .pytest_cache
+	rm -rf $(VENV) var build *.egg-info .pytest_cache .bench
+
+# `make bench` (QUICK=1 for a smoke run): figures against same-run baselines.
+.bench/node_modules/.bin/autocannon:
+	mkdir -p .bench && npm install --silent --no-audit --no-fund --prefix .bench autocannon@8 >/dev/null
+
+bench: $(STAMP) .bench/node_modules/.bin/autocannon
+	$(BIN)/python -m pvcore.bench $(if $(QUICK),--quick)

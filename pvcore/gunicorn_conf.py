@@ -9,13 +9,17 @@ Everything is read from ``PVCORE_*`` environment variables so the same file
 serves ``make run``, the tests and a device.
 """
 import os
+import sys
 
 from pvcore.log import logconfig_dict
 from pvcore.settings import Settings
 
 _settings = Settings()
 
-wsgi_app = "pvcore.wsgi:app"
+# PVCORE_WSGI_APP lets `make bench` serve its bare baseline app with this very
+# configuration; plugin services only run for pvcore's own app.
+wsgi_app = os.environ.get("PVCORE_WSGI_APP", "pvcore.wsgi:app")
+_PVCORE_APP = wsgi_app == "pvcore.wsgi:app"
 bind = "unix:" + os.path.abspath(_settings.socket_path)
 # The socket comes out 0660: the owner and the service's group may connect.
 umask = 0o117
@@ -39,13 +43,15 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    # NOTE: the same module object gunicorn imported for the app.
-    from pvcore.wsgi import core
+    if _PVCORE_APP:
+        # NOTE: the same module object gunicorn imported for the app.
+        from pvcore.wsgi import core
 
-    core.start()
+        core.start()
 
 
 def worker_exit(server, worker):
-    from pvcore import wsgi
-
-    wsgi.core.stop()
+    # The app may have failed to load, in which case there is nothing to stop.
+    wsgi = sys.modules.get("pvcore.wsgi")
+    if _PVCORE_APP and getattr(wsgi, "core", None) is not None:
+        wsgi.core.stop()

@@ -234,8 +234,8 @@ def pvcore_container_runtime(core: "Core") -> Any:
     """The runtime that starts container processes. *firstresult*
 
     :return: an object with ``start(container) -> handle``,
-        ``stop(handle, timeout)``, ``pid(handle)`` and ``wait(handle)``
-        (see :mod:`pv_containers.runtime`). The built-in process runtime is
+        ``stop(handle, timeout)``, ``pid(handle)`` and ``poll(handle) ->
+        exit status or None`` (non-blocking; see :mod:`pv_containers.runtime`). The built-in process runtime is
         ``trylast``; an LXC plugin returns its own.
     """
 

@@ -1,1 +1,107 @@
-"""pv_containers: not implemented yet; see its issue. Registers no hooks."""
+"""pv_containers: the container engine of the running revision.
+
+Owns the parsed running revision (from the storage plugin's
+``pvcore_revision_state``), its groups and containers, their status machine,
+restart policies and auto-recovery (device-model §4, §5), and serves
+``GET /containers`` and ``PUT /containers/{name}``. Containers run through the
+runtime ``pvcore_container_runtime`` returns; the built-in one
+(:mod:`pv_containers.runtime`) runs each as a supervised process group. One
+engine service drives everything; other plugins use it through hooks
+(``pvcore_run_revision``, ``pvcore_stop_containers``, ``pvcore_container_pids``,
+``pvcore_container_signal``, ``pvcore_group_list``) and the caller hooks.
+"""
+from __future__ import annotations
+
+import time
+
+from pvcore import hookimpl
+from pvcore.app import StashKey
+from pvcore.services import LoopService
+from pvcore.settings import Setting
+
+from .engine import Engine
+from .resources import ContainerControl, ContainerList
+from .runtime import pvcore_container_runtime  # noqa: F401  (the trylast default runtime)
+
+ENGINE: StashKey[Engine] = StashKey()
+
+
+class EngineService(LoopService):
+    """Runs :meth:`Engine.step` every ``containers_interval`` seconds, and at once on events.
+
+    Stopping it stops every container in reverse group order.
+    """
+
+    def __init__(self, engine: Engine, interval: float):
+        super().__init__("containers", engine.step, interval, priority=60)
+        self._engine = engine
+
+    def start(self) -> None:
+        self._engine.wake = self.wake
+        self._engine.open()
+        super().start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        self._engine.close()
+
+
+@hookimpl
+def pvcore_declare_settings():
+    return [
+        Setting("containers_interval", float, 0.1,
+                "Seconds between two rounds of the container engine (status machine, recovery)."),
+        Setting("containers_clock", callable, time.monotonic,
+                "Monotonic clock of the container engine (recovery delays, group timeouts); injected by tests."),
+    ]
+
+
+@hookimpl
+def pvcore_startup(core):
+    core.stash[ENGINE] = Engine(core, clock=core.settings.get("containers_clock"))
+
+
+@hookimpl
+def pvcore_services(core):
+    return [EngineService(core.stash[ENGINE], core.settings.get("containers_interval"))]
+
+
+@hookimpl
+def pvcore_routes(core):
+    engine = core.stash[ENGINE]
+    return [("/containers", ContainerList(engine)), ("/containers/{name}", ContainerControl(engine))]
+
+
+@hookimpl(tryfirst=True)
+def pvcore_identify_caller(core, pid):
+    return core.stash[ENGINE].identify(pid)
+
+
+@hookimpl
+def pvcore_caller_roles(core, name):
+    return core.stash[ENGINE].roles(name)
+
+
+@hookimpl
+def pvcore_container_pids(core):
+    return core.stash[ENGINE].pids()
+
+
+@hookimpl
+def pvcore_container_signal(core, name, type, payload):
+    return core.stash[ENGINE].signal(name, type)
+
+
+@hookimpl
+def pvcore_group_list(core):
+    return core.stash[ENGINE].group_list()
+
+
+@hookimpl
+def pvcore_run_revision(core, rev, state, only_changed, timeout):
+    return core.stash[ENGINE].run_revision(rev, state, only_changed=only_changed, timeout=timeout)
+
+
+@hookimpl
+def pvcore_stop_containers(core, timeout):
+    return core.stash[ENGINE].stop_all(timeout)

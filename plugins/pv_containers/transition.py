@@ -1,0 +1,106 @@
+"""Switching the engine to another revision (``pvcore_run_revision``).
+
+:class:`Transitions` is mixed into :class:`pv_containers.engine.Engine`.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import structlog
+
+from .model import Container, Revision, Status, achieved, parse_state
+
+log = structlog.get_logger(__name__)
+
+NOT_REACHED = "Status goal not reached"
+NOT_STARTED = "A container could not be started"
+
+
+class Transitions:
+    """Stop the running containers, load another revision, wait for its goals."""
+
+    def run_revision(self, rev: str, state, only_changed: bool = False,
+                     timeout: Optional[float] = None) -> Tuple[bool, str]:
+        """Replace the running containers with revision ``rev``'s; wait for the goals.
+
+        1. Stop the running containers in reverse group order (each within
+           ``stop_timeout``): all of them, or with ``only_changed`` only those
+           whose owned state keys differ in ``state`` or that ``state`` drops;
+           unchanged ones keep running, with their pid and counters.
+        2. Make ``state`` the engine's revision ``rev`` (it does not touch
+           ``trails/current``: that is the caller's job) and start it in
+           group order through the normal status machine.
+        3. Block the calling thread until every container reached its goal
+           → ``(True, "")``; a failed start, or a container that ended
+           STOPPED (crash without recovery, retries exhausted) →
+           ``(False, "A container could not be started")``; a group past its
+           own ``timeout`` with members short of their goal, or ``timeout``
+           seconds overall when given → ``(False, "Status goal not reached")``.
+           On failure the revision stays loaded: roll back by running the
+           previous one.
+        """
+        new = parse_state(rev, state)
+        events: list = []
+        with self._ops:
+            with self._lock:
+                if self._closed:
+                    return False, NOT_STARTED
+                old = self._revision
+                olds = self._ordered(reverse=True)
+            kept = set()
+            if old is not None and only_changed:
+                kept = {c.name for c in olds if c.name in new.containers
+                        and new.containers[c.name].digest == c.digest}
+            self._stop_many([c for c in olds if c.name not in kept], None)
+            with self._lock:
+                for name, c in new.containers.items():
+                    if name in kept:
+                        _carry_over(old.containers[name], c)
+                    else:
+                        self._set(c, Status.INSTALLED, events)
+                self._revision = new
+            log.info("revision_run", rev=rev, only_changed=only_changed, kept=sorted(kept))
+        self._fire(events)
+        self.wake()
+        return self._wait_goals(new, timeout)
+
+    def _wait_goals(self, target: Revision, timeout: Optional[float]) -> Tuple[bool, str]:
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            self.step()
+            now = self._clock()
+            with self._lock:
+                verdict = self._verdict(target, now, deadline is None)
+            if verdict is None and deadline is not None and now > deadline:
+                verdict = (False, NOT_REACHED)
+            if verdict is not None:
+                log.info("revision_goals", rev=target.rev, ok=verdict[0], message=verdict[1])
+                return verdict
+            self._sleep(0.1)
+
+    def _verdict(self, target: Revision, now: float, group_timeouts: bool) -> Optional[Tuple[bool, str]]:
+        if self._revision is not target:
+            return False, NOT_REACHED
+        members = list(target.containers.values())
+        if any(c.failed_start or c.recovery_failed or (c.status == Status.STOPPED and not c.user_stopped)
+               for c in members):
+            return False, NOT_STARTED
+        if all(c.status == c.goal or (c.goal == Status.STARTED and c.status == Status.READY) for c in members):
+            return True, ""
+        if group_timeouts:
+            for g in target.groups:
+                late = g.timed_out or (g.opened_at is not None and now - g.opened_at > g.timeout)
+                if late and any(achieved(c) is False or c.status == Status.RECOVERING
+                                for c in members if c.group is g):
+                    return False, NOT_REACHED
+        return None
+
+
+def _carry_over(old: Container, new: Container) -> None:
+    """Keep an unchanged container's runtime record across a revision switch."""
+    for name in ("status", "handle", "pid", "retries", "last_start", "goal_reached_at", "is_stable",
+                 "recovery_failed", "user_stopped", "recover_at", "backoff_reset", "stop_requested",
+                 "after_stop", "failed_start"):
+        setattr(new, name, getattr(old, name))
+    if new.recovery is None:
+        new.recovery = old.recovery

@@ -1,0 +1,87 @@
+"""The metadata plugin's state: the user and device stores plus change events."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import structlog
+
+from pv_metadata.devinfo import DeviceInfo, refreshable
+from pv_metadata.store import MetaStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What differs between the two stores (contract §7.10 / §7.11)."""
+
+    name: str  # "user" | "device", as in ``pvcore_meta_changed``
+    activity: str  # ``pvcore_activity`` name
+    persist: str  # under <storage>/cache/
+    view: str  # under <run>/
+    bad_put: str
+    missing: str
+
+
+USER = Kind("user", "usrmeta", "meta", "user-meta",
+            "Cannot add or update user meta", "User meta does not exist")
+DEVICE = Kind("device", "devmeta", "devmeta", "device-meta",
+              "Cannot add or update device meta", "Device meta does not exist")
+
+
+class Metadata:
+    """Both stores; every write goes through :meth:`set` so hooks fire.
+
+    :param core: for ``core.hook`` (events) and the settings.
+    :param devinfo: the automatic device metadata source.
+    """
+
+    def __init__(self, core, devinfo: DeviceInfo):
+        self._core = core
+        self.devinfo = devinfo
+        cache = os.path.join(core.settings.storage_dir, "cache")
+        self.stores: Dict[str, MetaStore] = {
+            kind.name: MetaStore(os.path.join(cache, kind.persist), os.path.join(core.settings.run_dir, kind.view))
+            for kind in (USER, DEVICE)
+        }
+        self.kinds = {USER.name: USER, DEVICE.name: DEVICE}
+
+    def load(self) -> None:
+        for store in self.stores.values():
+            store.load()
+
+    def set(self, kind: str, key: str, value: Optional[str]) -> bool:
+        """Store (``value``) or delete (``None``) ``key``; ``True`` if anything changed.
+
+        ``pvcore_activity`` brackets the write; ``pvcore_meta_changed`` fires
+        after a real change, under the store's write lock so listeners see
+        changes in order.
+        """
+        store = self.stores[kind]
+        hook = self._core.hook
+        with store.write_lock:
+            if store.get(key) == value:
+                return False
+            hook.pvcore_activity(core=self._core, name=self.kinds[kind].activity, active=True)
+            try:
+                changed = store.put(key, value) if value is not None else store.delete(key)
+            finally:
+                hook.pvcore_activity(core=self._core, name=self.kinds[kind].activity, active=False)
+            if changed:
+                # NOTE: device keys change on every refresh (storage, interfaces): debug only.
+                (log.info if kind == USER.name else log.debug)("meta_changed", kind=kind, key=key,
+                                                               deleted=value is None)
+                hook.pvcore_meta_changed(core=self._core, kind=kind, key=key, value=value)
+        return changed
+
+    # -- automatic device metadata ----------------------------------------------
+
+    def refresh_device(self, boot: bool = False) -> None:
+        """Write the automatic device keys (all of them at boot)."""
+        values = self.devinfo.collect(self._core.running_revision())
+        store = self.stores[DEVICE.name]
+        keys = list(values) if boot else refreshable(values, store.snapshot())
+        for key in keys:
+            self.set(DEVICE.name, key, values[key])

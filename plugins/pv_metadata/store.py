@@ -1,0 +1,289 @@
+"""One metadata store: an ordered key → value map persisted one file per key.
+
+Layout (device-model §1.1, §1.3, §10):
+
+* ``<storage>/cache/<dirname>/<key>`` holds each value, written atomically;
+* ``<storage>/cache/<dirname>.order`` is the order index, a JSON array of
+  keys, oldest first. File times cannot give the order because an update
+  replaces the file (new inode, new ctime) while it must keep the key's
+  place. The index is rewritten when a key is added or removed, after the
+  value file, so a crash in between leaves a value file the index does not
+  name yet: such files are adopted at load as the newest keys (by mtime);
+  index entries without a file are dropped;
+* ``<run>/<view>/<key>`` and, for a dotted key ``a.b``, ``<run>/<view>.a/b``
+  are the per-key views containers see (contract §7.10/§7.11), rebuilt at
+  load and kept in sync on every change.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import structlog
+
+from pvcore.fsutil import atomic_write, fsync_dir, sweep_temp_files
+
+log = structlog.get_logger(__name__)
+
+#: Longest value accepted over HTTP and kept when loading a file (device-model §10).
+MAX_VALUE = 4096
+MAX_KEY_BYTES = 255
+
+
+def valid_key(key: str) -> bool:
+    """A key is also a file name: non-empty, ≤ 255 bytes, no ``/``, not ``.``
+    or ``..``, no NUL or other control character."""
+    if not key or key in (".", "..") or "/" in key:
+        return False
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+        return False
+    try:
+        return len(key.encode("utf-8")) <= MAX_KEY_BYTES
+    except UnicodeEncodeError:
+        return False
+
+
+def _no_constants(name):
+    raise ValueError(name)
+
+
+def is_json_container(value: str) -> bool:
+    """Does ``value`` parse (strictly) as a JSON object or array?
+
+    Such values are embedded raw in listings; the strict parse (no NaN, no
+    control characters in strings) guarantees the listing stays valid JSON.
+    """
+    stripped = value.strip()
+    if not stripped or stripped[0] not in "{[":
+        return False
+    try:
+        doc = json.loads(stripped, parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(doc, (dict, list))
+
+
+@dataclass(frozen=True)
+class Entry:
+    value: str
+    raw_json: bool
+
+
+class MetaStore:
+    """An ordered metadata map with its persisted files and run-dir views.
+
+    Reads take a short lock; writers are serialised by :attr:`write_lock`
+    (re-entrant), which callers also hold while firing change hooks so that
+    listeners see changes in the order they were made.
+
+    :param persist_dir: where values live, one file per key.
+    :param view_dir: ``<run>/user-meta`` or ``<run>/device-meta``.
+    """
+
+    def __init__(self, persist_dir: str, view_dir: str):
+        self.persist_dir = persist_dir
+        self.order_path = persist_dir.rstrip("/") + ".order"
+        self.view_dir = view_dir
+        self._entries: Dict[str, Entry] = {}  # insertion order = oldest first
+        self._lock = threading.Lock()
+        self.write_lock = threading.RLock()
+
+    # -- loading --------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the persisted keys and rebuild the run-dir views."""
+        os.makedirs(self.persist_dir, exist_ok=True)
+        sweep_temp_files(self.persist_dir)
+        order = self._read_order()
+        names = set(os.listdir(self.persist_dir))
+        keys = [key for key in order if key in names and valid_key(key)]
+        known = set(keys)
+        strays = [name for name in names if name not in known and valid_key(name)]
+        strays.sort(key=lambda name: self._mtime(name))
+        entries: Dict[str, Entry] = {}
+        for key in keys + strays:
+            value = self._read_value(key)
+            if value is not None:
+                entries[key] = Entry(value, is_json_container(value))
+        with self._lock:
+            self._entries = entries
+        if list(entries) != order:
+            self._write_order(list(entries))
+        self._rebuild_views()
+
+    def _read_order(self) -> List[str]:
+        try:
+            with open(self.order_path, "rb") as fh:
+                doc = json.loads(fh.read().decode("utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError):
+            log.warning("meta_order_unreadable", path=self.order_path)
+            return []
+        if not isinstance(doc, list):
+            return []
+        seen, keys = set(), []
+        for key in doc:
+            if isinstance(key, str) and key not in seen:
+                seen.add(key)
+                keys.append(key)
+        return keys
+
+    def _mtime(self, name: str) -> float:
+        try:
+            return os.stat(os.path.join(self.persist_dir, name)).st_mtime
+        except OSError:
+            return 0.0
+
+    def _read_value(self, key: str) -> Optional[str]:
+        path = os.path.join(self.persist_dir, key)
+        try:
+            if not os.path.isfile(path):
+                return None
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_VALUE)
+        except OSError:
+            log.warning("meta_value_unreadable", path=path)
+            return None
+        return data.decode("utf-8", errors="replace")
+
+    # -- reading --------------------------------------------------------------
+
+    def get(self, key: str) -> Optional[str]:
+        with self._lock:
+            entry = self._entries.get(key)
+        return entry.value if entry else None
+
+    def snapshot(self) -> Dict[str, str]:
+        """Key → value, oldest first."""
+        with self._lock:
+            return {key: entry.value for key, entry in self._entries.items()}
+
+    def listing(self) -> List[Tuple[str, Entry]]:
+        """``(key, entry)`` pairs, most recently added first."""
+        with self._lock:
+            items = list(self._entries.items())
+        items.reverse()
+        return items
+
+    # -- writing --------------------------------------------------------------
+
+    def put(self, key: str, value: str) -> bool:
+        """Store ``value`` under ``key``; ``False`` if it was already so.
+
+        The caller validated ``key``. The value file is durable before this
+        returns; a new key is also recorded in the order index.
+        """
+        with self.write_lock:
+            with self._lock:
+                old = self._entries.get(key)
+            if old is not None and old.value == value:
+                return False
+            os.makedirs(self.persist_dir, exist_ok=True)
+            atomic_write(os.path.join(self.persist_dir, key), value)
+            with self._lock:
+                self._entries[key] = Entry(value, is_json_container(value))
+                order = list(self._entries) if old is None else None
+            if order is not None:
+                self._write_order(order)
+            self._write_view(key, value)
+            return True
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; ``False`` if it did not exist."""
+        with self.write_lock:
+            with self._lock:
+                if key not in self._entries:
+                    return False
+            try:
+                os.unlink(os.path.join(self.persist_dir, key))
+                fsync_dir(self.persist_dir)
+            except FileNotFoundError:
+                pass
+            with self._lock:
+                del self._entries[key]
+                order = list(self._entries)
+            self._write_order(order)
+            self._remove_view(key)
+            return True
+
+    def _write_order(self, keys: List[str]) -> None:
+        atomic_write(self.order_path, json.dumps(keys, ensure_ascii=False))
+
+    # -- run-dir views ----------------------------------------------------------
+
+    def _view_paths(self, key: str) -> List[str]:
+        paths = [os.path.join(self.view_dir, key)]
+        owner, dot, sub = key.partition(".")
+        if dot and owner and sub not in ("", ".", ".."):
+            paths.append(os.path.join(self.view_dir + "." + owner, sub))
+        return paths
+
+    def _write_view(self, key: str, value: str) -> None:
+        for path in self._view_paths(key):
+            try:
+                _replace(path, value.encode("utf-8"))
+            except OSError as exc:
+                log.warning("meta_view_write_failed", path=path, error=str(exc))
+
+    def _remove_view(self, key: str) -> None:
+        for index, path in enumerate(self._view_paths(key)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("meta_view_remove_failed", path=path, error=str(exc))
+            if index:  # a per-container dir goes when it is empty
+                try:
+                    os.rmdir(os.path.dirname(path))
+                except OSError:
+                    pass
+
+    def _rebuild_views(self) -> None:
+        parent, base = os.path.split(self.view_dir)
+        os.makedirs(parent, exist_ok=True)
+        for name in os.listdir(parent):
+            if name == base or name.startswith(base + "."):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        os.makedirs(self.view_dir, exist_ok=True)
+        for key, value in self.snapshot().items():
+            self._write_view(key, value)
+
+
+def _replace(path: str, data: bytes) -> None:
+    """Temp file + rename, without fsync: the run dir is volatile and rebuilt
+    from the persisted store at every start, so only tearing matters here."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def render_listing(items) -> bytes:
+    """The ``GET /user-meta`` body: a JSON object in listing order.
+
+    Keys are always escaped and empty values kept (fixing contract §12.18);
+    JSON object/array values are embedded raw, the rest as strings.
+    """
+    parts = []
+    for key, entry in items:
+        value = entry.value.strip() if entry.raw_json else json.dumps(entry.value, ensure_ascii=False)
+        parts.append(json.dumps(key, ensure_ascii=False) + ":" + value)
+    return ("{" + ",".join(parts) + "}").encode("utf-8")
+

@@ -1,0 +1,72 @@
+"""``/objects``, ``/objects/{sha}`` and ``/storage/gc`` (contract §7.7, §7.8)."""
+from __future__ import annotations
+
+import falcon
+import structlog
+
+from pvcore.body import body_stream, drain, dumps
+from pvcore.errors import BadRequest, PvError
+
+from pv_objects.store import ObjectStore, valid_sha
+
+log = structlog.get_logger(__name__)
+
+BAD_NAME = "Request has bad object name"
+
+
+class ObjectList:
+    """``GET /objects``: every object as ``{"sha256", "size"}``, size a string (as upstream)."""
+
+    def __init__(self, store: ObjectStore):
+        self._store = store
+
+    def on_get(self, req, resp):
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = dumps([{"sha256": sha, "size": str(size)} for sha, size in self._store.listing()])
+
+
+class ObjectItem:
+    """``GET /objects/{sha}`` streams an object; ``PUT`` uploads one."""
+
+    def __init__(self, store: ObjectStore):
+        self._store = store
+
+    def on_get(self, req, resp, sha):
+        if not valid_sha(sha):
+            raise BadRequest(BAD_NAME)
+        try:
+            chunks = self._store.open_chunks(sha)
+        except OSError:
+            log.exception("object_open_failed", sha=sha)
+            raise PvError("Object allocation error", 500) from None
+        if chunks is None:
+            # NOTE: upstream answers a missing object with 400, not 404 (contract §12.5).
+            raise BadRequest(BAD_NAME)
+        resp.content_type = "application/octet-stream"
+        # No Content-Length: gunicorn sends chunked on HTTP/1.1, close-delimited on 1.0.
+        resp.stream = chunks
+
+    def on_put(self, req, resp, sha):
+        if not valid_sha(sha):
+            raise BadRequest(BAD_NAME)
+        stored = self._store.put(sha, body_stream(req), req.content_length)
+        log.info("object_uploaded" if stored else "object_already_present", sha=sha)
+        resp.content_type = falcon.MEDIA_JSON
+
+
+class GarbageCollect:
+    """``POST /storage/gc``: run every plugin's collector, report the bytes freed."""
+
+    def __init__(self, core):
+        self._core = core
+
+    def on_post(self, req, resp):
+        drain(req)
+        try:
+            reclaimed = sum(self._core.hook.pvcore_garbage_collect(core=self._core) or ())
+        except OSError:
+            log.exception("garbage_collect_failed")
+            raise PvError("Error running garbage collector", 500) from None
+        resp.content_type = falcon.MEDIA_JSON
+        # Hand-formatted, with the space after the colon (contract §7.7).
+        resp.data = b'{"reclaimed": %d}' % reclaimed

@@ -1,0 +1,148 @@
+"""Revision bookkeeping: running / tried / committed revisions and their GC.
+
+:class:`Steps` is the plugin's state (in ``core.stash``): the trails, the boot
+record, and the transitions the engine and commands drive through hooks.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, List, Optional, Set
+
+import structlog
+
+from pv_steps.boot import BootRecord, BootState
+from pv_steps.names import LOCALS
+from pv_steps.trails import Trails
+
+log = structlog.get_logger(__name__)
+
+FACTORY = "0"
+
+
+class Steps:
+    """The revisions of one storage dir."""
+
+    def __init__(self, storage_dir: str):
+        self.trails = Trails(storage_dir)
+        self.boot = BootRecord(os.path.join(storage_dir, "boot", "pv.json"))
+        self.lock = self.trails.lock
+
+    # -- boot -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """The boot decision, once per worker start (device-model §1.4, §3.3).
+
+        No record yet: ``pv_rev`` is what ``current`` points at (or ``0``).
+        A ``try_once`` try is forgotten: ``current`` goes back to ``pv_rev``.
+        Otherwise ``current`` stays (an interrupted try is the engine's call).
+        """
+        with self.lock:
+            self.trails.sweep_dead_staging()
+            running = self.trails.running()
+            if not self.boot.exists():
+                state = BootState(pv_rev=running or FACTORY)
+                if os.path.isdir(self.trails.root):
+                    self.boot.save(state)
+                    log.info("boot_record_created", pv_rev=state.pv_rev)
+                return
+            state = self.boot.load()
+            if state.pv_try is not None and state.try_once:
+                log.info("try_once_forgotten", pv_try=state.pv_try, pv_rev=state.pv_rev)
+                state = BootState(pv_rev=state.pv_rev)
+                self.boot.save(state)
+                if self.trails.existing(state.pv_rev):
+                    self.trails.point_current(state.pv_rev)
+            elif running is None and self.trails.existing(state.pv_rev):
+                self.trails.point_current(state.pv_rev)
+
+    def boot_state(self) -> BootState:
+        with self.lock:
+            if self.boot.exists():
+                return self.boot.load()
+            return BootState(pv_rev=self.trails.running() or FACTORY)
+
+    # -- transitions ----------------------------------------------------------
+
+    def set_running(self, rev: str, try_once: bool = False) -> Optional[bool]:
+        """Point ``current`` at ``rev`` and record it as tried (not when it is ``pv_rev``)."""
+        with self.lock:
+            rev = self.trails.resolve(rev)
+            if rev is None or self.trails.existing(rev) is None:
+                return None
+            state = self.boot_state()
+            if rev == state.pv_rev:  # a rollback, or re-running the committed revision
+                state = BootState(pv_rev=state.pv_rev)
+            else:
+                state = BootState(pv_rev=state.pv_rev, pv_try=rev, try_once=bool(try_once))
+            self.boot.save(state)
+            self.trails.point_current(rev)
+            log.info("running_revision_set", rev=rev, try_once=try_once)
+            return True
+
+    def commit(self, rev: str) -> Optional[bool]:
+        """``rev`` becomes the rollback point: ``pv_rev=rev``, no try, ``.pv/done``."""
+        with self.lock:
+            rev = self.trails.resolve(rev)
+            path = self.trails.existing(rev) if rev else None
+            if path is None:
+                return None
+            self.boot.save(BootState(pv_rev=rev))
+            os.makedirs(os.path.join(path, ".pv"), exist_ok=True)
+            with open(os.path.join(path, ".pv", "done"), "ab"):
+                pass
+            log.info("revision_committed", rev=rev)
+            return True
+
+    def make_factory(self, rev: Optional[str]) -> Optional[bool]:
+        """Replace revision ``0`` by a fresh trail holding ``rev``'s state JSON."""
+        with self.lock:
+            source = self.trails.state_path(rev or "current")
+            if source is None:
+                return None
+            try:
+                with open(source, "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                return None
+            self.trails.replace_with_state(FACTORY, data)
+            log.info("factory_revision_replaced", source=self.trails.resolve(rev or "current"))
+            return True
+
+    # -- garbage collection -------------------------------------------------------
+
+    def in_use(self) -> List[str]:
+        """What this plugin keeps: running, committed, tried, factory and every local."""
+        state = self.boot_state()
+        keep = {FACTORY, state.pv_rev}
+        running = self.trails.running()
+        if running:
+            keep.add(running)
+        if state.pv_try:
+            keep.add(state.pv_try)
+        keep.update(rev for rev in self.trails.names() if rev.startswith(LOCALS + "/"))
+        return sorted(keep)
+
+    def collect(self, keep: Iterable[str]) -> List[str]:
+        """Remove every revision not in ``keep``; returns the removed names."""
+        keep_set: Set[str] = set(keep)
+        removed = []
+        with self.lock:
+            self.trails.sweep_dead_staging()
+            # NOTE: recomputed under the lock: a revision made running since
+            # the caller gathered ``keep`` must survive too.
+            keep_set.update(self.in_use())
+            for rev in self.trails.names():
+                if rev not in keep_set and self.trails.remove(rev):
+                    removed.append(rev)
+        return removed
+
+    def objects_in_use(self) -> Set[str]:
+        """Objects of every revision that exists (GC runs after pruning revisions)."""
+        shas: Set[str] = set()
+        for rev in self.trails.names():
+            objects = self.trails.objects(rev)
+            if objects is None:
+                log.warning("revision_state_unreadable", rev=rev)
+                continue
+            shas.update(objects)
+        return shas

@@ -1,0 +1,318 @@
+"""The revision trails on disk: ``<storage>/trails/<rev>/`` (device-model §1.2).
+
+Everything that changes a trail goes through :class:`Trails`, under its lock,
+and is atomic: a new revision is assembled in a hidden staging directory and
+renamed into place, files are replaced with :func:`pvcore.fsutil.atomic_write`,
+a removed revision is first renamed away, ``current`` is swapped with a
+symlink + rename. Staging entries are named ``.<pid>-<random>.tmp`` so a
+sweeper can tell a crashed worker's leftovers from work in flight.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+import structlog
+
+from pvcore.body import dumps
+from pvcore.fsutil import atomic_write, fsync_dir
+
+from pv_steps import names
+from pv_steps.names import CURRENT, LOCALS
+
+log = structlog.get_logger(__name__)
+
+_SHA = re.compile(r"[0-9a-f]{64}\Z")
+_STAGING = re.compile(r"\.(?P<pid>\d+)-[0-9a-f]+\.tmp\Z")
+
+#: ``progress`` percentage by status (device-model §3.1); unknown statuses show 0.
+PROGRESS_BY_STATUS = {
+    "NEW": 0, "QUEUED": 5, "DOWNLOADING": 25, "INPROGRESS": 50, "TESTING": 75,
+    "UPDATED": 100, "DONE": 100, "WONTGO": 100, "ERROR": 100,
+}
+LOGS_MAX = 4096
+
+
+def progress_json(status: str, message: str, retries: int = 0, logs: Optional[str] = None) -> bytes:
+    """The compact progress document, keys in upstream's order."""
+    doc: Dict[str, Any] = {
+        "status": status,
+        "status-msg": message,
+        "progress": PROGRESS_BY_STATUS.get(status, 0),
+        "retries": retries,
+    }
+    if logs is not None:
+        doc["logs"] = logs
+    return dumps(doc)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_tree(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+class Trails:
+    """The ``trails/`` directory of one storage dir."""
+
+    def __init__(self, storage_dir: str):
+        self.storage_dir = storage_dir
+        self.root = os.path.join(storage_dir, "trails")
+        self.lock = threading.RLock()
+        self._objects_cache: Dict[str, Tuple[Tuple[int, int, int], List[str]]] = {}
+
+    # -- names and paths ------------------------------------------------------
+
+    def running(self) -> Optional[str]:
+        """The revision ``trails/current`` points at, or ``None``."""
+        try:
+            target = os.readlink(os.path.join(self.root, CURRENT))
+        except OSError:
+            return None
+        if os.path.isabs(target):
+            target = os.path.relpath(target, self.root)
+        target = os.path.normpath(target)
+        return names.normalize(target, allow_current=False)
+
+    def resolve(self, rev: Optional[str]) -> Optional[str]:
+        """The concrete revision name for ``rev`` (``current`` → its target), or ``None``."""
+        rev = names.normalize(rev)
+        if rev == CURRENT:
+            return self.running()
+        return rev
+
+    def path(self, rev: Optional[str]) -> Optional[str]:
+        """Directory of revision ``rev`` (existing or not), never outside ``trails/``."""
+        rev = self.resolve(rev)
+        if rev is None:
+            return None
+        path = os.path.join(self.root, rev)
+        # NOTE: names are already single safe components; this also refuses a
+        # planted symlink that would lead out of trails/.
+        real_root = os.path.realpath(self.root)
+        real = os.path.realpath(path)
+        if os.path.dirname(real) not in (real_root, os.path.join(real_root, LOCALS)):
+            return None
+        return path
+
+    def existing(self, rev: Optional[str]) -> Optional[str]:
+        """Like :meth:`path`, but ``None`` unless the revision directory exists."""
+        path = self.path(rev)
+        return path if path is not None and os.path.isdir(path) else None
+
+    def names(self) -> List[str]:
+        """Every revision: remote ones sorted as strings, then ``locals/*`` sorted."""
+        remote = [n for n in self._dirs(self.root) if n not in (CURRENT, LOCALS)]
+        local = [LOCALS + "/" + n for n in self._dirs(os.path.join(self.root, LOCALS))]
+        return sorted(remote) + sorted(local)
+
+    @staticmethod
+    def _dirs(directory: str) -> List[str]:
+        try:
+            entries = os.scandir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        with entries:
+            return [e.name for e in entries
+                    if e.is_dir(follow_symlinks=False) and names.valid_component(e.name, names.REMOTE_NAME_MAX)]
+
+    # -- reading --------------------------------------------------------------
+
+    def state_path(self, rev: Optional[str]) -> Optional[str]:
+        path = self.path(rev)
+        return None if path is None else os.path.join(path, ".pvr", "json")
+
+    def state(self, rev: Optional[str]) -> Optional[Dict[str, Any]]:
+        """The parsed state JSON, or ``None`` (no such revision, unreadable, not an object)."""
+        path = self.state_path(rev)
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as fh:
+                doc = json.loads(fh.read())
+        except (OSError, ValueError, RecursionError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def objects(self, rev: Optional[str]) -> Optional[List[str]]:
+        """Every top-level value of the state that is a sha256; cached per file version."""
+        path = self.state_path(rev)
+        if path is None:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._objects_cache.get(path)
+        if cached and cached[0] == key:
+            return list(cached[1])
+        state = self.state(rev)
+        if state is None:
+            return None
+        shas = sorted({v for v in state.values() if isinstance(v, str) and _SHA.match(v)})
+        self._objects_cache[path] = (key, shas)
+        return list(shas)
+
+    # -- writing --------------------------------------------------------------
+
+    def staging_path(self) -> str:
+        """A fresh hidden ``.<pid>-<random>.tmp`` path inside ``trails/``."""
+        os.makedirs(self.root, exist_ok=True)
+        return os.path.join(self.root, f".{os.getpid()}-{secrets.token_hex(8)}.tmp")
+
+    def write_progress(self, rev: str, status: str, message: str, logs: Optional[str] = None) -> bool:
+        """Rewrite ``.pv/progress`` (and ``.pv/logs`` when ``logs`` is given); keeps ``retries``."""
+        with self.lock:
+            path = self.existing(rev)
+            if path is None:
+                return False
+            pv = os.path.join(path, ".pv")
+            os.makedirs(pv, exist_ok=True)
+            retries = 0
+            try:
+                with open(os.path.join(pv, "progress"), "rb") as fh:
+                    retries = int(json.loads(fh.read()).get("retries", 0))
+            except (OSError, ValueError, TypeError, AttributeError):
+                pass
+            if logs is not None:
+                atomic_write(os.path.join(pv, "logs"), logs)
+            shown = None
+            try:
+                with open(os.path.join(pv, "logs"), "rb") as fh:
+                    shown = fh.read(LOGS_MAX).decode("utf-8", "replace")
+            except FileNotFoundError:
+                pass
+            atomic_write(os.path.join(pv, "progress"), progress_json(status, message, retries, shown))
+            return True
+
+    def write_commitmsg(self, rev: str, message: bytes) -> bool:
+        with self.lock:
+            path = self.existing(rev)
+            if path is None:
+                return False
+            os.makedirs(os.path.join(path, ".pv"), exist_ok=True)
+            atomic_write(os.path.join(path, ".pv", "commitmsg"), message)
+            return True
+
+    def install(self, rev: str, json_file: str) -> None:
+        """Make the (validated) state in ``json_file`` revision ``rev``; consumes ``json_file``.
+
+        A new revision appears complete in one rename; an existing one gets
+        its ``.pvr/json`` replaced and forgets that it was done or failed.
+        """
+        ready = progress_json("NEW", "Update ready to be run")
+        with self.lock:
+            target = self.path(rev)
+            if os.path.isdir(target):
+                os.makedirs(os.path.join(target, ".pvr"), exist_ok=True)
+                os.replace(json_file, os.path.join(target, ".pvr", "json"))
+                fsync_dir(os.path.join(target, ".pvr"))
+                for stale in ("done", "logs"):
+                    try:
+                        os.unlink(os.path.join(target, ".pv", stale))
+                    except FileNotFoundError:
+                        pass
+                os.makedirs(os.path.join(target, ".pv"), exist_ok=True)
+                atomic_write(os.path.join(target, ".pv", "progress"), ready)
+                return
+            staging = self.staging_path()
+            try:
+                os.makedirs(os.path.join(staging, ".pvr"))
+                os.makedirs(os.path.join(staging, ".pv"))
+                os.replace(json_file, os.path.join(staging, ".pvr", "json"))
+                atomic_write(os.path.join(staging, ".pv", "progress"), ready)
+                fsync_dir(os.path.join(staging, ".pvr"))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.rename(staging, target)
+            except BaseException:
+                _remove_tree(staging)
+                raise
+            fsync_dir(os.path.dirname(target))
+
+    def replace_with_state(self, rev: str, data: bytes) -> None:
+        """Make ``rev`` a fresh revision holding only state ``data`` (MAKE_FACTORY)."""
+        with self.lock:
+            staging = self.staging_path()
+            try:
+                os.makedirs(os.path.join(staging, ".pvr"))
+                os.makedirs(os.path.join(staging, ".pv"))
+                atomic_write(os.path.join(staging, ".pvr", "json"), data)
+                atomic_write(os.path.join(staging, ".pv", "progress"), progress_json("NEW", "Update ready to be run"))
+            except BaseException:
+                _remove_tree(staging)
+                raise
+            target = self.path(rev)
+            old = None
+            if os.path.lexists(target):
+                old = self.staging_path()
+                os.rename(target, old)
+            os.rename(staging, target)
+            fsync_dir(self.root)
+            if old:
+                _remove_tree(old)
+
+    def remove(self, rev: str) -> bool:
+        """Delete revision ``rev`` with its ``logs/<rev>`` and ``disks/rev/<rev>``."""
+        with self.lock:
+            path = self.existing(rev)
+            if path is None:
+                return False
+            doomed = self.staging_path()
+            os.rename(path, doomed)  # gone from listings at once
+            fsync_dir(os.path.dirname(path))
+            _remove_tree(doomed)
+            for extra in (os.path.join(self.storage_dir, "logs", rev),
+                          os.path.join(self.storage_dir, "disks", "rev", rev)):
+                if not os.path.islink(extra):
+                    _remove_tree(extra)
+            self._objects_cache.pop(os.path.join(path, ".pvr", "json"), None)
+            log.info("revision_removed", rev=rev)
+            return True
+
+    def point_current(self, rev: str) -> None:
+        """Atomically repoint ``trails/current`` at ``rev`` (relative symlink)."""
+        with self.lock:
+            tmp = self.staging_path()
+            os.symlink(rev, tmp)
+            try:
+                os.replace(tmp, os.path.join(self.root, CURRENT))
+            except BaseException:
+                _remove_tree(tmp)
+                raise
+            fsync_dir(self.root)
+
+    def sweep_dead_staging(self) -> int:
+        """Remove staging entries left by a worker that no longer exists."""
+        removed = 0
+        try:
+            entries = os.listdir(self.root)
+        except FileNotFoundError:
+            return 0
+        for name in entries:
+            match = _STAGING.match(name)
+            if match and int(match.group("pid")) != os.getpid() and not _pid_alive(int(match.group("pid"))):
+                _remove_tree(os.path.join(self.root, name))
+                removed += 1
+        if removed:
+            log.info("trail_staging_swept", count=removed)
+        return removed

@@ -1,0 +1,131 @@
+"""Is a state JSON acceptable as a revision? (device-model §2.4, parse-time rules)
+
+:func:`check_state` returns ``None`` when the document is valid, else a short
+reason for the log; clients only ever see the contract's one 422 text.
+Run-time failures (missing objects, unknown services, driver errors) are the
+engine's business, not this module's.
+"""
+from __future__ import annotations
+
+import json
+import numbers
+from typing import Any, Dict, List, Optional, Tuple
+
+SYSTEM1 = "pantavisor-service-system@1"
+MULTI1 = "pantavisor-multi-platform@1"
+STATUS_GOALS = ("MOUNTED", "STARTED", "READY")
+RESTART_POLICIES = ("system", "container")
+#: Built-in groups used when the state declares none (device-model §5.1).
+DEFAULT_GROUPS = ("data", "root", "platform", "app")
+
+
+def _reject_duplicates(pairs):
+    result: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError("duplicate key")
+        result[key] = value
+    return result
+
+
+def _no_constants(name):
+    raise ValueError(name)
+
+
+def parse_state(data: bytes) -> Optional[Dict[str, Any]]:
+    """The document as a dict, or ``None`` if it is not a strict JSON object."""
+    try:
+        doc = json.loads(data.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _safe_key(key: str) -> bool:
+    # Keys become file paths inside the trail when the revision is run.
+    if not key or key.startswith("/") or "\\" in key or "\0" in key:
+        return False
+    return all(part not in ("", ".", "..") for part in key.split("/"))
+
+
+def _check_groups(groups: Any) -> Optional[str]:
+    if not isinstance(groups, list) or not groups:
+        return "groups must be a non-empty array"
+    for group in groups:
+        if not isinstance(group, dict) or not isinstance(group.get("name"), str) or not group["name"]:
+            return "group without name"
+        if "status_goal" in group and group["status_goal"] not in STATUS_GOALS:
+            return "group with bad status_goal"
+        if "restart_policy" in group and group["restart_policy"] not in RESTART_POLICIES:
+            return "group with bad restart_policy"
+        timeout = group.get("timeout", 0)
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout < 0:
+            return "group with bad timeout"
+    return None
+
+
+def _group_names(state: Dict[str, Any]) -> Tuple[Optional[str], List[str]]:
+    if "device.json" in state:
+        device = state["device.json"]
+        if not isinstance(device, dict):
+            return "device.json is not an object", []
+        groups = device.get("groups")
+    else:
+        groups = state.get("groups.json")
+    if groups is None:
+        return None, list(DEFAULT_GROUPS)
+    error = _check_groups(groups)
+    return error, [] if error else [g["name"] for g in groups]
+
+
+def _check_run(key: str, run: Any, groups: List[str]) -> Optional[str]:
+    if not isinstance(run, dict):
+        return f"{key} is not an object"
+    if not isinstance(run.get("name"), str) or not run["name"]:
+        return f"{key} has no name"
+    if "status_goal" in run and run["status_goal"] not in STATUS_GOALS:
+        return f"{key} has a bad status_goal"
+    if "restart_policy" in run and run["restart_policy"] not in RESTART_POLICIES:
+        return f"{key} has a bad restart_policy"
+    group = run.get("group", run.get("runlevel"))
+    if group is not None and group not in groups:
+        return f"{key} names an unknown group"
+    return None
+
+
+def _check_bsp(run: Any, init_mode: str) -> Optional[str]:
+    if not isinstance(run, dict):
+        return "bsp/run.json is not an object"
+    if init_mode != "appengine":
+        has_kernel = run.get("linux") and run.get("initrd")
+        if not (has_kernel or run.get("fit") or run.get("rpiab")):
+            return "bsp/run.json has no kernel+initrd, fit or rpiab"
+    return None
+
+
+def check_state(state: Dict[str, Any], init_mode: str = "appengine") -> Optional[str]:
+    """``None`` if ``state`` is a valid revision for a device in ``init_mode``, else why not."""
+    spec = state.get("#spec")
+    if spec not in (SYSTEM1, MULTI1):
+        return "unknown #spec"
+    if spec == MULTI1 and init_mode == "appengine":
+        return "multi-platform spec not allowed in appengine"
+    for key in state:
+        if key != "#spec" and not _safe_key(key):
+            return "unsafe key"
+    error, groups = _group_names(state)
+    if error:
+        return error
+    for key, value in state.items():
+        error = None
+        if key.startswith("_sigs/"):
+            continue
+        if key == "bsp/run.json":
+            error = _check_bsp(value, init_mode)
+        elif key == "bsp/drivers.json":
+            error = None if isinstance(value, dict) else "bsp/drivers.json is not an object"
+        elif key.endswith("/run.json"):
+            error = _check_run(key, value, groups)
+        if error:
+            return error
+    return None

@@ -1,0 +1,265 @@
+"""The figures of ``make bench``; each returns rows for the report table.
+
+A row: ``(figure, measure, value, baseline_name, baseline_value, ratio, target, ok)``.
+Ratios are pvcore / baseline for throughput, and likewise for times (so lower
+is better for times; the target column says which way).
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from typing import List
+
+from pvcore.bench.loadgen import load
+from pvcore.bench.servers import Server, reset_peak, status_kib
+from pvcore.testing import UnixHTTPConnection
+
+MiB = 1 << 20
+
+
+def row(figure, measure, value, base_name, base_value, target, ok_fn):
+    ratio = (value / base_value) if base_value else None
+    return {"figure": figure, "measure": measure, "value": value, "baseline": base_name,
+            "baseline_value": base_value, "ratio": ratio, "target": target,
+            "ok": None if ok_fn is None else bool(ok_fn(value, ratio))}
+
+
+def _wait_settled(server: Server, timeout: float = 60.0) -> bytes:
+    """Wait until every container reached its goal, so the body is stable."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = server.get("/containers")
+        items = json.loads(body)
+        if items and all(c["status"] == c["status_goal"] for c in items):
+            return body
+        if time.monotonic() > deadline:
+            return body
+        time.sleep(0.2)
+
+
+def fig_requests(quick: bool) -> List[dict]:
+    """1 and 3: GET /containers vs bare Falcon (same gunicorn config); idle RSS; boot time."""
+    seconds = 2 if quick else 10
+    rows = []
+    full = Server().start()
+    try:
+        body = _wait_settled(full)
+        body_file = os.path.join(full.base, "containers.json")
+        with open(body_file, "wb") as fh:
+            fh.write(body)
+        bare = Server(bare=True, env={"PVCORE_BENCH_BODY_FILE": body_file}).start(probe="/containers")
+        try:
+            assert bare.get("/containers") == body
+            time.sleep(0.5)
+            rss_full = status_kib(full.worker_pid(), "VmRSS") / 1024
+            rss_bare = status_kib(bare.worker_pid(), "VmRSS") / 1024
+            rows.append(row("3 memory", "idle worker RSS (MiB)", rss_full, "bare app", rss_bare,
+                            "< 45 MiB", lambda v, r: v < 45))
+            rows.append(row("3 start-up", "launch → first answer (s)", full.boot_seconds, "bare app",
+                            bare.boot_seconds, "< 1.5 s", lambda v, r: v < 1.5))
+            for conns in (16, 1):
+                load(bare.socket, "/containers", conns, 1)  # warm-up
+                load(full.socket, "/containers", conns, 1)
+                b = load(bare.socket, "/containers", conns, seconds)
+                f = load(full.socket, "/containers", conns, seconds)
+                assert f["errors"] == 0 and b["errors"] == 0, (f, b)
+                rows.append(row("1 GET /containers", f"req/s, {conns} client(s)", f["rps"], "bare falcon",
+                                b["rps"], "≥ 0.8×" if conns == 16 else "", (lambda v, r: r >= 0.8) if conns == 16 else None))
+                rows.append(row("1 GET /containers", f"p50 ms, {conns} client(s)", f["p50_ms"], "bare falcon",
+                                b["p50_ms"], "", None))
+                rows.append(row("1 GET /containers", f"p99 ms, {conns} client(s)", f["p99_ms"], "bare falcon",
+                                b["p99_ms"], "≤ 1.25×" if conns == 16 else "",
+                                (lambda v, r: r <= 1.25) if conns == 16 else None))
+        finally:
+            bare.stop()
+            shutil.rmtree(bare.base, ignore_errors=True)
+    finally:
+        full.stop()
+        shutil.rmtree(full.base, ignore_errors=True)
+    return rows
+
+
+def _timed(fn) -> float:
+    t0 = time.monotonic()
+    fn()
+    return time.monotonic() - t0
+
+
+def fig_objects(quick: bool) -> List[dict]:
+    """2: PUT/GET of a large object vs sha256sum+cp, a Python hash-and-copy loop, and cat."""
+    size = (32 if quick else 256) * MiB
+    server = Server().start()
+    rows = []
+    try:
+        work = os.path.join(server.base, "work")
+        os.makedirs(work)
+        src = os.path.join(work, "blob")
+        with open(src, "wb") as fh:
+            for _ in range(size // MiB):
+                fh.write(os.urandom(MiB))
+        digest = hashlib.sha256()
+        with open(src, "rb") as fh:
+            for chunk in iter(lambda: fh.read(MiB), b""):
+                digest.update(chunk)
+        sha = digest.hexdigest()
+        mb = size / 1e6
+
+        def shell_baseline():
+            subprocess.run(["sha256sum", src], check=True, capture_output=True)
+            shutil.copyfile(src, os.path.join(work, "copy"))
+            subprocess.run(["sync", "-f", os.path.join(work, "copy")], check=True)
+
+        def python_baseline():
+            h = hashlib.sha256()
+            with open(src, "rb") as fin, open(os.path.join(work, "copy2"), "wb") as fout:
+                for chunk in iter(lambda: fin.read(MiB), b""):
+                    h.update(chunk)
+                    fout.write(chunk)
+                fout.flush()
+                os.fsync(fout.fileno())
+            assert h.hexdigest() == sha
+
+        t_shell = _timed(shell_baseline)
+        t_py = _timed(python_baseline)
+        worker = server.worker_pid()
+        rss_before = status_kib(worker, "VmRSS")
+        reset_peak(worker)
+
+        def upload():
+            conn = UnixHTTPConnection(server.socket, timeout=600)
+            conn.blocksize = MiB
+            with open(src, "rb") as fh:
+                status, _, body = conn.call("PUT", f"/objects/{sha}", body=fh,
+                                            headers={"Content-Length": str(size),
+                                                     "Content-Type": "application/octet-stream"})
+            conn.close()
+            assert status == 200, body
+
+        t_put = _timed(upload)
+        growth = (status_kib(worker, "VmHWM") - rss_before) / 1024
+        rows.append(row("2 PUT /objects", f"MB/s, {size // MiB} MiB", mb / t_put, "sha256sum+cp", mb / t_shell,
+                        "≥ 1.0×", lambda v, r: r >= 1.0))
+        rows.append(row("2 PUT /objects", f"MB/s, {size // MiB} MiB", mb / t_put, "python hash+copy loop",
+                        mb / t_py, "≥ 0.6×", lambda v, r: r >= 0.6))
+        rows.append(row("2 PUT /objects", "worker peak RSS growth (MiB)", growth, "", None, "< 16 MiB",
+                        lambda v, r: v < 16))
+
+        def download():
+            conn = UnixHTTPConnection(server.socket, timeout=600)
+            conn.request("GET", f"/objects/{sha}")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            got = 0
+            while True:
+                chunk = resp.read(MiB)
+                if not chunk:
+                    break
+                got += len(chunk)
+            conn.close()
+            assert got == size
+
+        t_get = _timed(download)
+        t_cat = _timed(lambda: subprocess.run(f"cat {src} > /dev/null", shell=True, check=True))
+        rows.append(row("2 GET /objects", f"MB/s, {size // MiB} MiB", mb / t_get, "cat > /dev/null", mb / t_cat,
+                        "≥ 0.7×", lambda v, r: r >= 0.7))
+    finally:
+        server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)
+    return rows
+
+
+def _seed_scale(storage: str, objects: int) -> None:
+    """``objects`` small objects, referenced 10 per local revision."""
+    objdir = os.path.join(storage, "objects")
+    locals_dir = os.path.join(storage, "trails", "locals")
+    os.makedirs(objdir, exist_ok=True)
+    os.makedirs(locals_dir, exist_ok=True)
+    shas = []
+    for i in range(objects):
+        data = b"scale object %d\n" % i
+        sha = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(objdir, sha), "wb") as fh:
+            fh.write(data)
+        shas.append(sha)
+    for r in range(objects // 10):
+        rev = os.path.join(locals_dir, f"r{r}")
+        os.makedirs(os.path.join(rev, ".pvr"))
+        os.makedirs(os.path.join(rev, ".pv"))
+        state = {"#spec": "pantavisor-service-system@1"}
+        for j, sha in enumerate(shas[r * 10:(r + 1) * 10]):
+            state[f"bsp/blob{j}"] = sha
+        with open(os.path.join(rev, ".pvr", "json"), "w") as fh:
+            json.dump(state, fh)
+        with open(os.path.join(rev, ".pv", "progress"), "w") as fh:
+            fh.write('{"status":"NEW","status-msg":"Update ready to be run","progress":0,"retries":0}')
+
+
+def _median_ms(fn, runs: int) -> float:
+    return statistics.median(_timed(fn) for _ in range(runs)) * 1000
+
+
+def fig_scale(quick: bool) -> List[dict]:
+    """4: listing and GC latency with 100 → 1,000 → 10,000 objects (a tenth as many revisions)."""
+    sizes = (100, 1000) if quick else (100, 1000, 10000)
+    rows = []
+    previous = {}
+    for n in sizes:
+        server = Server()
+        _seed_scale(os.path.join(server.base, "storage"), n)
+        server.start()
+        try:
+            conn = UnixHTTPConnection(server.socket)
+
+            def get(path):
+                status, _, body = conn.call("GET", path)
+                assert status == 200, (path, status, body[:200])
+
+            def gc():
+                status, _, body = conn.call("POST", "/storage/gc")
+                assert status == 200, body
+
+            timings = {
+                "GET /objects": _median_ms(lambda: get("/objects"), 5),
+                "GET /steps": _median_ms(lambda: get("/steps"), 5),
+                "GET /steps/{rev}": _median_ms(lambda: get("/steps/locals/r0"), 5),
+                "POST /storage/gc": _median_ms(gc, 3),
+            }
+            conn.close()
+            for name, ms in timings.items():
+                base = previous.get(name)
+                rows.append(row(f"4 scale {name}", f"ms at {n} objects / {n // 10} revisions", ms,
+                                f"at {n // 10} objects" if base else "", base[1] if base else None,
+                                "< 200 ms, growth ≤ ~10× per 10×",
+                                (lambda v, r: v < 200 and (r is None or r <= 12))))
+                previous[name] = (n, ms)
+        finally:
+            server.stop()
+            shutil.rmtree(server.base, ignore_errors=True)
+    return rows
+
+
+def fig_cli(quick: bool) -> List[dict]:
+    """5: ``pvcontrol containers ls`` wall time (start-up included) vs curl."""
+    runs = 3 if quick else 15
+    server = Server().start()
+    try:
+        pvcontrol = [sys.executable, "-m", "pvcore.pvcontrol", "-s", server.socket, "containers", "ls"]
+        curl = ["curl", "-s", "--unix-socket", server.socket, "http://localhost/containers"]
+        for cmd in (pvcontrol, curl):
+            subprocess.run(cmd, check=True, capture_output=True)  # warm caches
+        t_cli = _median_ms(lambda: subprocess.run(pvcontrol, check=True, capture_output=True), runs)
+        t_curl = _median_ms(lambda: subprocess.run(curl, check=True, capture_output=True), runs)
+        return [row("5 pvcontrol", "containers ls wall ms", t_cli, "curl --unix-socket", t_curl, "", None)]
+    finally:
+        server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)
+
+
+FIGURES = (fig_requests, fig_objects, fig_scale, fig_cli)

@@ -1,0 +1,155 @@
+"""MetaStore: ordering, persistence, the run-dir views, key rules, listings."""
+import json
+import os
+
+import pytest
+
+from pv_metadata.store import MetaStore, is_json_container, render_listing, valid_key
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    return str(tmp_path / "storage" / "cache" / "meta"), str(tmp_path / "run" / "user-meta")
+
+
+def make_store(dirs):
+    store = MetaStore(*dirs)
+    store.load()
+    return store
+
+
+def test_listing_is_newest_added_first_and_updates_keep_position(dirs):
+    store = make_store(dirs)
+    for key in ("a", "b", "c"):
+        store.put(key, key.upper())
+    store.put("a", "A2")
+    assert [key for key, _ in store.listing()] == ["c", "b", "a"]
+    assert store.get("a") == "A2"
+
+
+def test_readding_a_deleted_key_makes_it_newest(dirs):
+    store = make_store(dirs)
+    for key in ("a", "b"):
+        store.put(key, "v")
+    store.delete("a")
+    store.put("a", "v")
+    assert [key for key, _ in store.listing()] == ["a", "b"]
+
+
+def test_values_and_order_survive_a_reload(dirs):
+    store = make_store(dirs)
+    for key in ("x", "y", "z"):
+        store.put(key, "value-" + key)
+    store.put("x", "changed")
+    store.delete("y")
+    again = make_store(dirs)
+    assert again.snapshot() == {"x": "changed", "z": "value-z"}
+    assert [key for key, _ in again.listing()] == ["z", "x"]
+
+
+def test_one_file_per_key_with_the_raw_value(dirs):
+    store = make_store(dirs)
+    store.put("k", 'a "quoted"\nvalue')
+    with open(os.path.join(dirs[0], "k"), "rb") as fh:
+        assert fh.read() == b'a "quoted"\nvalue'
+    store.delete("k")
+    assert not os.path.exists(os.path.join(dirs[0], "k"))
+
+
+def test_put_of_the_same_value_is_no_change(dirs):
+    store = make_store(dirs)
+    assert store.put("k", "v") is True
+    assert store.put("k", "v") is False
+    assert store.delete("k") is True
+    assert store.delete("k") is False
+
+
+def test_a_value_file_missing_from_the_index_is_adopted_as_newest(dirs):
+    store = make_store(dirs)
+    store.put("old", "1")
+    # A crash between writing the value and the index leaves this state.
+    with open(os.path.join(dirs[0], "stray"), "w") as fh:
+        fh.write("2")
+    again = make_store(dirs)
+    assert [key for key, _ in again.listing()] == ["stray", "old"]
+    with open(store.order_path) as fh:
+        assert json.load(fh) == ["old", "stray"]
+
+
+def test_index_entries_without_a_file_and_temp_leftovers_are_dropped(dirs):
+    store = make_store(dirs)
+    store.put("kept", "1")
+    with open(store.order_path, "w") as fh:
+        json.dump(["gone", "kept"], fh)
+    with open(os.path.join(dirs[0], ".abc123.tmp"), "w") as fh:
+        fh.write("torn")
+    again = make_store(dirs)
+    assert again.snapshot() == {"kept": "1"}
+    assert not os.path.exists(os.path.join(dirs[0], ".abc123.tmp"))
+
+
+def test_loaded_values_are_truncated_to_4096_bytes(dirs):
+    os.makedirs(dirs[0])
+    with open(os.path.join(dirs[0], "big"), "w") as fh:
+        fh.write("x" * 5000)
+    assert make_store(dirs).get("big") == "x" * 4096
+
+
+def test_views_follow_changes_including_dotted_keys(dirs):
+    store = make_store(dirs)
+    view = dirs[1]
+    store.put("plain", "1")
+    store.put("app.opts", "2")
+    with open(os.path.join(view, "plain")) as fh:
+        assert fh.read() == "1"
+    with open(os.path.join(view + ".app", "opts")) as fh:
+        assert fh.read() == "2"
+    store.delete("app.opts")
+    assert not os.path.exists(os.path.join(view, "app.opts"))
+    assert not os.path.exists(view + ".app")
+
+
+def test_views_are_rebuilt_at_load(dirs):
+    store = make_store(dirs)
+    store.put("a.b", "v")
+    stale = os.path.join(dirs[1], "stale")
+    with open(stale, "w") as fh:
+        fh.write("x")
+    make_store(dirs)
+    assert not os.path.exists(stale)
+    with open(os.path.join(dirs[1] + ".a", "b")) as fh:
+        assert fh.read() == "v"
+
+
+@pytest.mark.parametrize("key", ["ok", "a.b", "with space", "ünïcode", ".hidden", "x" * 255])
+def test_valid_keys(key):
+    assert valid_key(key)
+
+
+@pytest.mark.parametrize("key", ["", ".", "..", "a/b", "nul\x00", "nl\n", "tab\t", "del\x7f", "x" * 256,
+                                 "é" * 128])
+def test_invalid_keys(key):
+    assert not valid_key(key)
+
+
+@pytest.mark.parametrize("value,raw", [('{"a":1}', True), ("[1, 2]", True), (" {} ", True), ("1", False),
+                                       ('"s"', False), ("{bad", False), ("[NaN]", False), ("", False)])
+def test_json_containers(value, raw):
+    assert is_json_container(value) is raw
+
+
+def test_listing_escapes_keys_and_values_and_keeps_empty_values(dirs):
+    store = make_store(dirs)
+    tricky_key = 'k"ey\\with\nnewline'
+    store.put(tricky_key, 'v"al\\ue\n\x01')
+    store.put("empty", "")
+    store.put("obj", '{"nested": [1, {"x": null}]}')
+    store.put("number", "42")
+    doc = json.loads(render_listing(store.listing()))
+    assert doc == {"number": "42", "obj": {"nested": [1, {"x": None}]}, "empty": "",
+                   tricky_key: 'v"al\\ue\n\x01'}
+    assert list(doc) == ["number", "obj", "empty", tricky_key]
+
+
+def test_empty_listing_is_an_empty_object(dirs):
+    assert render_listing(make_store(dirs).listing()) == b"{}"
