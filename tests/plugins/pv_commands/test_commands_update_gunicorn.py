@@ -1,0 +1,203 @@
+"""Black-box: revision transitions on the demo device, over a real gunicorn with
+the real storage (pv_steps, pv_objects) and engine (pv_containers) plugins."""
+import json
+import os
+
+import pytest
+
+from pvcore.testing import wait_until
+
+pytestmark = pytest.mark.gunicorn
+
+SERVER = "pv-example-unix-server"
+CLIENT = "pv-example-unix-client"
+FINAL = ("UPDATED", "DONE", "WONTGO", "ERROR")
+ENV = {"PVCORE_UPDATE_COMMIT_DELAY": "0.3", "PVCORE_UPDATE_GOALS_TIMEOUT": "20"}
+
+
+@pytest.fixture
+def device(start_gunicorn):
+    server = start_gunicorn(demo=True, env=ENV)
+    wait_until(lambda: statuses(server) == {SERVER: "READY", CLIENT: "READY", "pvr-sdk": "STARTED"},
+               timeout=20, message="the demo device to come up")
+    return server
+
+
+def get(server, path):
+    status, _, body = server.request("GET", path)
+    assert status == 200, (path, body)
+    return json.loads(body)
+
+
+def command(server, op, payload=""):
+    return server.request("POST", "/commands", json.dumps({"op": op, "payload": payload}))
+
+
+def statuses(server):
+    return {c["name"]: c["status"] for c in get(server, "/containers")}
+
+
+def started_pids(server, name):
+    return [e["child_pid"] for e in server.log_events()
+            if e.get("event") == "container_started" and e.get("container") == name]
+
+
+def put_revision(server, name, change):
+    state = get(server, "/steps/0")
+    change(state)
+    status, _, body = server.request("PUT", f"/steps/locals/{name}", json.dumps(state))
+    assert status == 200, body
+    return state
+
+
+def run_until_final(server, op, rev, timeout=30):
+    status, _, body = command(server, op, rev)
+    assert status == 200, body
+    seen = []
+
+    def final():
+        progress = get(server, f"/steps/{rev}/progress")
+        if not seen or seen[-1] != progress["status"]:
+            seen.append(progress["status"])
+        return progress if progress["status"] in FINAL else None
+
+    return wait_until(final, timeout=timeout, message=f"{rev} to reach a final state"), seen
+
+
+def changed_server(state):
+    run = state[f"{SERVER}/run.json"]
+    run["exec"] = run["exec"] + ["--exit-after", "100000"]
+
+
+def without_client(state):
+    for key in [k for k in state if k.startswith(CLIENT + "/")]:
+        del state[key]
+
+
+def broken_container(state, **extra):
+    run = dict(state[f"{SERVER}/run.json"], name="broken", status_goal="READY",
+               auto_recovery={"policy": "no"}, **extra)
+    run.pop("restart_policy", None)
+    for key in ("lxc.container.conf", "root.squashfs"):
+        state[f"broken/{key}"] = state[f"{SERVER}/{key}"]
+    state["broken/run.json"] = run
+
+
+def test_local_run_brings_up_the_new_revision(device):
+    def change(state):
+        changed_server(state)
+        without_client(state)
+
+    state = put_revision(device, "x", change)
+    old_pid = started_pids(device, SERVER)[-1]
+    progress, seen = run_until_final(device, "LOCAL_RUN", "locals/x")
+    assert progress["status-msg"] == "Update finished, revision not set as rollback point"
+    assert progress["progress"] == 100
+    assert seen[-2:] == ["TESTING", "UPDATED"]
+    assert get(device, "/steps/current") == state
+    wait_until(lambda: statuses(device) == {SERVER: "READY", "pvr-sdk": "STARTED"}, timeout=10)
+    assert started_pids(device, SERVER)[-1] != old_pid
+    assert get(device, "/_pvcore/health")["revision"] == "locals/x"
+
+
+def test_broken_revision_rolls_back(device):
+    put_revision(device, "broken", lambda s: broken_container(
+        s, exec=s[f"{SERVER}/run.json"]["exec"][:3] + ["--exit-after", "0"]))
+    progress, seen = run_until_final(device, "LOCAL_RUN", "locals/broken")
+    assert progress["status"] == "ERROR"
+    assert progress["status-msg"] == "A container could not be started"
+    assert "TESTING" not in seen
+    assert get(device, "/_pvcore/health")["revision"] == "0"
+    assert get(device, "/steps/current") == get(device, "/steps/0")
+    wait_until(lambda: statuses(device) == {SERVER: "READY", CLIENT: "READY", "pvr-sdk": "STARTED"}, timeout=15)
+    assert any(e.get("event") == "revision_transition_failed" for e in device.log_events())
+
+
+def test_busy_while_a_revision_comes_up_then_goal_timeout_rolls_back(start_gunicorn):
+    server = start_gunicorn(demo=True, env=dict(ENV, PVCORE_UPDATE_GOALS_TIMEOUT="3"))
+    # a container that stays up but never signals READY: the transition waits for the goal
+    put_revision(server, "slow", lambda s: broken_container(s, exec=s[f"{SERVER}/run.json"]["exec"][:3]))
+    assert command(server, "LOCAL_RUN", "locals/slow")[0] == 200
+    wait_until(lambda: get(server, "/steps/locals/slow/progress")["status"] == "INPROGRESS")
+    status, headers, body = command(server, "LOCAL_RUN", "0")
+    assert (status, json.loads(body)) == (503, {"Error": "Cannot do this operation while update is ongoing"})
+    assert headers["Retry-After"] == "600"
+    status, headers, body = command(server, "RUN_GC")
+    assert (status, json.loads(body)) == (503, {"Error": "A command is already in progress. Try again"})
+    assert headers["Retry-After"] == "120"
+    progress = wait_until(lambda: (lambda p: p if p["status"] in FINAL else None)(
+        get(server, "/steps/locals/slow/progress")), timeout=20)
+    assert (progress["status"], progress["status-msg"]) == ("ERROR", "Status goal not reached")
+    assert get(server, "/_pvcore/health")["revision"] == "0"
+
+
+def test_try_once_is_forgotten_after_restart(device):
+    state = put_revision(device, "once", changed_server)
+    progress, _ = run_until_final(device, "TRY_ONCE", "locals/once")
+    assert progress["status"] == "UPDATED"
+    assert get(device, "/steps/current") == state
+    device.stop()
+    device.start()
+    assert get(device, "/_pvcore/health")["revision"] == "0"
+    assert get(device, "/steps/current") == get(device, "/steps/0")
+    wait_until(lambda: statuses(device) == {SERVER: "READY", CLIENT: "READY", "pvr-sdk": "STARTED"}, timeout=20)
+
+
+def test_local_run_commit_survives_restart(device):
+    state = put_revision(device, "keep", changed_server)
+    progress, _ = run_until_final(device, "LOCAL_RUN_COMMIT", "locals/keep")
+    assert (progress["status"], progress["status-msg"]) == ("DONE", "Update finished, revision set as rollback point")
+    device.stop()
+    device.start()
+    assert get(device, "/_pvcore/health")["revision"] == "locals/keep"
+    assert get(device, "/steps/current") == state
+
+
+def test_local_apply_restarts_only_the_changed_container(device):
+    put_revision(device, "apply", changed_server)
+    before = {name: started_pids(device, name)[-1] for name in (SERVER, CLIENT, "pvr-sdk")}
+    progress, _ = run_until_final(device, "LOCAL_APPLY", "locals/apply")
+    assert progress["status"] == "UPDATED"
+    after = {name: started_pids(device, name)[-1] for name in (SERVER, CLIENT, "pvr-sdk")}
+    assert after[SERVER] != before[SERVER]
+    assert after[CLIENT] == before[CLIENT] and after["pvr-sdk"] == before["pvr-sdk"]
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def test_demo_poweroff_leaves_no_orphan(device):
+    pids = [e["child_pid"] for e in device.log_events() if e.get("event") == "process_spawned"]
+    assert pids and all(_alive(pid) for pid in pids)
+    assert command(device, "POWEROFF_DEVICE", "test shutdown")[0] == 200
+    assert device.proc.wait(40) == 0
+    assert not os.path.exists(device.socket)
+    assert [pid for pid in pids if _alive(pid)] == []
+
+
+def test_demo_reboot_goes_back_to_the_committed_revision(device):
+    put_revision(device, "again", changed_server)
+    progress, _ = run_until_final(device, "TRY_ONCE", "locals/again")
+    assert progress["status"] == "UPDATED"
+    worker = device.worker_pid()
+    assert command(device, "REBOOT_DEVICE", "test reboot")[0] == 200
+    wait_until(lambda: device.worker_pid() not in (None, worker), timeout=40, message="a new worker")
+    device.wait_healthy()
+    assert get(device, "/_pvcore/health")["revision"] == "0"
+    wait_until(lambda: statuses(device) == {SERVER: "READY", CLIENT: "READY", "pvr-sdk": "STARTED"}, timeout=20)
+
+
+def test_container_dying_while_testing_rolls_back(start_gunicorn):
+    server = start_gunicorn(demo=True, env=dict(ENV, PVCORE_UPDATE_COMMIT_DELAY="30"))
+    # READY at once, then exits after a second: during TESTING, with no auto-recovery
+    put_revision(server, "flaky", lambda s: broken_container(
+        s, exec=s[f"{SERVER}/run.json"]["exec"][:3] + ["--ready", "--exit-after", "1"]))
+    progress, seen = run_until_final(server, "LOCAL_RUN", "locals/flaky")
+    assert "TESTING" in seen
+    assert (progress["status"], progress["status-msg"]) == ("ERROR", "A container could not be started")
+    assert get(server, "/_pvcore/health")["revision"] == "0"
