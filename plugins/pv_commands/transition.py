@@ -86,8 +86,11 @@ def begin(core, cstate: CommandState, op: str, rev: str, timeout: float, commit_
     try:
         core.hook.pvcore_revision_changing(core=core, old=old, new=rev)
         _progress(core, rev, "INPROGRESS", TRANSITIONING)
-        core.hook.pvcore_set_running_revision(core=core, rev=rev, try_once=(op == TRY_ONCE))
-        ok, message = _run(core, rev, state, op == LOCAL_APPLY, timeout)
+        if core.hook.pvcore_set_running_revision(core=core, rev=rev, try_once=(op == TRY_ONCE)):
+            ok, message = _run(core, rev, state, op == LOCAL_APPLY, timeout)
+        else:
+            log.error("running_revision_not_set", rev=rev)
+            ok, message = False, INTERNAL_ERROR
     except Exception:
         log.exception("revision_transition_crashed", op=op, rev=rev)
         ok, message = False, INTERNAL_ERROR
@@ -100,7 +103,8 @@ def begin(core, cstate: CommandState, op: str, rev: str, timeout: float, commit_
     return True
 
 
-def _roll_back(core, cstate: CommandState, op: str, rev: str, old: Optional[str], old_state, message: str, timeout: float) -> None:
+def _roll_back(core, cstate: CommandState, op: str, rev: str, old: Optional[str], old_state,
+               message: str, timeout: float) -> None:
     log.error("revision_transition_failed", op=op, rev=rev, old=old, reason=message)
     try:
         if old is not None and old_state is not None:

@@ -4,6 +4,7 @@ import threading
 import pytest
 
 import pv_commands
+from pvcore import hookimpl
 from pvcore.testing import wait_until
 
 SHA_B = "b" * 64  # an object of locals/x in the fake storage
@@ -185,3 +186,22 @@ def test_container_dying_after_the_update_is_not_a_rollback(cmd_env):
     env.core.hook.pvcore_container_status_changed(core=env.core, name="two", old="READY", new="STOPPED")
     assert env.storage.last_status("locals/x") == "UPDATED"
     assert [run.rev for run in env.engine.runs] == ["locals/x"]
+
+
+def test_storage_refusing_the_switch_is_an_error(cmd_env):
+    env = cmd_env()
+    refused = []
+
+    class Refusing:
+        @hookimpl(tryfirst=True)
+        def pvcore_set_running_revision(self, core, rev, try_once):
+            if rev == "locals/x":
+                refused.append(rev)
+                return False
+            return None
+
+    env.core.pm.register(Refusing())
+    env.post("LOCAL_RUN", "locals/x")
+    assert final(env, "locals/x")[-1] == ("ERROR", "Internal error")
+    assert refused == ["locals/x"]
+    assert [run.rev for run in env.engine.runs] == ["0"]  # only the rollback ran
