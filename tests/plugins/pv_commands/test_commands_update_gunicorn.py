@@ -1,5 +1,6 @@
 """Black-box: revision transitions on the demo device, over a real gunicorn with
 the real storage (pv_steps, pv_objects) and engine (pv_containers) plugins."""
+import hashlib
 import json
 import os
 
@@ -201,3 +202,17 @@ def test_container_dying_while_testing_rolls_back(start_gunicorn):
     assert "TESTING" in seen
     assert (progress["status"], progress["status-msg"]) == ("ERROR", "A container could not be started")
     assert get(server, "/_pvcore/health")["revision"] == "0"
+
+
+def test_run_gc_removes_unreferenced_objects(start_gunicorn):
+    server = start_gunicorn(demo=True, env=dict(ENV, PVCORE_STORAGE_GC_GRACE="0"))
+    data = b"an object no revision references\n"
+    sha = hashlib.sha256(data).hexdigest()
+    assert server.request("PUT", f"/objects/{sha}", data)[0] == 200
+    assert sha in {o["sha256"] for o in get(server, "/objects")}
+    assert command(server, "RUN_GC")[0] == 200
+    wait_until(lambda: sha not in {o["sha256"] for o in get(server, "/objects")}, message="the object to go")
+    done = wait_until(lambda: [e for e in server.log_events() if e.get("event") == "garbage_collected"])
+    assert done[0]["reclaimed"] >= len(data)
+    # revision 0's objects are still there
+    assert get(server, "/steps/0") and len(get(server, "/objects")) > 0
