@@ -7,7 +7,9 @@ plugins through hooks: storage (``pvcore_revision_state``,
 (``pvcore_run_revision``, ``pvcore_stop_containers``), daemons
 (``pvcore_daemon_control``), config and metadata. A worker thread
 (:class:`pv_commands.worker.CommandWorker`) carries out one command at a
-time; every op also fires ``pvcore_command``.
+time; every op also fires ``pvcore_command``. A container of a revision
+being tested that dies on its own (``pvcore_container_status_changed``) fails
+the transition, which is then rolled back.
 
 Settings: ``update_goals_timeout``, ``update_commit_delay``,
 ``reboot_delay``, ``power_backend`` (``demo``/``system``), ``power_kill``
@@ -30,8 +32,8 @@ from pv_commands.worker import CommandWorker
 
 log = structlog.get_logger(__name__)
 
-STATE = StashKey()
-POWER = StashKey()
+STATE: StashKey[CommandState] = StashKey()
+POWER: StashKey[object] = StashKey()
 
 SETTINGS = (
     Setting("update_goals_timeout", float, 60.0,
