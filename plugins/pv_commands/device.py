@@ -2,10 +2,10 @@
 
 * A config flag is asked through ``pvcore_config_get``; when no plugin
   answers, the upstream default applies.
-* Remote mode: ``True`` after GO_REMOTE (until pvcore restarts); otherwise
-  the device is remote when ``PV_CONTROL_REMOTE`` is on and the running
-  revision is not a ``locals/`` one (or ``PV_CONTROL_REMOTE_ALWAYS`` is on),
-  as device-model §1.5 says.
+* Remote mode: there is no Hub here, so the device starts local (as the
+  metadata plugin's ``pantavisor.mode`` says); GO_REMOTE makes it remote until
+  pvcore restarts or a ``locals/`` revision is run (unless
+  ``PV_CONTROL_REMOTE_ALWAYS`` is on; device-model §1.5).
 * Claim state: there is no Hub here, so a device is claimed only when the
   ``claimed`` setting says so and no UNCLAIM has been carried out since (the
   marker ``<storage>/cache/pvcore-unclaimed`` records that, across restarts).
@@ -42,13 +42,8 @@ def config_flag(core, key: str, default: bool) -> bool:
     return as_flag(core.hook.pvcore_config_get(core=core, key=key), default)
 
 
-def is_remote(core, cstate: CommandState) -> bool:
-    if cstate.remote is not None:
-        return cstate.remote
-    if not config_flag(core, "PV_CONTROL_REMOTE", True):
-        return False
-    running = core.running_revision() or ""
-    return not running.startswith("locals/") or config_flag(core, "PV_CONTROL_REMOTE_ALWAYS", False)
+def is_remote(cstate: CommandState) -> bool:
+    return cstate.remote
 
 
 def _marker(core) -> str:

@@ -107,10 +107,10 @@ class Executor:
             commit_delay=self._setting("update_commit_delay"),
             prepare=prepare,
         )
-        if reached:
-            if rev.startswith("locals/"):
-                self.cstate.remote = None  # running a locals/ revision makes the device local again
-            self._announce_mode()
+        if reached and self.cstate.remote and rev.startswith("locals/"):
+            if not device.config_flag(self.core, "PV_CONTROL_REMOTE_ALWAYS", False):
+                self.cstate.remote = False
+                self._announce_mode()
         return reached
 
     def _make_factory(self, command: Command) -> bool:
@@ -175,7 +175,7 @@ class Executor:
         return bool(done)
 
     def _announce_mode(self) -> None:
-        mode = "remote" if device.is_remote(self.core, self.cstate) else "local"
+        mode = "remote" if device.is_remote(self.cstate) else "local"
         self.core.hook.pvcore_set_device_meta(core=self.core, key="pantavisor.mode", value=mode)
 
     def _go_remote(self, command: Command) -> bool:

@@ -51,7 +51,7 @@ class Commands:
             raise Conflict(REMOTE_DISABLED)
         if op == ops.DEFER_REBOOT and not device.config_flag(core, "PV_DEBUG_SHELL", True):
             raise Conflict(NO_DEBUG_SHELL)
-        if op == ops.GO_REMOTE and device.is_remote(core, self._cstate):
+        if op == ops.GO_REMOTE and device.is_remote(self._cstate):
             return True
         if op == ops.UNCLAIM and not device.is_claimed(core):
             return True

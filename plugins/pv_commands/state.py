@@ -55,8 +55,8 @@ class CommandState:
         self.update: Optional[Update] = None
         self.reboot_at: Optional[float] = None
         self.reboot_message = ""
-        #: ``True`` after GO_REMOTE; ``None`` means "derive from the running revision".
-        self.remote: Optional[bool] = None
+        #: remote mode: set by GO_REMOTE, cleared by running a ``locals/`` revision.
+        self.remote = False
         self.stopping = False
 
     # -- HTTP side ------------------------------------------------------------

@@ -144,17 +144,31 @@ def test_go_remote_disabled_by_config_is_409(cmd_env):
     assert resp.json == {"Error": "Cannot do this operation when remote mode is disabled by config"}
 
 
-def test_go_remote_when_already_remote_is_204(cmd_env):
-    env = cmd_env(start=False)  # running "0", PV_CONTROL_REMOTE unanswered = on
-    assert env.post("GO_REMOTE").status_code == 204
-
-
-def test_go_remote_from_local_revision(cmd_env):
-    env = cmd_env()
-    env.storage.running = "locals/x"
+def test_go_remote_then_already_remote_is_204(cmd_env):
+    env = cmd_env()  # no Hub: the device starts local
     assert env.post("GO_REMOTE").status_code == 200
     wait_until(lambda: env.device.device_meta.get("pantavisor.mode") == "remote")
     wait_until(lambda: env.post("GO_REMOTE").status_code == 204)
+
+
+def test_running_a_local_revision_goes_back_to_local_mode(cmd_env):
+    env = cmd_env()
+    env.post("GO_REMOTE")
+    wait_until(lambda: env.device.device_meta.get("pantavisor.mode") == "remote")
+    wait_until(lambda: env.post("LOCAL_RUN", "locals/x").status_code == 200)
+    wait_until(lambda: env.device.device_meta.get("pantavisor.mode") == "local")
+    wait_until(lambda: env.post("GO_REMOTE").status_code == 200)
+
+
+def test_remote_always_keeps_remote_mode(cmd_env):
+    env = cmd_env()
+    env.device.config["PV_CONTROL_REMOTE_ALWAYS"] = True
+    env.post("GO_REMOTE")
+    wait_until(lambda: env.device.device_meta.get("pantavisor.mode") == "remote")
+    wait_until(lambda: env.post("LOCAL_RUN", "locals/x").status_code == 200)
+    wait_until(lambda: env.storage.last_status("locals/x") == "UPDATED")
+    assert env.device.device_meta["pantavisor.mode"] == "remote"
+    assert env.post("GO_REMOTE").status_code == 204
 
 
 def test_defer_reboot_without_debug_shell_is_409(cmd_env):
