@@ -1,0 +1,59 @@
+"""Black-box: ops carried out by the daemons, config and metadata plugins, on the demo device."""
+import json
+import os
+
+import pytest
+
+from pvcore.testing import wait_until
+
+pytestmark = pytest.mark.gunicorn
+
+
+def get(server, path):
+    status, _, body = server.request("GET", path)
+    assert status == 200, (path, body)
+    return json.loads(body)
+
+
+def command(server, op, payload=""):
+    return server.request("POST", "/commands", json.dumps({"op": op, "payload": payload}))
+
+
+def ssh(server):
+    return next(d for d in get(server, "/daemons") if d["name"] == "ssh")
+
+
+def test_enable_and_disable_ssh(start_gunicorn):
+    server = start_gunicorn(demo=True)
+    assert ssh(server)["pid"] <= 0
+    assert command(server, "ENABLE_SSH")[0] == 200
+    wait_until(lambda: ssh(server)["pid"] > 0 and ssh(server)["respawn"], message="ssh to start")
+    entry = next(e for e in get(server, "/config2") if e["key"] == "PV_DEBUG_SSH")
+    assert (entry["value"], entry["modified"]) == ("1", "command")
+    wait_until(lambda: command(server, "DISABLE_SSH")[0] == 200)
+    wait_until(lambda: ssh(server)["pid"] <= 0 and not ssh(server)["respawn"], message="ssh to stop")
+    entry = next(e for e in get(server, "/config2") if e["key"] == "PV_DEBUG_SSH")
+    assert (entry["value"], entry["modified"]) == ("0", "command")
+
+
+def test_update_metadata_is_stored_and_queued(start_gunicorn):
+    server = start_gunicorn(demo=True)
+    assert command(server, "UPDATE_METADATA", {"site": "lab"})[0] == 200
+    wait_until(lambda: get(server, "/device-meta").get("site") == "lab")
+    with open(os.path.join(server.storage_dir, "cache", "pending-devmeta.jsonl")) as fh:
+        assert [json.loads(line)["key"] for line in fh] == ["site"]
+
+
+def test_go_remote(start_gunicorn):
+    server = start_gunicorn(demo=True, env={"PV_CONTROL_REMOTE": "1"})
+    assert command(server, "GO_REMOTE")[0] == 200
+    wait_until(lambda: get(server, "/device-meta").get("pantavisor.mode") == "remote")
+    wait_until(lambda: command(server, "GO_REMOTE")[0] == 204)
+
+
+def test_config_refusals(start_gunicorn):
+    server = start_gunicorn(demo=True, env={"PV_CONTROL_REMOTE": "0", "PV_DEBUG_SHELL": "0"})
+    status, _, body = command(server, "GO_REMOTE")
+    assert (status, json.loads(body)) == (409, {"Error": "Cannot do this operation when remote mode is disabled by config"})
+    status, _, body = command(server, "DEFER_REBOOT", "60")
+    assert (status, json.loads(body)) == (409, {"Error": "Cannot do this operation when debug shell is not active"})
