@@ -24,7 +24,7 @@ bind = "unix:" + os.path.abspath(_settings.socket_path)
 # The socket comes out 0660: the owner and the service's group may connect.
 umask = 0o117
 workers = 1
-worker_class = "gthread"
+worker_class = "pvcore.worker.PvThreadWorker"  # gthread + pv-ctrl shims
 threads = int(os.environ.get("PVCORE_THREADS", "8"))
 preload_app = False
 max_requests = 0

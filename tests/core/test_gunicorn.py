@@ -107,3 +107,29 @@ def test_a_bad_setting_fails_the_boot_with_a_clear_message(start_gunicorn):
     with pytest.raises(AssertionError) as info:
         start_gunicorn(env={"PVCORE_STOP_TIMEOUT": "soon"}, timeout=20)
     assert "PVCORE_STOP_TIMEOUT" in str(info.value)
+
+
+def test_transfer_encoding_identity_is_framed_by_content_length(server):
+    # what upstream's `pvcontrol objects put` sends
+    request = (b"PUT /nope HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: identity\r\n"
+               b"Content-Type: application/octet-stream\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+    reply = raw_request(server.socket, request, timeout=5)
+    assert reply.startswith(b"HTTP/1.1 400 ")
+    assert reply.endswith(b'{"Error":"unknown endpoint: /nope"}')
+
+
+def test_malformed_requests_get_the_framework_error_body(server):
+    for request in (b"GARBAGE\r\n\r\n",
+                    b"GET /buildinfo HTTP/1.1\r\nHost: localhost\r\nContent-Length: x\r\n\r\n",
+                    b"PUT /nope HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked, chunked\r\n\r\n"):
+        reply = raw_request(server.socket, request, timeout=5)
+        assert reply.startswith(b"HTTP/1.1 4") or reply.startswith(b"HTTP/1.1 5"), reply
+        assert b"Content-Type: text/html" in reply
+        assert reply.endswith(b'{"Error": "Unsupported protocol"}'), reply
+
+
+def test_chunked_request_bodies_are_read(server):
+    request = (b"PUT /nope HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+               b"5\r\nhello\r\n0\r\n\r\n")
+    reply = raw_request(server.socket, request, timeout=5)
+    assert reply.endswith(b'{"Error":"unknown endpoint: /nope"}')

@@ -1,0 +1,55 @@
+"""pvcore's gunicorn worker: gthread, with two pv-ctrl compatibility shims.
+
+1. ``pvcontrol objects put`` sends ``Transfer-Encoding: identity`` together
+   with a ``Content-Length`` (contract §1). libevent treats any non-chunked
+   transfer coding as "use Content-Length"; gunicorn ≥ 24 refuses the request
+   (RFC 9112 §6.3). Since ``identity`` means "no coding", dropping it before
+   framing is safe and makes upstream's client work unmodified.
+2. Errors gunicorn raises itself (malformed request line, bad headers,
+   ``Expect`` other than ``100-continue``) get libevent's framework error body
+   ``{"Error": "Unsupported protocol"}`` (contract §3.3) instead of an HTML page.
+
+NOTE: both shims patch gunicorn module attributes, but only inside the worker
+process (``init_process``), which serves nothing but pvcore.
+"""
+from __future__ import annotations
+
+from gunicorn import util
+from gunicorn.http.message import Request
+from gunicorn.http.parser import RequestParser
+from gunicorn.workers.gthread import ThreadWorker
+
+FRAMEWORK_ERROR = b'{"Error": "Unsupported protocol"}'
+
+
+def _identity_only(value: str) -> bool:
+    return all(part.strip(" \t").lower() == "identity" for part in value.split(","))
+
+
+class PvRequest(Request):
+    """A gunicorn request that ignores ``Transfer-Encoding: identity``."""
+
+    def set_body_reader(self):
+        self.headers = [
+            (name, value) for name, value in self.headers
+            if not (name == "TRANSFER-ENCODING" and _identity_only(value))
+        ]
+        super().set_body_reader()
+
+
+def write_framework_error(sock, status_int, reason, mesg):
+    """libevent's error page: the contract's body, ``text/html``, connection closed."""
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: text/html\r\n"
+        f"Content-Length: {len(FRAMEWORK_ERROR)}\r\n\r\n"
+    ).encode("latin-1")
+    util.write_nonblock(sock, head + FRAMEWORK_ERROR)
+
+
+class PvThreadWorker(ThreadWorker):
+    """``worker_class = "pvcore.worker.PvThreadWorker"``."""
+
+    def init_process(self):
+        RequestParser.mesg_class = PvRequest
+        util.write_error = write_framework_error
+        super().init_process()
