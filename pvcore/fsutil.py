@@ -15,12 +15,13 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: Union[bytes, str], mode: int = 0o644) -> None:
+def atomic_write(path: str, data: Union[bytes, str], mode: int = 0o644, durable: bool = True) -> None:
     """Write ``data`` to ``path`` via a temp file, fsync and rename.
 
     Readers see either the old content or the new, never a mix; the temp
     file lives in the same directory (same filesystem, so rename is atomic)
     and carries a ``.tmp`` suffix so sweepers can recognise leftovers.
+    ``durable=False`` skips the fsyncs, for volatile trees rebuilt at start.
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
@@ -29,8 +30,9 @@ def atomic_write(path: str, data: Union[bytes, str], mode: int = 0o644) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -39,7 +41,8 @@ def atomic_write(path: str, data: Union[bytes, str], mode: int = 0o644) -> None:
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def sweep_temp_files(directory: str) -> int:

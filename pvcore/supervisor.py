@@ -36,6 +36,17 @@ def proc_stat(pid: int) -> Optional[list]:
     return data[data.rindex(b")") + 2:].decode().split()
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (ours or not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def start_time(pid: int) -> Optional[str]:
     stat = proc_stat(pid)
     return stat[19] if stat else None

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
@@ -259,20 +258,8 @@ class MetaStore:
 def _replace(path: str, data: bytes) -> None:
     """Temp file + rename, without fsync: the run dir is volatile and rebuilt
     from the persisted store at every start, so only tearing matters here."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write(path, data, durable=False)
 
 
 def render_listing(items) -> bytes:

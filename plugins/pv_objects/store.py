@@ -22,6 +22,7 @@ import structlog
 
 from pvcore.errors import InsufficientStorage, PvError, Unprocessable
 from pvcore.fsutil import fsync_dir
+from pvcore.supervisor import pid_alive
 
 log = structlog.get_logger(__name__)
 
@@ -34,16 +35,6 @@ _NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 def valid_sha(name: str) -> bool:
     """Exactly 64 lowercase hex characters."""
     return bool(_SHA.match(name))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _unlink_quietly(path: str) -> None:
@@ -218,7 +209,7 @@ class ObjectStore:
         """Remove temp files whose uploading process is gone (crash leftovers)."""
         removed = 0
         for name, pid in self._temp_files():
-            if pid != os.getpid() and not _pid_alive(pid):
+            if pid != os.getpid() and not pid_alive(pid):
                 _unlink_quietly(os.path.join(self.directory, name))
                 removed += 1
         if removed:

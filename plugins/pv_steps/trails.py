@@ -21,6 +21,7 @@ import structlog
 
 from pvcore.body import dumps
 from pvcore.fsutil import atomic_write, fsync_dir
+from pvcore.supervisor import pid_alive
 
 from pv_steps import names
 from pv_steps.names import CURRENT, LOCALS
@@ -49,16 +50,6 @@ def progress_json(status: str, message: str, retries: int = 0, logs: Optional[st
     if logs is not None:
         doc["logs"] = logs
     return dumps(doc)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove_tree(path: str) -> None:
@@ -310,7 +301,7 @@ class Trails:
             return 0
         for name in entries:
             match = _STAGING.match(name)
-            if match and int(match.group("pid")) != os.getpid() and not _pid_alive(int(match.group("pid"))):
+            if match and int(match.group("pid")) != os.getpid() and not pid_alive(int(match.group("pid"))):
                 _remove_tree(os.path.join(self.root, name))
                 removed += 1
         if removed:
