@@ -1,5 +1,6 @@
 """pvcore-wakelocks, tested the way any plugin author would: with pvcore.testing."""
 import json
+import os
 
 import pytest
 
@@ -92,3 +93,27 @@ def test_served_by_real_gunicorn_and_disable_removes_it(start_gunicorn):
     off = start_gunicorn(env={"PVCORE_DISABLE_PLUGINS": "pvcore_wakelocks"})
     status, _, body = off.request("GET", "/wakelocks")
     assert (status, body) == (400, b'{"Error":"unknown endpoint: /wakelocks"}')
+
+
+def test_update_lock_is_held_during_a_local_run_on_the_demo_device(start_gunicorn):
+    from pvcore.testing import wait_until
+
+    server = start_gunicorn(demo=True, env={"PVCORE_UPDATE_COMMIT_DELAY": "1"})
+
+    def get(path):
+        status, _, body = server.request("GET", path)
+        assert status == 200, body
+        return json.loads(body)
+
+    state = get("/steps/0")
+    state["pvr-sdk/run.json"]["exec"] = state["pvr-sdk/run.json"]["exec"] + ["--exit-code", "0"]
+    assert server.request("PUT", "/steps/locals/wl", json.dumps(state))[0] == 200
+    assert server.request("POST", "/commands", json.dumps({"op": "LOCAL_RUN", "payload": "locals/wl"}))[0] == 200
+    wait_until(lambda: get("/wakelocks")["held"]["update"], timeout=20, message="update lock held")
+    wait_until(lambda: get("/steps/locals/wl/progress")["status"] in ("UPDATED", "DONE", "ERROR", "WONTGO"),
+               timeout=40, message="the transition to end")
+    assert get("/steps/locals/wl/progress")["status"] == "UPDATED"
+    wait_until(lambda: not get("/wakelocks")["held"]["update"], timeout=10, message="update lock released")
+    sysfs = os.path.join(server.base, "var", "sys", "power")
+    assert "pvcore-update" in open(os.path.join(sysfs, "wake_lock")).read().split()
+    assert "pvcore-update" in open(os.path.join(sysfs, "wake_unlock")).read().split()
