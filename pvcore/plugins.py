@@ -1,6 +1,7 @@
 """The plugin manager, built in a function (never at import)."""
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from typing import Iterable, Optional, Sequence
 
@@ -23,6 +24,13 @@ def _dist_of(pm, plugin) -> str:
     for plug, dist in pm.list_plugin_distinfo():
         if plug is plugin:
             return f"{dist.project_name} {dist.version}"
+    # A plugin refused while registering is not in pluggy's list: find the
+    # distribution whose entry point names its module.
+    module = getattr(plugin, "__name__", None)
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group == "pvcore" and ep.value.split(":")[0] == module:
+                return f"{dist.metadata['Name']} {dist.version}"
     return "not installed"
 
 

@@ -56,3 +56,17 @@ def test_every_hookspec_is_documented():
     assert len(specs) > 20
     for spec in specs:
         assert spec.__doc__ and len(spec.__doc__.strip()) > 20, spec.__name__
+
+
+def test_an_installed_plugin_with_a_bad_hookimpl_is_named_with_its_distribution(tmp_path, monkeypatch):
+    (tmp_path / "pvcore_badplugin.py").write_text(
+        "from pvcore import hookimpl\n\n@hookimpl\ndef pvcore_routes(core, app):\n    return []\n")
+    dist = tmp_path / "pvcore_badplugin-1.2.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pvcore-badplugin\nVersion: 1.2.3\n")
+    (dist / "entry_points.txt").write_text("[pvcore]\npvcore_badplugin = pvcore_badplugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(StartupError) as info:
+        get_plugin_manager()
+    assert "pvcore_badplugin" in str(info.value)
+    assert "pvcore-badplugin 1.2.3" in str(info.value)
