@@ -12,9 +12,13 @@ Fixtures:
 * ``start_gunicorn(env={...}, demo=False)`` – a **real gunicorn** with the
   installed plugins on a temp Unix socket; returns a :class:`GunicornServer`
   whose ``client()`` speaks HTTP/1.1 over the socket.
+* ``demo_device`` – one real gunicorn running the demo device, shared by a
+  test module; at teardown it fails the module if any request ended in an
+  ``unhandled_error`` (bad input must never become a 500).
 * ``log_output`` – structlog events captured as a list of dicts.
 
-Also importable: :class:`UnixHTTPConnection`, :func:`raw_request`,
+Also importable: :class:`ContainerCaller` (a plugin making every request
+come from one container), :class:`UnixHTTPConnection`, :func:`raw_request`,
 :func:`wait_until`.
 """
 from __future__ import annotations
@@ -35,6 +39,7 @@ import falcon.testing
 import pytest
 import structlog
 
+from pvcore import hookimpl
 from pvcore.app import Core, build_core
 from pvcore.plugins import get_plugin_manager
 from pvcore.settings import Settings
@@ -74,6 +79,26 @@ class PvTestClient(falcon.testing.TestClient):
         extras = dict(kwargs.pop("extras", None) or {})
         extras.setdefault("pvcore.peer_pid", self.pid)
         return super().simulate_request(*args, extras=extras, **kwargs)
+
+
+class ContainerCaller:
+    """A plugin: every request comes from container ``name`` with ``roles``.
+
+    ``make_core(plugins=[my_plugin, ContainerCaller("app", roles=[])])`` tests
+    how a non-mgmt container is treated; ``roles=None`` makes the caller unknown.
+    """
+
+    def __init__(self, name: str, roles: Optional[Sequence[str]] = ("mgmt",)):
+        self.name = name
+        self.roles = roles
+
+    @hookimpl(tryfirst=True)
+    def pvcore_identify_caller(self, core, pid):
+        return self.name
+
+    @hookimpl(tryfirst=True)
+    def pvcore_caller_roles(self, core, name):
+        return list(self.roles) if name == self.name and self.roles is not None else None
 
 
 @pytest.fixture(name="make_core")
@@ -267,6 +292,19 @@ class GunicornServer:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError("gunicorn did not stop within %ss" % timeout)
+
+
+@pytest.fixture(name="demo_device", scope="module")
+def _demo_device_fixture():
+    server = GunicornServer(short_tempdir(), {"PVCORE_DEMO": "1"})
+    server.start()
+    yield server
+    try:
+        server.stop()
+        errors = [e for e in server.log_events() if e.get("event") == "unhandled_error"]
+        assert errors == [], f"requests ended in unhandled errors: {errors}"
+    finally:
+        shutil.rmtree(server.base, ignore_errors=True)
 
 
 @pytest.fixture(name="start_gunicorn")

@@ -6,6 +6,7 @@ import pytest
 
 import pvcore_wakelocks
 from pvcore import hookimpl
+from pvcore.testing import ContainerCaller
 
 HELD_NONE = {name: False for name in
              ("boot", "update", "update_check", "devmeta", "usrmeta", "shutdown", "debug_shell", "poll")}
@@ -68,16 +69,8 @@ def test_power_mode_comes_from_configuration(make_core, make_client, tmp_path):
 
 
 def test_mgmt_only(make_core, make_client, tmp_path):
-    class Caller:
-        @hookimpl(tryfirst=True)
-        def pvcore_identify_caller(self, core, pid):
-            return "app"
-
-        @hookimpl
-        def pvcore_caller_roles(self, core, name):
-            return []
-
-    core = make_core(plugins=[pvcore_wakelocks, Caller()], overrides={"wakelocks_sysfs_dir": str(tmp_path)})
+    core = make_core(plugins=[pvcore_wakelocks, ContainerCaller("app", roles=[])],
+                     overrides={"wakelocks_sysfs_dir": str(tmp_path)})
     assert make_client(core).simulate_get("/wakelocks").status_code == 403
 
 

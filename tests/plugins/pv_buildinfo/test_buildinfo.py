@@ -1,4 +1,5 @@
 import pv_buildinfo
+from pvcore.testing import ContainerCaller
 
 
 def test_manifest_is_served_as_text(make_core, make_client):
@@ -15,18 +16,7 @@ def test_empty_manifest_by_default(make_core, make_client):
 
 
 def test_buildinfo_is_mgmt_only(make_core, make_client):
-    from pvcore import hookimpl
-
-    class Caller:
-        @hookimpl(tryfirst=True)
-        def pvcore_identify_caller(self, core, pid):
-            return "app"
-
-        @hookimpl
-        def pvcore_caller_roles(self, core, name):
-            return []
-
-    core = make_core(plugins=[pv_buildinfo, Caller()])
+    core = make_core(plugins=[pv_buildinfo, ContainerCaller("app", roles=[])])
     resp = make_client(core).simulate_get("/buildinfo")
     assert resp.status_code == 403
     assert resp.text == '{"Error":"Request not sent from a mgmt platform"}'
