@@ -29,7 +29,7 @@ SHA = re.compile(r"[0-9a-f]{64}\Z")
 DOCUMENTED = {200, 400, 403, 404, 409, 422, 501, 503, 507}
 DOCUMENTED_500 = {
     "State not loaded yet", "Signal not expected from this platform", "Internal Error",
-    "Internal error, unknown caller", "Internal error",
+    "Internal error, unknown caller",
 }
 CLIENT = "pv-example-unix-client"
 SERVER = "pv-example-unix-server"
@@ -217,7 +217,7 @@ def temp_leftovers(storage: str, pid: int, settle: float = 5.0) -> List[str]:
             continue
         found += [os.path.join(sub, n) for n in names if n.endswith(".tmp") and f"{pid}-" in n]
     meta = {}
-    for sub in ("cache/meta", "cache/devmeta", "cache"):
+    for sub in ("cache/.meta.staging", "cache/.devmeta.staging", "cache"):
         try:
             meta[sub] = {n for n in os.listdir(os.path.join(storage, sub)) if n.endswith(".tmp")}
         except OSError:

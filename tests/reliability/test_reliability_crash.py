@@ -235,3 +235,15 @@ def _plant_revision(storage: str, rev: str, rng: random.Random) -> None:
     for i in range(rng.randint(50, 400)):  # enough files for the removal to take a while
         with open(os.path.join(trail, "pad", str(i)), "wb") as fh:
             fh.write(b"p" * 512)
+
+
+def test_acked_meta_keys_shaped_like_temp_files_survive_a_crash(device):
+    """Keys are file names: ``.x.tmp`` is a valid key, the startup sweep must not take it for a leftover."""
+    keys = {".rel.tmp": b"dot-tmp", "rel.tmp": b"tmp", ".rel": b"hidden"}
+    for key, value in keys.items():
+        SENT_META["meta"].setdefault(key, set()).add(value)
+        assert device.request("PUT", f"/user-meta/{key}", value)[0] == 200
+    dead = kill_worker(device)
+    _after_kill(device, dead)
+    listing = get_json(device, "/user-meta")
+    assert {k: listing.get(k) for k in keys} == {k: v.decode() for k, v in keys.items()}
