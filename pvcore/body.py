@@ -12,6 +12,31 @@ from typing import Any, Dict, Optional
 from pvcore.errors import BadRequest, InsufficientStorage
 
 _DRAIN_CHUNK = 1 << 16
+#: A body that ended (client closed or half-closed) before its Content-Length.
+INCOMPLETE = "Request body is incomplete"
+_CHECKED = "pvcore.checked_body"
+
+
+class _CheckedBody:
+    """Reads a Content-Length body and refuses to pass off a short one as complete.
+
+    gunicorn's body reader returns fewer bytes than asked only at end of
+    input, so a short read before ``expected`` bytes means the client gave up:
+    storing what came would acknowledge a truncated write.
+    """
+
+    def __init__(self, stream, expected: int):
+        self._stream = stream
+        self._expected = expected
+        self._seen = 0
+
+    def read(self, size: int = -1) -> bytes:
+        whole = size is None or size < 0
+        data = self._stream.read() if whole else self._stream.read(size)
+        self._seen += len(data)
+        if self._seen < self._expected and (whole or len(data) < size):
+            raise BadRequest(INCOMPLETE)
+        return data
 
 
 def body_stream(req):
@@ -20,15 +45,23 @@ def body_stream(req):
     Falcon's ``bounded_stream`` trusts ``Content-Length`` alone and reads a
     chunked body as empty; a server that sets ``wsgi.input_terminated``
     (gunicorn) already ends ``wsgi.input`` at the body's end, chunked or not.
+    A body shorter than its ``Content-Length`` raises :class:`BadRequest`
+    (``Request body is incomplete``) instead of ending early.
     """
     if req.env.get("wsgi.input_terminated"):
-        return req.stream
+        length = req.content_length
+        if not length:
+            return req.stream
+        checked = req.env.get(_CHECKED)
+        if checked is None:
+            checked = req.env[_CHECKED] = _CheckedBody(req.stream, length)
+        return checked
     return req.bounded_stream
 
 
 def drain(req) -> None:
-    """Read and discard what is left of the request body."""
-    stream = body_stream(req)
+    """Read and discard what is left of the request body (a short one too)."""
+    stream = req.stream if req.env.get("wsgi.input_terminated") else req.bounded_stream
     while stream.read(_DRAIN_CHUNK):
         pass
 
