@@ -11,10 +11,22 @@ from typing import Any, Dict, Optional
 
 from pvcore.errors import BadRequest, InsufficientStorage
 
+try:  # the server's own body-framing errors (bad chunk size, body cut short)
+    from gunicorn.http.errors import NoMoreData as _NoMoreData, ParseException as _ParseException
+    _FRAMING_ERRORS: tuple = (_NoMoreData, _ParseException)
+except ImportError:  # pragma: no cover - gunicorn is a dependency
+    _FRAMING_ERRORS = ()
+
 _DRAIN_CHUNK = 1 << 16
-#: A body that ended (client closed or half-closed) before its Content-Length.
+#: A body that ended (client closed or half-closed) before its Content-Length
+#: or its last chunk, or whose chunked framing is broken.
 INCOMPLETE = "Request body is incomplete"
 _CHECKED = "pvcore.checked_body"
+
+
+def _incomplete() -> BadRequest:
+    # The connection cannot carry another request after a broken body.
+    return BadRequest(INCOMPLETE, headers={"Connection": "close"})
 
 
 class _CheckedBody:
@@ -25,17 +37,20 @@ class _CheckedBody:
     storing what came would acknowledge a truncated write.
     """
 
-    def __init__(self, stream, expected: int):
+    def __init__(self, stream, expected: Optional[int]):
         self._stream = stream
         self._expected = expected
         self._seen = 0
 
     def read(self, size: int = -1) -> bytes:
         whole = size is None or size < 0
-        data = self._stream.read() if whole else self._stream.read(size)
+        try:
+            data = self._stream.read() if whole else self._stream.read(size)
+        except _FRAMING_ERRORS:
+            raise _incomplete() from None
         self._seen += len(data)
-        if self._seen < self._expected and (whole or len(data) < size):
-            raise BadRequest(INCOMPLETE)
+        if self._expected is not None and self._seen < self._expected and (whole or len(data) < size):
+            raise _incomplete()
         return data
 
 
@@ -49,20 +64,20 @@ def body_stream(req):
     (``Request body is incomplete``) instead of ending early.
     """
     if req.env.get("wsgi.input_terminated"):
-        length = req.content_length
-        if not length:
-            return req.stream
         checked = req.env.get(_CHECKED)
         if checked is None:
-            checked = req.env[_CHECKED] = _CheckedBody(req.stream, length)
+            checked = req.env[_CHECKED] = _CheckedBody(req.stream, req.content_length or None)
         return checked
     return req.bounded_stream
 
 
 def drain(req) -> None:
-    """Read and discard what is left of the request body (a short one too)."""
+    """Read and discard what is left of the request body (a short or broken one too)."""
     stream = req.stream if req.env.get("wsgi.input_terminated") else req.bounded_stream
-    while stream.read(_DRAIN_CHUNK):
+    try:
+        while stream.read(_DRAIN_CHUNK):
+            pass
+    except _FRAMING_ERRORS:
         pass
 
 
