@@ -84,6 +84,7 @@ class Core:
         self.stash: Dict[Any, Any] = {}
         self.supervisor = ProcessGroups(os.path.join(settings.run_dir, "pgroups"))
         self.routes: Dict[str, Route] = {}
+        self.caller_cache = caller_mod.CallerCache()
         self.app: Optional[falcon.App] = None
         self._services: List[Any] = []
         self._state_lock = threading.Lock()

@@ -6,9 +6,11 @@ runtime matches process trees) answer first through ``pvcore_identify_caller``.
 """
 from __future__ import annotations
 
+import itertools
 import re
 import socket
 import struct
+import weakref
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -88,8 +90,57 @@ def pvcore_identify_caller(core, pid):
     return name_from_cgroup(text, core.settings.caller_fallback)
 
 
+class CallerCache:
+    """Callers remembered per client connection.
+
+    PERF: identifying a caller reads several ``/proc`` files; a keep-alive
+    connection keeps its peer process, so the answer holds until the device
+    changes (a container status or the revision), which bumps the generation.
+    """
+
+    def __init__(self):
+        self._by_socket = weakref.WeakKeyDictionary()
+        self._generation = itertools.count()
+        self.generation = next(self._generation)
+
+    def get(self, sock) -> Optional[Caller]:
+        entry = self._by_socket.get(sock)
+        if entry is not None and entry[0] == self.generation:
+            return entry[1]
+        return None
+
+    def put(self, sock, caller: Caller) -> None:
+        self._by_socket[sock] = (self.generation, caller)
+
+    def invalidate(self) -> None:
+        self.generation = next(self._generation)
+
+
+@hookimpl
+def pvcore_container_status_changed(core):
+    core.caller_cache.invalidate()
+
+
+@hookimpl
+def pvcore_revision_changed(core):
+    core.caller_cache.invalidate()
+
+
 def identify(core, environ) -> Optional[Caller]:
     """The :class:`Caller` of a request, or ``None`` when it cannot be identified."""
+    sock = environ.get("gunicorn.socket")
+    if sock is not None:
+        cache = core.caller_cache
+        caller = cache.get(sock)
+        if caller is None:
+            caller = _identify(core, environ)
+            if caller is not None:
+                cache.put(sock, caller)
+        return caller
+    return _identify(core, environ)
+
+
+def _identify(core, environ) -> Optional[Caller]:
     pid = peer_pid(environ)
     if pid is None:
         return None

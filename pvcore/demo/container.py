@@ -17,13 +17,13 @@ import time
 READY = b'{"type":"ready","payload":""}'
 
 
-def send_ready(path: str, deadline: float) -> bool:
+def send_ready(path: str, deadline: float, stopping=()) -> bool:
     request = (
         b"POST /signal HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(READY), READY)
     )
     delay = 0.05
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(5)
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     print(f"container {name} up, pid {os.getpid()}", flush=True)
     if args.ready:
         path = os.environ.get("PVCORE_CTRL_SOCKET", "/pantavisor/pv-ctrl")
-        if not send_ready(path, time.monotonic() + 60):
+        if not send_ready(path, time.monotonic() + 60, stopping) and not stopping:
             return 2
     started = time.monotonic()
     while not stopping:

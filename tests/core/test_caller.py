@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from pvcore import hookimpl
 from pvcore.caller import HOST, name_from_cgroup
 
 
@@ -36,3 +37,35 @@ def test_this_process_resolves_through_the_hook(make_core):
     core = make_core()
     assert core.hook.pvcore_identify_caller(core=core, pid=os.getpid()) == HOST
     assert core.hook.pvcore_identify_caller(core=core, pid=2 ** 22 + 17) is None
+
+
+def test_callers_are_remembered_per_connection_until_the_device_changes(make_core):
+    import socket as socketlib
+
+    from pvcore.caller import identify
+
+    calls = []
+
+    class Resolver:
+        @hookimpl(tryfirst=True)
+        def pvcore_identify_caller(self, core, pid):
+            calls.append(pid)
+            return "app"
+
+        @hookimpl
+        def pvcore_caller_roles(self, core, name):
+            return ["mgmt"]
+
+    core = make_core(plugins=[Resolver()])
+    left, right = socketlib.socketpair(socketlib.AF_UNIX)
+    try:
+        environ = {"gunicorn.socket": left}
+        assert identify(core, environ).name == "app"
+        assert identify(core, environ).name == "app"
+        assert len(calls) == 1
+        core.hook.pvcore_container_status_changed(core=core, name="app", old="STARTED", new="STOPPING")
+        assert identify(core, environ).name == "app"
+        assert len(calls) == 2
+    finally:
+        left.close()
+        right.close()
