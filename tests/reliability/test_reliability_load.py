@@ -51,6 +51,9 @@ class Load:
 
     def client(self, index):
         rng = random.Random(index)
+        # a fixed pool per client (the same in warm-up and load): the store stops growing after warm-up,
+        # so RSS measures leaks, not a longer GET /objects
+        pool = [random.Random(index % 100 * 1000 + i).randbytes(1 + i * 2500) for i in range(8)]
         conn = self.server.client(timeout=15)
         mine = {}
         objects = {}
@@ -64,7 +67,7 @@ class Load:
                     if status == 200:
                         mine[key] = value
                 elif op == "put_object":
-                    data = rng.randbytes(rng.randint(1, 20_000))
+                    data = rng.choice(pool)
                     status, _, body = conn.call("PUT", f"/objects/{sha256(data)}", data)
                     if status == 200:
                         objects[sha256(data)] = len(data)
