@@ -78,14 +78,16 @@ def test_kill_during_object_upload(device, seed):
     sha = sha256(data)
     sent = len(data) if rng.random() < 0.25 else rng.randint(0, len(data) - 1)
     worker = device.worker_pid()
+    objects = os.path.join(device.storage_dir, "objects")
+    final = os.path.join(objects, sha)
     sock = _partial_put(device, f"/objects/{sha}", data, sent)
     try:
-        wait_tmp(os.path.join(device.storage_dir, "objects"), worker)
+        # the upload has begun: its temp file (or, were the store broken, the final path) exists
+        wait_until(lambda: os.path.exists(final) or [n for n in os.listdir(objects) if f".{worker}-" in n], 10, 0.01)
         _random_point(rng)
         dead = kill_worker(device)
     finally:
         sock.close()
-    final = os.path.join(device.storage_dir, "objects", sha)
     if sent < len(data):
         assert not os.path.exists(final), "a partial upload reached its final path"
     _after_kill(device, dead)
