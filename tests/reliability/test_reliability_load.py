@@ -144,7 +144,9 @@ def test_mixed_load_with_daemon_kills_and_container_restarts(long_mode):
               f"{restarts} container restarts, {len(load.failures)} failures; "
               f"fds {fds_before} -> {fds_after}, RSS {rss_before} kB -> {rss_after} kB")
         assert load.failures == [], load.failures[:10]
-        assert kills >= DURATION * 0.3 and restarts >= 1
+        # pv-xconnect's respawn throttle leaves it down for a while after each kill: every tick kills it
+        # when it is up, so expect a kill per throttle period at least
+        assert kills >= max(2, DURATION / 10) and restarts >= 1
         assert abs(fds_after - fds_before) <= 5, (fds_before, fds_after)
         assert rss_after <= rss_before * 1.10, (rss_before, rss_after)
     finally:
