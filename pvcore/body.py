@@ -11,7 +11,47 @@ from typing import Any, Dict, Optional
 
 from pvcore.errors import BadRequest, InsufficientStorage
 
+try:  # the server's own body-framing errors (bad chunk size, body cut short)
+    from gunicorn.http.errors import NoMoreData as _NoMoreData, ParseException as _ParseException
+    _FRAMING_ERRORS: tuple = (_NoMoreData, _ParseException)
+except ImportError:  # pragma: no cover - gunicorn is a dependency
+    _FRAMING_ERRORS = ()
+
 _DRAIN_CHUNK = 1 << 16
+#: A body that ended (client closed or half-closed) before its Content-Length
+#: or its last chunk, or whose chunked framing is broken.
+INCOMPLETE = "Request body is incomplete"
+_CHECKED = "pvcore.checked_body"
+
+
+def _incomplete() -> BadRequest:
+    # The connection cannot carry another request after a broken body.
+    return BadRequest(INCOMPLETE, headers={"Connection": "close"})
+
+
+class _CheckedBody:
+    """Reads a Content-Length body and refuses to pass off a short one as complete.
+
+    gunicorn's body reader returns fewer bytes than asked only at end of
+    input, so a short read before ``expected`` bytes means the client gave up:
+    storing what came would acknowledge a truncated write.
+    """
+
+    def __init__(self, stream, expected: Optional[int]):
+        self._stream = stream
+        self._expected = expected
+        self._seen = 0
+
+    def read(self, size: int = -1) -> bytes:
+        whole = size is None or size < 0
+        try:
+            data = self._stream.read() if whole else self._stream.read(size)
+        except _FRAMING_ERRORS:
+            raise _incomplete() from None
+        self._seen += len(data)
+        if self._expected is not None and self._seen < self._expected and (whole or len(data) < size):
+            raise _incomplete()
+        return data
 
 
 def body_stream(req):
@@ -20,16 +60,24 @@ def body_stream(req):
     Falcon's ``bounded_stream`` trusts ``Content-Length`` alone and reads a
     chunked body as empty; a server that sets ``wsgi.input_terminated``
     (gunicorn) already ends ``wsgi.input`` at the body's end, chunked or not.
+    A body shorter than its ``Content-Length`` raises :class:`BadRequest`
+    (``Request body is incomplete``) instead of ending early.
     """
     if req.env.get("wsgi.input_terminated"):
-        return req.stream
+        checked = req.env.get(_CHECKED)
+        if checked is None:
+            checked = req.env[_CHECKED] = _CheckedBody(req.stream, req.content_length or None)
+        return checked
     return req.bounded_stream
 
 
 def drain(req) -> None:
-    """Read and discard what is left of the request body."""
-    stream = body_stream(req)
-    while stream.read(_DRAIN_CHUNK):
+    """Read and discard what is left of the request body (a short or broken one too)."""
+    stream = req.stream if req.env.get("wsgi.input_terminated") else req.bounded_stream
+    try:
+        while stream.read(_DRAIN_CHUNK):
+            pass
+    except _FRAMING_ERRORS:
         pass
 
 

@@ -2,7 +2,11 @@
 
 Layout (device-model §1.1, §1.3, §10):
 
-* ``<storage>/cache/<dirname>/<key>`` holds each value, written atomically;
+* ``<storage>/cache/<dirname>/<key>`` holds each value, written atomically
+  through a temp file in the hidden sibling ``cache/.<dirname>.staging/``:
+  every name in ``<dirname>/`` is a key (``.x.tmp`` is a valid key, so temp
+  files there could not be told from values), and the staging dir is emptied
+  at load;
 * ``<storage>/cache/<dirname>.order`` is the order index, a JSON array of
   keys, oldest first. File times cannot give the order because an update
   replaces the file (new inode, new ctime) while it must keep the key's
@@ -87,6 +91,8 @@ class MetaStore:
     def __init__(self, persist_dir: str, view_dir: str):
         self.persist_dir = persist_dir
         self.order_path = persist_dir.rstrip("/") + ".order"
+        parent, base = os.path.split(persist_dir.rstrip("/"))
+        self.staging_dir = os.path.join(parent, "." + base + ".staging")
         self.view_dir = view_dir
         self._entries: Dict[str, Entry] = {}  # insertion order = oldest first
         self._lock = threading.Lock()
@@ -97,7 +103,9 @@ class MetaStore:
     def load(self) -> None:
         """Read the persisted keys and rebuild the run-dir views."""
         os.makedirs(self.persist_dir, exist_ok=True)
-        sweep_temp_files(self.persist_dir)
+        # NOTE: never sweep persist_dir itself: a key may look like a temp file.
+        shutil.rmtree(self.staging_dir, ignore_errors=True)
+        sweep_temp_files(os.path.dirname(self.order_path))
         order = self._read_order()
         names = set(os.listdir(self.persist_dir))
         keys = [key for key in order if key in names and valid_key(key)]
@@ -183,8 +191,7 @@ class MetaStore:
                 old = self._entries.get(key)
             if old is not None and old.value == value:
                 return False
-            os.makedirs(self.persist_dir, exist_ok=True)
-            atomic_write(os.path.join(self.persist_dir, key), value)
+            self._write_value(key, value.encode("utf-8"))
             with self._lock:
                 self._entries[key] = Entry(value, is_json_container(value))
                 order = list(self._entries) if old is None else None
@@ -210,6 +217,26 @@ class MetaStore:
             self._write_order(order)
             self._remove_view(key)
             return True
+
+    def _write_value(self, key: str, data: bytes) -> None:
+        """Durably replace ``<persist_dir>/<key>`` via a temp file in the staging dir."""
+        os.makedirs(self.persist_dir, exist_ok=True)
+        os.makedirs(self.staging_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.staging_dir, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, os.path.join(self.persist_dir, key))
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        fsync_dir(self.persist_dir)
 
     def _write_order(self, keys: List[str]) -> None:
         atomic_write(self.order_path, json.dumps(keys, ensure_ascii=False))

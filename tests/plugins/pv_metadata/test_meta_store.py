@@ -81,11 +81,19 @@ def test_index_entries_without_a_file_and_temp_leftovers_are_dropped(dirs):
     store.put("kept", "1")
     with open(store.order_path, "w") as fh:
         json.dump(["gone", "kept"], fh)
-    with open(os.path.join(dirs[0], ".abc123.tmp"), "w") as fh:
+    os.makedirs(store.staging_dir, exist_ok=True)
+    with open(os.path.join(store.staging_dir, "abc123.tmp"), "w") as fh:
         fh.write("torn")
     again = make_store(dirs)
     assert again.snapshot() == {"kept": "1"}
-    assert not os.path.exists(os.path.join(dirs[0], ".abc123.tmp"))
+    assert not os.path.exists(os.path.join(store.staging_dir, "abc123.tmp"))
+
+
+def test_keys_shaped_like_temp_files_survive_a_reload(dirs):
+    store = make_store(dirs)
+    for key in (".abc123.tmp", "x.tmp"):
+        store.put(key, "v")
+    assert make_store(dirs).snapshot() == {".abc123.tmp": "v", "x.tmp": "v"}
 
 
 def test_loaded_values_are_truncated_to_4096_bytes(dirs):

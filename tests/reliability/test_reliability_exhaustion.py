@@ -1,0 +1,130 @@
+"""Resource exhaustion: the storage dir on a full filesystem.
+
+Over the real socket when the sandbox allows a 4 MiB tmpfs (root), and always
+in process with the ``free_space`` setting injected. Uploads, revision PUTs
+and meta PUTs get 507 ``Not enough disk space available``; nothing torn is
+left at a final path; reads keep being served.
+"""
+import json
+import os
+import subprocess
+
+import pytest
+
+from pvcore.testing import GunicornServer, short_tempdir, wait_until
+from reliability_helpers import (
+    all_ready, assert_storage_consistent, get_json, sha256, stop_server,
+)
+
+NO_SPACE = b'{"Error":"Not enough disk space available"}'
+STATE = json.dumps({"#spec": "pantavisor-service-system@1", "full.json": {"pad": "p" * 100_000}}).encode()
+
+
+def _reads_served(get):
+    for path in ("/containers", "/objects", "/steps", "/user-meta", "/steps/current"):
+        status, body = get(path)
+        assert status == 200, (path, status, body)
+
+
+def test_full_disk_injected_in_process(make_core, make_client):
+    core = make_core(load_entrypoints=True, overrides={"free_space": lambda path: 0})
+    from pvcore.demo import seed_if_empty
+    seed_if_empty(core.settings.storage_dir)
+    core = make_core(load_entrypoints=True, overrides={
+        "free_space": lambda path: 0, "storage_dir": core.settings.storage_dir, "run_dir": core.settings.run_dir})
+    client = make_client(core)
+    data = b"object bytes" * 100
+    result = client.simulate_put(f"/objects/{sha256(data)}", body=data)
+    assert (result.status_code, result.content) == (507, NO_SPACE)
+    result = client.simulate_put("/steps/locals/full", body=STATE)
+    assert (result.status_code, result.content) == (507, NO_SPACE)
+    storage = core.settings.storage_dir
+    assert not os.path.exists(os.path.join(storage, "objects", sha256(data)))
+    assert not os.path.exists(os.path.join(storage, "trails", "locals", "full"))
+    assert [n for n in os.listdir(os.path.join(storage, "objects")) if n.endswith(".tmp")] == []
+    assert [n for n in os.listdir(os.path.join(storage, "trails")) if n.endswith(".tmp")] == []
+
+    def get(path):
+        r = client.simulate_get(path)
+        return r.status_code, r.content
+    status, _ = get("/objects")
+    assert status == 200
+    for path in ("/objects", "/steps", "/user-meta", "/steps/current"):
+        assert get(path)[0] == 200, path
+
+
+@pytest.fixture(name="tmpfs_server")
+def _tmpfs_server():
+    base = short_tempdir("pvfull")
+    storage = os.path.join(base, "storage")
+    os.makedirs(storage)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", storage],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        os.rmdir(storage)
+        os.rmdir(base)
+        pytest.skip("this sandbox cannot mount a tmpfs (the in-process test covers the full disk)")
+    server = GunicornServer(base, {"PVCORE_DEMO": "1"})
+    try:
+        server.start(60)
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            subprocess.run(["umount", "-l", storage], check=False)
+            stop_server(server)
+
+
+@pytest.mark.gunicorn
+def test_full_tmpfs_over_the_socket(tmpfs_server):
+    server = tmpfs_server
+    wait_until(lambda: all_ready(server), 30)
+    storage = server.storage_dir
+    acked = {}
+    # fill the object store until it refuses: every refusal is 507, every object stored is whole
+    for i in range(200):
+        data = os.urandom(256 * 1024)
+        status, _, body = server.request("PUT", f"/objects/{sha256(data)}", data)
+        if status == 507:
+            assert body == NO_SPACE
+            break
+        assert status == 200, body
+        acked[sha256(data)] = data
+    else:
+        raise AssertionError("a 4 MiB filesystem never filled up")
+    # now take the last bytes too, as another writer on the partition would
+    with open(os.path.join(storage, "filler"), "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    data = os.urandom(10_000)
+    assert server.request("PUT", f"/objects/{sha256(data)}", data)[::2] == (507, NO_SPACE)
+    # a chunked upload (no Content-Length to check up front) fails while writing
+    status, _, body = server.request("PUT", f"/objects/{sha256(data)}", iter([data[:5000], data[5000:]]))
+    assert (status, body) == (507, NO_SPACE)
+    assert server.request("PUT", "/steps/locals/full", STATE)[::2] == (507, NO_SPACE)
+    status, _, body = server.request("PUT", "/user-meta/full", b"v" * 4000)
+    assert (status, body) == (507, NO_SPACE)
+    assert not os.path.exists(os.path.join(storage, "objects", sha256(data)))
+    assert server.request("GET", "/steps/locals/full")[0] == 404
+    assert "full" not in get_json(server, "/user-meta")
+    assert [n for n in os.listdir(os.path.join(storage, "objects")) if n.endswith(".tmp")] == []
+    assert_storage_consistent(storage, {"meta": {}, "devmeta": {}})
+
+    def get(path):
+        status, _, body = server.request("GET", path)
+        return status, body
+    _reads_served(get)
+    for sha, content in list(acked.items())[:5]:
+        status, _, body = server.request("GET", f"/objects/{sha}")
+        assert (status, body == content) == (200, True)
+    assert all_ready(server)
+    # space comes back: writes work again
+    os.unlink(os.path.join(storage, "filler"))
+    assert server.request("PUT", "/user-meta/full", b"back")[0] == 200
+    unhandled = [e for e in server.log_events() if e.get("event") == "unhandled_error"]
+    assert unhandled == [], unhandled[:3]
