@@ -9,6 +9,7 @@ worker's :meth:`ProcessGroups.kill_leftovers` then kills the recorded groups
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -63,6 +64,18 @@ def group_members(pgid: int) -> list:
     return members
 
 
+#: Environment variable every supervised child carries (with its supervisor's tag).
+TAG_VARIABLE = "PVCORE_SUPERVISOR"
+
+
+def _environ_has(pid: int, needle: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return needle in fh.read().split(b"\0")
+    except OSError:
+        return False
+
+
 class ProcessGroups:
     """Spawns, stops and remembers supervised process groups.
 
@@ -75,6 +88,9 @@ class ProcessGroups:
         self._popen = popen
         self._lock = threading.Lock()
         self._records: Dict[int, str] = {}
+        # NOTE: a worker killed between fork and writing the record leaves a
+        # child no record names; the tag in its environment still does.
+        self.tag = hashlib.sha256(os.path.abspath(record_dir).encode()).hexdigest()[:16]
 
     def _record_path(self, key: str) -> str:
         return os.path.join(self._dir, _SAFE.sub("_", key) + ".pgid")
@@ -92,6 +108,8 @@ class ProcessGroups:
         stdout and stderr go to ``log_path`` (appended) or /dev/null.
         """
         os.makedirs(self._dir, exist_ok=True)
+        env = dict(os.environ if env is None else env)
+        env[TAG_VARIABLE] = self.tag
         if log_path:
             os.makedirs(os.path.dirname(log_path), exist_ok=True)
             out = open(log_path, "ab")
@@ -103,7 +121,7 @@ class ProcessGroups:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=dict(env) if env is not None else None,
+                env=env,
                 cwd=cwd,
                 start_new_session=True,
                 close_fds=True,
@@ -190,4 +208,28 @@ class ProcessGroups:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
+        return killed + self._kill_tagged()
+
+    def _kill_tagged(self) -> int:
+        """Kill processes carrying our tag that no record named (see ``tag``)."""
+        needle = f"{TAG_VARIABLE}={self.tag}".encode()
+        own = {proc for proc in self._records}
+        killed = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            pid = int(entry)
+            stat = proc_stat(pid)
+            if stat is None or stat[0] == "Z" or int(stat[2]) in own or not _environ_has(pid, needle):
+                continue
+            pgid = int(stat[2])
+            if pgid != os.getpgid(0):
+                self._signal_group(pgid, signal.SIGKILL)
+            else:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            killed += 1
+            log.warning("leftover_process_killed", child_pid=pid, pgid=pgid)
         return killed

@@ -19,6 +19,9 @@ log = structlog.get_logger(__name__)
 FACTORY = "0"
 
 
+#: Progress of a try that ran to its end without a commit: boot it again.
+FINISHED_TRY = ("UPDATED", "DONE")
+
 class Steps:
     """The revisions of one storage dir."""
 
@@ -34,7 +37,10 @@ class Steps:
 
         No record yet: ``pv_rev`` is what ``current`` points at (or ``0``).
         A ``try_once`` try is forgotten: ``current`` goes back to ``pv_rev``.
-        Otherwise ``current`` stays (an interrupted try is the engine's call).
+        A try that was interrupted (pvcore died before its progress reached
+        UPDATED) falls back to ``pv_rev`` too, and its progress records ERROR
+        ``Unexpected rollback``, as a rolled-back boot does upstream. An
+        UPDATED try is booted again (upstream's bootloader boots ``pv_try``).
         """
         with self.lock:
             self.trails.sweep_dead_staging()
@@ -46,8 +52,12 @@ class Steps:
                     log.info("boot_record_created", pv_rev=state.pv_rev)
                 return
             state = self.boot.load()
-            if state.pv_try is not None and state.try_once:
-                log.info("try_once_forgotten", pv_try=state.pv_try, pv_rev=state.pv_rev)
+            interrupted = state.pv_try is not None and self.trails.progress_status(state.pv_try) not in FINISHED_TRY
+            if state.pv_try is not None and (state.try_once or interrupted):
+                log.info("try_forgotten" if state.try_once else "try_interrupted_rollback",
+                         pv_try=state.pv_try, pv_rev=state.pv_rev)
+                if interrupted and not state.try_once and self.trails.existing(state.pv_try):
+                    self.trails.write_progress(state.pv_try, "ERROR", "Unexpected rollback")
                 state = BootState(pv_rev=state.pv_rev)
                 self.boot.save(state)
                 if self.trails.existing(state.pv_rev):

@@ -171,6 +171,15 @@ class Trails:
         os.makedirs(self.root, exist_ok=True)
         return os.path.join(self.root, f".{os.getpid()}-{secrets.token_hex(8)}.tmp")
 
+    def progress_status(self, rev: str) -> Optional[str]:
+        """The ``status`` of ``rev``'s progress JSON, or ``None`` if unreadable."""
+        path = self.existing(rev)
+        try:
+            with open(os.path.join(path, ".pv", "progress"), "rb") as fh:
+                return json.loads(fh.read()).get("status")
+        except (OSError, TypeError, ValueError, AttributeError):
+            return None
+
     def write_progress(self, rev: str, status: str, message: str, logs: Optional[str] = None) -> bool:
         """Rewrite ``.pv/progress`` (and ``.pv/logs`` when ``logs`` is given); keeps ``retries``."""
         with self.lock:

@@ -63,3 +63,22 @@ def test_a_recycled_pid_is_never_killed(tmp_path):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_an_unrecorded_child_is_found_by_its_tag(tmp_path):
+    # a worker killed between fork and writing the record
+    crashed = ProcessGroups(str(tmp_path / "pg"))
+    proc = crashed.spawn("lost", TREE)
+    wait_until(lambda: len(group_members(proc.pid)) == 2)
+    members = group_members(proc.pid)
+    for name in os.listdir(tmp_path / "pg"):
+        os.unlink(tmp_path / "pg" / name)
+    other = ProcessGroups(str(tmp_path / "elsewhere")).spawn("bystander", ["sleep", "300"])
+    try:
+        assert ProcessGroups(str(tmp_path / "pg")).kill_leftovers() >= 1
+        proc.wait(5)
+        wait_until(lambda: not any(alive(p) for p in members))
+        assert other.poll() is None  # another supervisor's child is left alone
+    finally:
+        other.kill()
+        other.wait()

@@ -249,3 +249,37 @@ def test_acked_meta_keys_shaped_like_temp_files_survive_a_crash(device):
     _after_kill(device, dead)
     listing = get_json(device, "/user-meta")
     assert {k: listing.get(k) for k in keys} == {k: v.decode() for k, v in keys.items()}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_kill_during_local_run(device, seed):
+    """A transition cut short by a crash falls back to the committed revision."""
+    rng = random.Random(seed)
+    committed = get_json(device, "/steps/current")
+    name = f"locals/run-{seed}"
+    state = dict(committed)
+    # a changed container (new argv) and one removed: the transition has real work to do
+    sdk = dict(state["pvr-sdk/run.json"])
+    sdk["exec"] = list(sdk["exec"]) + ["--exit-code", str(seed)]
+    state["pvr-sdk/run.json"] = sdk
+    state.pop("pv-example-unix-client/run.json")
+    assert device.request("PUT", f"/steps/{name}", json.dumps(state))[0] == 200
+    status, _, body = device.request("POST", "/commands", json.dumps({"op": "LOCAL_RUN", "payload": name}))
+    assert status == 200, body
+    wait_until(lambda: get_json(device, f"/steps/{name}/progress")["status"] != "NEW", 20, 0.01)
+    _random_point(rng)
+    progress_at_kill = get_json(device, f"/steps/{name}/progress")["status"]
+    dead = kill_worker(device)
+    running = get_json(device, "/steps/current")
+    progress = get_json(device, f"/steps/{name}/progress")
+    if progress_at_kill in ("INPROGRESS", "TESTING"):
+        # interrupted: back at the committed revision, the try recorded as failed
+        assert running == committed
+        assert (progress["status"], progress["status-msg"]) == ("ERROR", "Unexpected rollback")
+    else:  # it had already finished (UPDATED): booted again, as upstream's bootloader would
+        assert progress_at_kill == "UPDATED" and running == state
+    _after_kill(device, dead)
+    if running != committed:  # leave the device at its committed revision for the next case
+        assert device.request("POST", "/commands", json.dumps({"op": "LOCAL_RUN", "payload": "0"}))[0] == 200
+        wait_until(lambda: get_json(device, "/steps/current") == committed, 30)
+        assert_recovered(device, dead)

@@ -70,13 +70,28 @@ def test_try_once_is_forgotten_after_a_restart(steps_core, storage):
     assert boot_record(storage) == {"pv_rev": "0", "pv_try": None, "try_once": False}
 
 
-def test_a_plain_try_survives_a_restart(steps_core, storage):
+def test_a_try_that_reached_updated_survives_a_restart(steps_core, storage):
     core = steps_core(storage_dir=storage)
     make_rev(storage, "locals/try")
     core.hook.pvcore_set_running_revision(core=core, rev="locals/try")
+    core.hook.pvcore_set_progress(core=core, rev="locals/try", status="UPDATED",
+                                  message="Update finished, revision not set as rollback point")
     restarted = steps_core(storage_dir=storage)
     assert restarted.running_revision() == "locals/try"
     assert boot_record(storage)["pv_try"] == "locals/try"
+
+
+def test_an_interrupted_try_rolls_back_at_the_next_start(steps_core, storage, make_client):
+    core = steps_core(storage_dir=storage)
+    make_rev(storage, "locals/try")
+    core.hook.pvcore_set_running_revision(core=core, rev="locals/try")
+    core.hook.pvcore_set_progress(core=core, rev="locals/try", status="INPROGRESS",
+                                  message="Transitioning to new revision without rebooting")
+    restarted = steps_core(storage_dir=storage)  # pvcore died mid-transition
+    assert restarted.running_revision() == "0"
+    assert boot_record(storage) == {"pv_rev": "0", "pv_try": None, "try_once": False}
+    progress = make_client(restarted).simulate_get("/steps/locals/try/progress").json
+    assert (progress["status"], progress["status-msg"]) == ("ERROR", "Unexpected rollback")
 
 
 def test_commit(steps_core, storage):
