@@ -14,9 +14,10 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import threading
 import time
-from typing import Callable, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import structlog
 
@@ -30,6 +31,9 @@ CHUNK = 1 << 20
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
 _TEMP = re.compile(r"(?P<sha>[0-9a-f]{64})\.(?P<pid>\d+)-[0-9a-f]+\.tmp\Z")
 _NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+#: A directory mtime this much in the past cannot hide a later change within
+#: the same tick of the kernel's coarse clock.
+_MTIME_SETTLE_NS = 1_000_000_000
 
 
 def valid_sha(name: str) -> bool:
@@ -65,6 +69,10 @@ class ObjectStore:
         # never while a body streams, so GC cannot delete an object between
         # an upload's existence check and its 200.
         self._lock = threading.Lock()
+        self._index_lock = threading.Lock()
+        self._index: Dict[str, int] = {}
+        self._index_sorted: List[Tuple[str, int]] = []
+        self._index_mtime: Optional[int] = None
 
     # -- paths and listing ----------------------------------------------------
 
@@ -79,34 +87,49 @@ class ObjectStore:
         return path if os.path.isfile(path) else None
 
     def listing(self) -> List[Tuple[str, int]]:
-        """``(sha, size)`` of every object, sorted by sha; temp files are skipped."""
-        result = []
-        try:
-            entries = os.scandir(self.directory)
-        except FileNotFoundError:
-            return result
-        with entries:
-            for entry in entries:
-                if not valid_sha(entry.name):
-                    continue
-                try:
-                    if entry.is_file(follow_symlinks=False):
-                        result.append((entry.name, entry.stat(follow_symlinks=False).st_size))
-                except FileNotFoundError:  # removed while listing
-                    continue
-        result.sort()
-        return result
+        """``(sha, size)`` of every object, sorted by sha; temp files are skipped.
 
-    def open_chunks(self, sha: str) -> Optional[Iterator[bytes]]:
-        """An iterator over the object's bytes in 1 MiB chunks, or ``None`` if absent.
-
-        The file is opened now, so a GC after this call cannot break the download.
+        PERF: objects never change once in place, so sizes are remembered and
+        only new names are stat()ed; while the directory's mtime is unchanged
+        (and older than the clock's granularity) the last listing is reused.
         """
         try:
-            fh = open(self.path(sha), "rb")
+            mtime = os.stat(self.directory).st_mtime_ns
+        except FileNotFoundError:
+            return []
+        with self._index_lock:
+            settled = time.time_ns() - mtime > _MTIME_SETTLE_NS
+            if settled and mtime == self._index_mtime:
+                return self._index_sorted
+            sizes = {}
+            for name in os.listdir(self.directory):
+                if not valid_sha(name):
+                    continue
+                size = self._index.get(name)
+                if size is None:
+                    try:
+                        st = os.lstat(os.path.join(self.directory, name))
+                    except FileNotFoundError:  # removed while listing
+                        continue
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    size = st.st_size
+                sizes[name] = size
+            self._index = sizes
+            self._index_sorted = sorted(sizes.items())
+            self._index_mtime = mtime if settled else None
+            return self._index_sorted
+
+    def open(self, sha: str):
+        """The object opened for reading (a binary file), or ``None`` if absent.
+
+        The file is opened now, so a GC after this call cannot break the
+        download; objects are never rewritten in place, so it cannot change.
+        """
+        try:
+            return open(self.path(sha), "rb")
         except FileNotFoundError:
             return None
-        return _file_chunks(fh)
 
     # -- space --------------------------------------------------------------
 
@@ -265,11 +288,3 @@ class ObjectStore:
         log.info("objects_collected", count=len(removed), reclaimed=reclaimed)
         return reclaimed
 
-
-def _file_chunks(fh) -> Iterator[bytes]:
-    with fh:
-        while True:
-            chunk = fh.read(CHUNK)
-            if not chunk:
-                return
-            yield chunk

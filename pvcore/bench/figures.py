@@ -114,7 +114,7 @@ def fig_objects(quick: bool) -> List[dict]:
         def shell_baseline():
             subprocess.run(["sha256sum", src], check=True, capture_output=True)
             shutil.copyfile(src, os.path.join(work, "copy"))
-            subprocess.run(["sync", "-f", os.path.join(work, "copy")], check=True)
+            subprocess.run(["sync", os.path.join(work, "copy")], check=True)  # fsync of that file
 
         def python_baseline():
             h = hashlib.sha256()
@@ -126,11 +126,10 @@ def fig_objects(quick: bool) -> List[dict]:
                 os.fsync(fout.fileno())
             assert h.hexdigest() == sha
 
-        t_shell = _timed(shell_baseline)
-        t_py = _timed(python_baseline)
         worker = server.worker_pid()
         rss_before = status_kib(worker, "VmRSS")
         reset_peak(worker)
+        final = os.path.join(server.base, "storage", "objects", sha)
 
         def upload():
             conn = UnixHTTPConnection(server.socket, timeout=600)
@@ -141,8 +140,18 @@ def fig_objects(quick: bool) -> List[dict]:
                                                      "Content-Type": "application/octet-stream"})
             conn.close()
             assert status == 200, body
+            os.unlink(final)  # so the next run stores it again
 
-        t_put = _timed(upload)
+        # Interleaved runs, median of each: page-cache writeback from one run
+        # must not land on whichever happens to come next.
+        os.sync()
+        times = {"shell": [], "python": [], "put": []}
+        for _ in range(1 if quick else 3):
+            times["shell"].append(_timed(shell_baseline))
+            times["python"].append(_timed(python_baseline))
+            times["put"].append(_timed(upload))
+            os.sync()
+        t_shell, t_py, t_put = (statistics.median(times[k]) for k in ("shell", "python", "put"))
         growth = (status_kib(worker, "VmHWM") - rss_before) / 1024
         rows.append(row("2 PUT /objects", f"MB/s, {size // MiB} MiB", mb / t_put, "sha256sum+cp", mb / t_shell,
                         "≥ 1.0×", lambda v, r: r >= 1.0))
@@ -151,24 +160,28 @@ def fig_objects(quick: bool) -> List[dict]:
         rows.append(row("2 PUT /objects", "worker peak RSS growth (MiB)", growth, "", None, "< 16 MiB",
                         lambda v, r: v < 16))
 
-        def download():
-            conn = UnixHTTPConnection(server.socket, timeout=600)
-            conn.request("GET", f"/objects/{sha}")
-            resp = conn.getresponse()
-            assert resp.status == 200
-            got = 0
-            while True:
-                chunk = resp.read(MiB)
-                if not chunk:
-                    break
-                got += len(chunk)
-            conn.close()
-            assert got == size
+        conn = UnixHTTPConnection(server.socket, timeout=600)
+        with open(src, "rb") as fh:
+            assert conn.call("PUT", f"/objects/{sha}", body=fh, headers={"Content-Length": str(size)})[0] == 200
+        conn.close()
+        curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", server.socket,
+                f"http://localhost/objects/{sha}"]
 
-        t_get = _timed(download)
-        t_cat = _timed(lambda: subprocess.run(f"cat {src} > /dev/null", shell=True, check=True))
-        rows.append(row("2 GET /objects", f"MB/s, {size // MiB} MiB", mb / t_get, "cat > /dev/null", mb / t_cat,
-                        "≥ 0.7×", lambda v, r: r >= 0.7))
+        def download():
+            assert subprocess.run(curl, capture_output=True, text=True, check=True).stdout == "200"
+
+        runs = 1 if quick else 5
+        t_get = statistics.median(_timed(download) for _ in range(runs))
+        t_cat = statistics.median(_timed(lambda: subprocess.run(["cat", src], stdout=subprocess.DEVNULL, check=True))
+                                  for _ in range(runs))
+        # The same bytes crossing a process boundary, with no HTTP: the floor
+        # for any socket server (cat alone never leaves the page cache).
+        t_pipe = statistics.median(_timed(lambda: subprocess.run(f"cat {src} | cat > /dev/null", shell=True,
+                                                                 check=True)) for _ in range(runs))
+        rows.append(row("2 GET /objects", f"MB/s, {size // MiB} MiB (curl)", mb / t_get, "cat > /dev/null",
+                        mb / t_cat, "≥ 0.7×", lambda v, r: r >= 0.7))
+        rows.append(row("2 GET /objects", f"MB/s, {size // MiB} MiB (curl)", mb / t_get, "cat | cat > /dev/null",
+                        mb / t_pipe, "", None))
     finally:
         server.stop()
         shutil.rmtree(server.base, ignore_errors=True)
@@ -214,8 +227,15 @@ def fig_scale(quick: bool) -> List[dict]:
         server = Server()
         _seed_scale(os.path.join(server.base, "storage"), n)
         server.start()
+        # Steady state, as on a device: the seeded tree has settled (listings
+        # are cached while the directories are unchanged) and one request
+        # warmed the caches; the first, cold listing is reported separately.
+        time.sleep(1.1)
         try:
             conn = UnixHTTPConnection(server.socket)
+            cold = _timed(lambda: conn.call("GET", "/objects")) * 1000
+            rows.append(row("4 scale GET /objects", f"first (cold) ms at {n} objects", cold, "", None,
+                            "< 200 ms", lambda v, r: v < 200))
 
             def get(path):
                 status, _, body = conn.call("GET", path)
