@@ -2,6 +2,7 @@
 
 def test_listing_is_reused_while_the_directory_is_unchanged_and_sees_every_change(tmp_path):
     import hashlib
+    import os
     import time
 
     from pv_objects.store import ObjectStore
