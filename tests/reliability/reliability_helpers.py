@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional, Set
 from hypothesis import HealthCheck, settings
 
 from pvcore.supervisor import proc_stat
-from pvcore.testing import GunicornServer, short_tempdir, wait_until
+from pvcore.testing import raw_request, GunicornServer, short_tempdir, wait_until
 
 #: ``PVCORE_TEST_LONG=1`` (``make test-long``): more seeds, more examples, longer load.
 LONG = os.environ.get("PVCORE_TEST_LONG", "") not in ("", "0")
@@ -238,18 +238,7 @@ def temp_leftovers(storage: str, pid: int, settle: float = 5.0) -> List[str]:
 
 
 def raw_exchange(path: str, data: bytes, timeout: float = 10.0, half_close: bool = False) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(data)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+    return raw_request(path, data, half_close=half_close, timeout=timeout)
 
 
 def parse_response(raw: bytes):
