@@ -181,11 +181,11 @@ class ProcessGroups:
         A record is trusted only if the group's leader is gone or still has
         the recorded start time, so a recycled pid is never hit.
         """
-        killed = 0
+        killed = set()
         try:
             names = os.listdir(self._dir)
         except FileNotFoundError:
-            return 0
+            names = []
         for name in names:
             path = os.path.join(self._dir, name)
             try:
@@ -201,35 +201,38 @@ class ProcessGroups:
                     members = group_members(pgid)
                     if members:
                         self._signal_group(pgid, signal.SIGKILL)
-                        killed += 1
+                        killed.add(pgid)
                         log.warning("leftover_group_killed", pgid=pgid, members=members)
             if pgid not in self._records:
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
-        return killed + self._kill_tagged()
+        self._kill_tagged(killed)
+        return len(killed)
 
-    def _kill_tagged(self) -> int:
-        """Kill processes carrying our tag that no record named (see ``tag``)."""
+    def _kill_tagged(self, killed: set) -> None:
+        """Kill processes carrying our tag that no record named (see ``tag``).
+
+        ``killed``: the groups already killed, updated with those killed here.
+        """
         needle = f"{TAG_VARIABLE}={self.tag}".encode()
-        own = {proc for proc in self._records}
-        killed = 0
+        skip = set(self._records) | killed
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) == os.getpid():
                 continue
             pid = int(entry)
             stat = proc_stat(pid)
-            if stat is None or stat[0] == "Z" or int(stat[2]) in own or not _environ_has(pid, needle):
+            if stat is None or stat[0] == "Z" or int(stat[2]) in skip or not _environ_has(pid, needle):
                 continue
             pgid = int(stat[2])
             if pgid != os.getpgid(0):
                 self._signal_group(pgid, signal.SIGKILL)
+                skip.add(pgid)
             else:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            killed += 1
+            killed.add(pgid)
             log.warning("leftover_process_killed", child_pid=pid, pgid=pgid)
-        return killed

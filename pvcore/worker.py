@@ -5,16 +5,20 @@
    transfer coding as "use Content-Length"; gunicorn ≥ 24 refuses the request
    (RFC 9112 §6.3). Since ``identity`` means "no coding", dropping it before
    framing is safe and makes upstream's client work unmodified.
-2. Errors gunicorn raises itself (malformed request line, bad headers,
+2. A request whose ``Host`` (port removed) is not exactly ``localhost`` is
+   dropped without an answer, as libevent's pv-ctrl does (contract §1); a
+   missing or empty Host is fine.
+3. Errors gunicorn raises itself (malformed request line, bad headers,
    ``Expect`` other than ``100-continue``) get libevent's framework error body
    ``{"Error": "Unsupported protocol"}`` (contract §3.3) instead of an HTML page.
 
-NOTE: both shims patch gunicorn module attributes, but only inside the worker
+NOTE: the shims patch gunicorn module attributes, but only inside the worker
 process (``init_process``), which serves nothing but pvcore.
 """
 from __future__ import annotations
 
 from gunicorn import util
+from gunicorn.http.errors import NoMoreData
 from gunicorn.http.message import Request
 from gunicorn.http.parser import RequestParser
 from gunicorn.workers.gthread import ThreadWorker
@@ -26,10 +30,27 @@ def _identity_only(value: str) -> bool:
     return all(part.strip(" \t").lower() == "identity" for part in value.split(","))
 
 
+class HostRejected(NoMoreData):
+    """Raised to make gunicorn drop the connection without a reply."""
+
+    def __str__(self):
+        return f"request for host {self.buf!r} dropped"
+
+
+def _host_allowed(value: str) -> bool:
+    host = value.strip()
+    if host.startswith("["):  # an IPv6 literal, never localhost
+        return False
+    return host.split(":", 1)[0] in ("", "localhost")
+
+
 class PvRequest(Request):
-    """A gunicorn request that ignores ``Transfer-Encoding: identity``."""
+    """A gunicorn request that checks ``Host`` and ignores ``Transfer-Encoding: identity``."""
 
     def set_body_reader(self):
+        for name, value in self.headers:
+            if name == "HOST" and not _host_allowed(value):
+                raise HostRejected(value)
         self.headers = [
             (name, value) for name, value in self.headers
             if not (name == "TRANSFER-ENCODING" and _identity_only(value))

@@ -133,3 +133,13 @@ def test_chunked_request_bodies_are_read(server):
                b"5\r\nhello\r\n0\r\n\r\n")
     reply = raw_request(server.socket, request, timeout=5)
     assert reply.endswith(b'{"Error":"unknown endpoint: /nope"}')
+
+
+def test_a_foreign_host_is_dropped_without_an_answer(server):
+    assert raw_request(server.socket, b"GET /buildinfo HTTP/1.1\r\nHost: evil.example\r\n\r\n", timeout=5) == b""
+    assert raw_request(server.socket, b"GET /buildinfo HTTP/1.1\r\nHost: LOCALHOST\r\n\r\n", timeout=5) == b""
+    for host in (b"localhost", b"localhost:8080", b""):
+        reply = raw_request(server.socket, b"GET /buildinfo HTTP/1.0\r\nHost: %s\r\n\r\n" % host, timeout=5)
+        assert reply.startswith(b"HTTP/1.0 200 "), host
+    reply = raw_request(server.socket, b"GET /buildinfo HTTP/1.0\r\n\r\n", timeout=5)
+    assert reply.startswith(b"HTTP/1.0 200 ")
