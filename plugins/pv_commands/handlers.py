@@ -205,8 +205,10 @@ class Executor:
         key, value = next(iter(command.meta.items()))
         if not isinstance(value, str):
             value = json.dumps(value, separators=(",", ":"))
-        stored = self.core.hook.pvcore_set_device_meta(core=self.core, key=key, value=value)
+        # Queued for upstream first, so whoever sees the new device meta can
+        # rely on it being recorded for the push too.
         self._queue_upstream(key, value)
+        stored = self.core.hook.pvcore_set_device_meta(core=self.core, key=key, value=value)
         log.info("device_meta_queued", key=key, stored=bool(stored))
         return True
 
