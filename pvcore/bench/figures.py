@@ -111,20 +111,25 @@ def fig_objects(quick: bool) -> List[dict]:
         sha = digest.hexdigest()
         mb = size / 1e6
 
+        # Like the server, each baseline writes a new file (removed afterwards).
         def shell_baseline():
+            copy = os.path.join(work, "copy")
             subprocess.run(["sha256sum", src], check=True, capture_output=True)
-            shutil.copyfile(src, os.path.join(work, "copy"))
-            subprocess.run(["sync", os.path.join(work, "copy")], check=True)  # fsync of that file
+            shutil.copyfile(src, copy)
+            subprocess.run(["sync", copy], check=True)  # fsync of that file
+            os.unlink(copy)
 
         def python_baseline():
             h = hashlib.sha256()
-            with open(src, "rb") as fin, open(os.path.join(work, "copy2"), "wb") as fout:
+            copy = os.path.join(work, "copy2")
+            with open(src, "rb") as fin, open(copy, "wb") as fout:
                 for chunk in iter(lambda: fin.read(MiB), b""):
                     h.update(chunk)
                     fout.write(chunk)
                 fout.flush()
                 os.fsync(fout.fileno())
             assert h.hexdigest() == sha
+            os.unlink(copy)
 
         worker = server.worker_pid()
         rss_before = status_kib(worker, "VmRSS")
