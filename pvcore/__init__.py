@@ -10,9 +10,16 @@ entry-point group::
 
 Importing this package has no side effects: it only defines the marker.
 """
-import pluggy
-
 __all__ = ["hookimpl"]
 
-#: Marker for hook implementations, e.g. ``@hookimpl def pvcore_routes(core): ...``
-hookimpl = pluggy.HookimplMarker("pvcore")
+
+def __getattr__(name):
+    # PERF: the marker is made on first use, so tools that never touch
+    # plugins (the pvcontrol CLI) do not pay for importing pluggy.
+    if name == "hookimpl":
+        import pluggy
+
+        #: Marker for hook implementations, e.g. ``@hookimpl def pvcore_routes(core): ...``
+        marker = globals()["hookimpl"] = pluggy.HookimplMarker("pvcore")
+        return marker
+    raise AttributeError(f"module 'pvcore' has no attribute {name!r}")

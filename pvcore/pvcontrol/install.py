@@ -16,11 +16,13 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import tarfile
 import tempfile
-from typing import Any, Iterable, Set
+from typing import TYPE_CHECKING, Any, Iterable, Set
 
 from pvcore.client import CHUNK_SIZE, Response
+
+if TYPE_CHECKING:  # pragma: no cover
+    import tarfile
 from pvcore.pvcontrol.context import CliError, Context, arg_bytes, json_body, url_part
 from pvcore.pvcontrol.transfer import OBJECT_HEADERS, Source, upload
 
@@ -62,6 +64,8 @@ def extract(archive: str, destination: str) -> None:
 
     :raises CliError: unreadable archive or unsafe member.
     """
+    import tarfile  # PERF: only `steps install` needs it; keep CLI start-up short
+
     try:
         with tarfile.open(archive, "r:gz") as tar:
             members = tar.getmembers()
