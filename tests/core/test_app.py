@@ -48,16 +48,20 @@ class RoutesPlugin:
         ]
 
 
+#: Beyond Linux's pid_max: no process, no /proc entry, whatever the machine.
+NO_SUCH_PID = 2 ** 22 + 17
+
+
 class Containers:
     """Callers: pid 1001 is container 'app' (no mgmt), 1002 is 'sdk' (mgmt),
-    1003 names a container that does not exist, 1004 cannot be identified."""
+    1003 names a container that does not exist, NO_SUCH_PID cannot be
+    identified, and the test process is the host (whatever cgroup the test
+    runner happens to be in)."""
 
-    names = {1001: "app", 1002: "sdk", 1003: "ghost"}
+    names = {1001: "app", 1002: "sdk", 1003: "ghost", os.getpid(): "_pv_"}
 
     @hookimpl(tryfirst=True)
     def pvcore_identify_caller(self, core, pid):
-        if pid == 1004:
-            return None
         return self.names.get(pid)
 
     @hookimpl
@@ -123,7 +127,7 @@ def test_mgmt_container_is_served(client):
     assert resp.text == '{"caller":"sdk"}'
 
 
-@pytest.mark.parametrize("pid", [1003, 1004])
+@pytest.mark.parametrize("pid", [1003, NO_SUCH_PID])
 def test_unknown_caller_gets_500(client, pid):
     exact = client(pid).simulate_get("/echo")
     templated = client(pid).simulate_get("/items/x")
@@ -132,7 +136,7 @@ def test_unknown_caller_gets_500(client, pid):
 
 
 def test_unknown_caller_is_checked_before_the_method(client):
-    assert client(1004).simulate_delete("/echo").status_code == 500
+    assert client(NO_SUCH_PID).simulate_delete("/echo").status_code == 500
 
 
 def test_plugin_errors_render_compact_json(client):
