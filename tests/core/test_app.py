@@ -48,17 +48,17 @@ class RoutesPlugin:
         ]
 
 
-#: Beyond Linux's pid_max: no process, no /proc entry, whatever the machine.
-NO_SUCH_PID = 2 ** 22 + 17
+#: Fake peer pids beyond Linux's pid_max, so no real process (the test runner
+#: included) can ever be one of them.
+APP, SDK, GHOST, NO_SUCH_PID = (2 ** 22 + n for n in (1, 2, 3, 17))
 
 
 class Containers:
-    """Callers: pid 1001 is container 'app' (no mgmt), 1002 is 'sdk' (mgmt),
-    1003 names a container that does not exist, NO_SUCH_PID cannot be
-    identified, and the test process is the host (whatever cgroup the test
-    runner happens to be in)."""
+    """Callers: APP is container 'app' (no mgmt), SDK is 'sdk' (mgmt), GHOST
+    names a container that does not exist, NO_SUCH_PID cannot be identified,
+    and the test process is the host (whatever cgroup the runner is in)."""
 
-    names = {1001: "app", 1002: "sdk", 1003: "ghost", os.getpid(): "_pv_"}
+    names = {APP: "app", SDK: "sdk", GHOST: "ghost", os.getpid(): "_pv_"}
 
     @hookimpl(tryfirst=True)
     def pvcore_identify_caller(self, core, pid):
@@ -113,21 +113,21 @@ def test_unlisted_http_method_is_a_framework_501(client):
     [("/echo", "Request not sent from a mgmt platform"), ("/items/x", "Request not sent from mgmt platform")],
 )
 def test_non_mgmt_container_gets_the_contract_403(client, path, message):
-    resp = client(1001).simulate_get(path)
+    resp = client(APP).simulate_get(path)
     assert resp.status_code == 403
     assert resp.text == json.dumps({"Error": message}, separators=(",", ":"))
 
 
 def test_non_mgmt_container_may_call_open_routes(client):
-    assert client(1001).simulate_post("/open").status_code == 200
+    assert client(APP).simulate_post("/open").status_code == 200
 
 
 def test_mgmt_container_is_served(client):
-    resp = client(1002).simulate_get("/echo")
+    resp = client(SDK).simulate_get("/echo")
     assert resp.text == '{"caller":"sdk"}'
 
 
-@pytest.mark.parametrize("pid", [1003, NO_SUCH_PID])
+@pytest.mark.parametrize("pid", [GHOST, NO_SUCH_PID])
 def test_unknown_caller_gets_500(client, pid):
     exact = client(pid).simulate_get("/echo")
     templated = client(pid).simulate_get("/items/x")
