@@ -18,7 +18,8 @@ Fixtures:
 * ``log_output`` – structlog events captured as a list of dicts.
 
 Also importable: :class:`ContainerCaller` (a plugin making every request
-come from one container), :class:`UnixHTTPConnection`, :func:`raw_request`,
+come from one container), :func:`write_revision` (a device's storage with a
+revision of your own), :class:`UnixHTTPConnection`, :func:`raw_request`,
 :func:`wait_until`.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import falcon.testing
 import pytest
@@ -41,6 +42,7 @@ import structlog
 
 from pvcore import hookimpl
 from pvcore.app import Core, build_core
+from pvcore.fsutil import atomic_write
 from pvcore.plugins import get_plugin_manager
 from pvcore.settings import Settings
 
@@ -48,6 +50,31 @@ from pvcore.settings import Settings
 def short_tempdir(prefix: str = "pv") -> str:
     """A temp dir with a short path: AF_UNIX socket paths stop at 107 bytes."""
     return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+def write_revision(storage_dir: str, state: Mapping[str, Any], rev: str = "0") -> str:
+    """Lay down revision ``rev`` with ``state`` as a booted, committed one.
+
+    Writes ``trails/<rev>/.pvr/json``, a DONE progress, ``.pv/done`` and every
+    inline JSON value as its file (device-model §1.2); points
+    ``trails/current`` at it unless it already points somewhere. Start a
+    server on ``storage_dir`` afterwards to run a device of your own design.
+    """
+    trail = os.path.join(storage_dir, "trails", rev)
+    os.makedirs(os.path.join(trail, ".pv"), exist_ok=True)
+    os.makedirs(os.path.join(trail, ".pvr"), exist_ok=True)
+    atomic_write(os.path.join(trail, ".pvr", "json"), json.dumps(state))
+    atomic_write(os.path.join(trail, ".pv", "progress"),
+                 '{"status":"DONE","status-msg":"Factory revision","progress":100,"retries":0}')
+    atomic_write(os.path.join(trail, ".pv", "done"), b"")
+    for key, value in state.items():
+        if isinstance(value, (dict, list)):
+            os.makedirs(os.path.dirname(os.path.join(trail, key)), exist_ok=True)
+            atomic_write(os.path.join(trail, key), json.dumps(value))
+    current = os.path.join(storage_dir, "trails", "current")
+    if not os.path.lexists(current):
+        os.symlink(rev, current)
+    return trail
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, message: str = "") -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import falcon
 import structlog
 
-from pvcore.body import body_stream, drain, dumps
+from pvcore.body import body_stream, drain
 from pvcore.errors import BadRequest, PvError
 
 from pv_objects.store import ObjectStore, valid_sha

@@ -7,7 +7,6 @@ is better for times; the target column says which way).
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import shutil

@@ -1,5 +1,4 @@
 """Quick (``make test``) and long (``make test-long``, ``PVCORE_TEST_LONG=1``) forms of the reliability suite."""
-import os
 
 import pytest
 

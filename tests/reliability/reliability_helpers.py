@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import time
 from typing import Dict, Iterable, List, Optional, Set
 

@@ -8,7 +8,7 @@ import pytest
 
 from pvcore import hookimpl
 from pvcore.demo import seed_if_empty
-from pvcore.testing import short_tempdir, wait_until
+from pvcore.testing import short_tempdir, wait_until, write_revision
 from reliability_helpers import all_ready, start_server, stop_server
 
 USER_PID, MGMT_PID, UNKNOWN_PID = 4_100_001, 4_100_002, 4_100_003
@@ -149,22 +149,6 @@ while True:
 '''
 
 
-def _write_revision(storage, state):
-    trail = os.path.join(storage, "trails", "0")
-    for sub in (".pv", ".pvr"):
-        os.makedirs(os.path.join(trail, sub), exist_ok=True)
-    with open(os.path.join(trail, ".pvr", "json"), "w") as fh:
-        json.dump(state, fh)
-    with open(os.path.join(trail, ".pv", "progress"), "w") as fh:
-        fh.write('{"status":"DONE","status-msg":"Factory revision","progress":100,"retries":0}')
-    for key, value in state.items():
-        if isinstance(value, dict):
-            os.makedirs(os.path.dirname(os.path.join(trail, key)), exist_ok=True)
-            with open(os.path.join(trail, key), "w") as fh:
-                json.dump(value, fh)
-    os.symlink("0", os.path.join(storage, "trails", "current"))
-
-
 @pytest.mark.gunicorn
 def test_over_the_socket_from_inside_a_non_mgmt_container(device):
     base = short_tempdir("pvacc")
@@ -174,7 +158,7 @@ def test_over_the_socket_from_inside_a_non_mgmt_container(device):
     run = {"#spec": "service-manifest-run@1", "name": "probe-user", "type": "lxc", "group": "app",
            "status_goal": "READY", "restart_policy": "container", "roles": [],
            "exec": ["{python}", "-c", PROBE, out, json.dumps(routes)]}
-    _write_revision(os.path.join(base, "storage"), {"#spec": "pantavisor-service-system@1", "probe-user/run.json": run})
+    write_revision(os.path.join(base, "storage"), {"#spec": "pantavisor-service-system@1", "probe-user/run.json": run})
     server = start_server(demo=False, base=base)
     try:
         mode = stat.S_IMODE(os.stat(server.socket).st_mode)

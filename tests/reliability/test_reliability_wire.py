@@ -8,7 +8,6 @@ holds no ``unhandled_error`` and no traceback.
 """
 import os
 import socket
-import threading
 import time
 
 import pytest

@@ -8,11 +8,9 @@ either way.
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 
-from pvcore.fsutil import atomic_write
 from pvcore.plugins import get_plugin_manager
 
 SHIM = '''
@@ -61,22 +59,6 @@ def storage_shim_path():
     return base
 
 
-def write_revision(storage_dir, state, rev="0"):
-    """Lay down revision ``rev`` with ``state`` as the running one (device-model §1)."""
-    trail = os.path.join(storage_dir, "trails", rev)
-    os.makedirs(os.path.join(trail, ".pv"), exist_ok=True)
-    os.makedirs(os.path.join(trail, ".pvr"), exist_ok=True)
-    atomic_write(os.path.join(trail, ".pvr", "json"), json.dumps(state).encode())
-    atomic_write(os.path.join(trail, ".pv", "progress"),
-                 b'{"status":"DONE","status-msg":"Factory revision","progress":100,"retries":0}')
-    atomic_write(os.path.join(trail, ".pv", "done"), b"")
-    for key, value in state.items():
-        if isinstance(value, dict):
-            os.makedirs(os.path.dirname(os.path.join(trail, key)), exist_ok=True)
-            atomic_write(os.path.join(trail, key), json.dumps(value).encode())
-    current = os.path.join(storage_dir, "trails", "current")
-    if not os.path.lexists(current):
-        os.symlink(rev, current)
 
 
 def children(pid):
