@@ -7,6 +7,7 @@ calls from ``post_worker_init`` (see ``pvcore/gunicorn_conf.py``).
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -213,14 +214,15 @@ class RequestContext:
     """Binds a request id (and method, path) to every log event of a request."""
 
     def __init__(self):
-        self._counter = 0
+        # NOTE: next() on itertools.count is atomic under the GIL; gthread
+        # serves requests from several threads.
+        self._counter = itertools.count(1)
         self._pid = os.getpid()
 
     def process_request(self, req, resp):
         # NOTE: gthread reuses threads, so clear before binding.
         structlog.contextvars.clear_contextvars()
-        self._counter += 1
-        request_id = req.get_header("X-Request-ID") or f"{self._pid:x}-{self._counter:x}"
+        request_id = req.get_header("X-Request-ID") or f"{self._pid:x}-{next(self._counter):x}"
         req.context.request_id = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id, method=req.method, path=req.path)
 
