@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Union
+from typing import Optional, Union
 
 
 def fsync_dir(path: str) -> None:
@@ -15,18 +15,21 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: Union[bytes, str], mode: int = 0o644, durable: bool = True) -> None:
+def atomic_write(path: str, data: Union[bytes, str], mode: int = 0o644, durable: bool = True,
+                 tmp_dir: Optional[str] = None) -> None:
     """Write ``data`` to ``path`` via a temp file, fsync and rename.
 
     Readers see either the old content or the new, never a mix; the temp
     file lives in the same directory (same filesystem, so rename is atomic)
     and carries a ``.tmp`` suffix so sweepers can recognise leftovers.
     ``durable=False`` skips the fsyncs, for volatile trees rebuilt at start.
+    ``tmp_dir`` (same filesystem) holds the temp file instead, for directories
+    where every name is meaningful (metadata keys may look like temp files).
     """
     if isinstance(data, str):
         data = data.encode("utf-8")
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=tmp_dir or directory, prefix=".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -48,6 +48,12 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process: it exists and is not a zombie."""
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
 def start_time(pid: int) -> Optional[str]:
     stat = proc_stat(pid)
     return stat[19] if stat else None

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
@@ -223,21 +222,7 @@ class MetaStore:
         """Durably replace ``<persist_dir>/<key>`` via a temp file in the staging dir."""
         os.makedirs(self.persist_dir, exist_ok=True)
         os.makedirs(self.staging_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.staging_dir, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, os.path.join(self.persist_dir, key))
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        fsync_dir(self.persist_dir)
+        atomic_write(os.path.join(self.persist_dir, key), data, tmp_dir=self.staging_dir)
 
     def _write_order(self, keys: List[str]) -> None:
         atomic_write(self.order_path, json.dumps(keys, ensure_ascii=False))

@@ -5,17 +5,10 @@ import subprocess
 import sys
 
 from pvcore.supervisor import ProcessGroups, group_members, start_time
+from pvcore.supervisor import process_running as alive
 from pvcore.testing import wait_until
 
 TREE = [sys.executable, "-c", "import subprocess,time; subprocess.Popen(['sleep','300']); time.sleep(300)"]
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_stop_kills_the_whole_group_and_forgets_it(tmp_path):

@@ -13,6 +13,7 @@ from typing import Dict, Iterable, List, Optional, Set
 from hypothesis import HealthCheck, settings
 
 from pvcore.supervisor import proc_stat
+from pvcore.supervisor import process_running as alive
 from pvcore.testing import raw_request, GunicornServer, short_tempdir, wait_until
 
 #: ``PVCORE_TEST_LONG=1`` (``make test-long``): more seeds, more examples, longer load.
@@ -55,11 +56,6 @@ def stop_server(server: GunicornServer, remove: bool = True) -> None:
     finally:
         if remove:
             shutil.rmtree(server.base, ignore_errors=True)
-
-
-def alive(pid: int) -> bool:
-    stat = proc_stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
 
 
 def ppid(pid: int) -> Optional[int]:

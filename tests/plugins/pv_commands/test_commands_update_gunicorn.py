@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from pvcore.supervisor import process_running as _alive
 from pvcore.testing import wait_until
 
 pytestmark = pytest.mark.gunicorn
@@ -162,14 +163,6 @@ def test_local_apply_restarts_only_the_changed_container(device):
     after = {name: started_pids(device, name)[-1] for name in (SERVER, CLIENT, "pvr-sdk")}
     assert after[SERVER] != before[SERVER]
     assert after[CLIENT] == before[CLIENT] and after["pvr-sdk"] == before["pvr-sdk"]
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def test_demo_poweroff_leaves_no_orphan(device):

@@ -74,15 +74,6 @@ def children(pid):
     return found
 
 
-def alive(pid):
-    """Is ``pid`` a live (not zombie) process?"""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def container_pids(server):
     """``{container: pid}`` of the live children of gunicorn's worker, from their environment."""
     result = {}

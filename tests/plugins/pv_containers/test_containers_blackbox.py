@@ -5,7 +5,8 @@ import signal
 
 import pytest
 
-from engine_server import all_ready, alive, container_pids, containers
+from engine_server import all_ready, container_pids, containers
+from pvcore.supervisor import process_running as alive
 from pvcore.testing import write_revision
 from pvcore.testing import short_tempdir, wait_until
 

@@ -4,7 +4,7 @@ import time
 
 import pv_containers
 from engine_fakes import FakeRuntime, FakeStorage, run_json, state_of
-from engine_server import alive
+from pvcore.supervisor import process_running as alive
 from pv_containers.runtime import ProcessRuntime
 from pvcore import hookimpl
 from pvcore.testing import wait_until

@@ -5,17 +5,10 @@ import signal
 
 import pytest
 
+from pvcore.supervisor import process_running as alive
 from pvcore.testing import wait_until
 
 pytestmark = pytest.mark.gunicorn
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def cmdline(pid):

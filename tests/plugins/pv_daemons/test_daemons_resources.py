@@ -9,6 +9,7 @@ import pytest
 import pv_daemons
 from pvcore import hookimpl
 from pvcore.services import DaemonSpec
+from pvcore.supervisor import process_running as alive
 from pvcore.testing import wait_until
 
 SLEEPER = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, lambda *a: exit(0)); time.sleep(600)"]
@@ -22,14 +23,6 @@ class ExtraDaemons:
     def pvcore_daemons(self, core):
         return [DaemonSpec("sleeper", SLEEPER), DaemonSpec("stubborn", STUBBORN, autostart=False),
                 DaemonSpec("missing", ["/nonexistent/bin/daemon"])]
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def cmdline(pid):
