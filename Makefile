@@ -4,20 +4,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-long clean install bench
+.PHONY: run test test-tools test-long clean install bench
 
 install: $(STAMP)
 
-# System tools the tests drive: curl; netcat for upstream's pvcurl; npm for the
-# bench's load generator (autocannon), whose quick form is part of the suite.
-SYSTEM_TOOLS := curl nc npm
-$(STAMP): setup.cfg pyproject.toml contrib/pvcore-wakelocks/pyproject.toml
-	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing system tools:$$missing"; \
+# System tools the tests drive, as command:Debian-package. `make run` needs
+# none of them. Each missing one is installed alone, and apt may not remove
+# anything to make room (--no-remove): a machine whose nodejs or curl came from
+# elsewhere keeps it, and an unsatisfiable package fails on its own line.
+TEST_TOOLS := curl:curl nc:netcat-openbsd h2load:nghttp2-client
+define apt_install_missing
+	@for pair in $(1); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+		command -v $$cmd >/dev/null 2>&1 && continue; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq curl netcat-openbsd npm >/dev/null; \
-	fi
+		[ -n "$$APT_UPDATED" ] || { $$SUDO apt-get update -qq >/dev/null; APT_UPDATED=1; }; \
+		echo "installing $$pkg (for $$cmd)"; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-remove --no-install-recommends $$pkg >/dev/null || exit 1; \
+	done
+endef
+
+$(STAMP): setup.cfg pyproject.toml contrib/pvcore-wakelocks/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
@@ -31,10 +37,13 @@ run: $(STAMP)
 
 AUTOCANNON := .bench/node_modules/.bin/autocannon
 
-test: $(STAMP) $(AUTOCANNON)
+test-tools:
+	$(call apt_install_missing,$(TEST_TOOLS))
+
+test: $(STAMP) test-tools $(AUTOCANNON)
 	$(BIN)/python -m pytest -q
 
-test-long: $(STAMP) $(AUTOCANNON)
+test-long: $(STAMP) test-tools $(AUTOCANNON)
 	PVCORE_TEST_LONG=1 $(BIN)/python -m pytest -q
 
 clean:

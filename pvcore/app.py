@@ -11,7 +11,7 @@ import itertools
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, Generic, List, Optional, Tuple, TypeVar
+from typing import Any, Dict, Generic, List, Mapping, Optional, Tuple, TypeVar
 
 import falcon
 import structlog
@@ -20,6 +20,7 @@ from falcon.routing import map_http_methods
 from pvcore import caller as caller_mod
 from pvcore.body import drain, dumps
 from pvcore.errors import PvError, StartupError
+from pvcore.events import Event, EventCounter
 from pvcore.settings import Settings, SettingsError
 from pvcore.supervisor import ProcessGroups
 
@@ -86,6 +87,7 @@ class Core:
         self.supervisor = ProcessGroups(os.path.join(settings.run_dir, "pgroups"))
         self.routes: Dict[str, Route] = {}
         self.caller_cache = caller_mod.CallerCache()
+        self._events = EventCounter()
         self.app: Optional[falcon.App] = None
         self._services: List[Any] = []
         self._state_lock = threading.Lock()
@@ -155,6 +157,18 @@ class Core:
             self._lock_fd = None
 
     # -- helpers for plugins --------------------------------------------------
+
+    def publish(self, type: str, subject: str, data: Optional[Mapping[str, Any]] = None) -> Event:
+        """Publish a device event: number it, then fire ``pvcore_event``.
+
+        Call it after the state change is visible to readers, from the plugin
+        that owns the state. Listeners run in the publisher's thread, one event
+        at a time, in id order; they must be quick and must not raise.
+        """
+        with self._events.lock:
+            event = self._events.make(type, subject, data or {})
+            self.hook.pvcore_event(core=self, event=event)
+        return event
 
     def running_revision(self) -> Optional[str]:
         """Shortcut for the ``pvcore_running_revision`` hook."""

@@ -20,6 +20,7 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from pvcore.app import Core
+    from pvcore.events import Event
     from pvcore.services import Service
     from pvcore.settings import Setting
 
@@ -382,6 +383,18 @@ def pvcore_command(core: "Core", op: str, payload: str) -> Optional[bool]:
     Fired from the commands plugin's worker thread, one op at a time.
     :return: ``True`` if this plugin did (part of) the work; an op nobody
         handles is logged as ``command_unhandled``.
+    """
+
+
+@hookspec
+def pvcore_event(core: "Core", event: "Event") -> None:
+    """A device event was published (:meth:`pvcore.app.Core.publish`).
+
+    :param event: a :class:`pvcore.events.Event` (id, time, type, subject,
+        data). Every plugin that owns state publishes its changes; this is the
+        one hook to follow them (the ``/_pvcore/events`` stream is one
+        listener). Implementations run in the publisher's thread, serialised,
+        in id order: be quick, never block, never raise.
     """
 
 

@@ -1,0 +1,50 @@
+"""Device events: one record per state change, published by the plugin that
+owns the state and heard by anyone who implements ``pvcore_event``.
+
+A plugin publishes with :meth:`pvcore.app.Core.publish` (which numbers and
+timestamps the event, then fires the ``pvcore_event`` hook); it never calls the
+hook directly, so ids stay strictly increasing across threads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import threading
+import time
+from typing import Any, Mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One state change.
+
+    :ivar id: strictly increasing within one worker's lifetime (starts at 1).
+    :ivar time: wall-clock seconds since the epoch when it was published.
+    :ivar type: dotted kind, owner first: ``container.status``,
+        ``revision.progress``, ``meta.user`` … (docs/plugins.md lists the
+        built-in types; a plugin may publish its own, prefixed by its name).
+    :ivar subject: what changed: a container, revision, key, daemon name.
+    :ivar data: JSON-serialisable details (``{"old": ..., "new": ...}``).
+    """
+
+    id: int
+    time: float
+    type: str
+    subject: str
+    data: Mapping[str, Any]
+
+    def as_json(self) -> dict:
+        """The wire form (docs/protocol.md, ``/_pvcore/events``)."""
+        return {"id": self.id, "time": self.time, "type": self.type,
+                "subject": self.subject, "data": dict(self.data)}
+
+
+class EventCounter:
+    """Hands out ids; the lock makes id order equal publication order."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.lock = threading.Lock()
+
+    def make(self, type: str, subject: str, data: Mapping[str, Any]) -> Event:
+        return Event(next(self._ids), time.time(), type, subject, dict(data or {}))
