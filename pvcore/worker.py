@@ -1,21 +1,25 @@
 """pvcore's gunicorn worker: gthread, with two pv-ctrl compatibility shims.
 
 1. ``pvcontrol objects put`` sends ``Transfer-Encoding: identity`` together
-   with a ``Content-Length`` (contract §1). libevent treats any non-chunked
+   with a ``Content-Length`` (docs/protocol.md). libevent treats any non-chunked
    transfer coding as "use Content-Length"; gunicorn ≥ 24 refuses the request
    (RFC 9112 §6.3). Since ``identity`` means "no coding", dropping it before
    framing is safe and makes upstream's client work unmodified.
-2. A request whose ``Host`` (port removed) is not exactly ``localhost`` is
-   dropped without an answer, as libevent's pv-ctrl does (contract §1); a
-   missing or empty Host is fine.
+2. A request whose host (port removed) is not exactly ``localhost`` is
+   dropped without an answer, as libevent's pv-ctrl does (docs/protocol.md,
+   "Transport"); a missing or empty host is fine. The host is the absolute
+   URI's (``GET http://evil/steps``) when it has one, else the ``Host``
+   header's, as RFC 9112 §3.2.2 and libevent choose it.
 3. Errors gunicorn raises itself (malformed request line, bad headers,
    ``Expect`` other than ``100-continue``) get libevent's framework error body
-   ``{"Error": "Unsupported protocol"}`` (contract §3.3) instead of an HTML page.
+   ``{"Error": "Unsupported protocol"}`` (docs/protocol.md) instead of an HTML page.
 
 NOTE: the shims patch gunicorn module attributes, but only inside the worker
 process (``init_process``), which serves nothing but pvcore.
 """
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from gunicorn import util
 from gunicorn.http.errors import NoMoreData
@@ -44,13 +48,25 @@ def _host_allowed(value: str) -> bool:
     return host.split(":", 1)[0] in ("", "localhost")
 
 
+def _uri_host(uri: str) -> str:
+    """The host of an absolute-form request target, port kept; ``""`` for ``/path``."""
+    if uri.startswith("/") or "://" not in uri:
+        return ""
+    return urlsplit(uri).netloc.rpartition("@")[2]
+
+
 class PvRequest(Request):
-    """A gunicorn request that checks ``Host`` and ignores ``Transfer-Encoding: identity``."""
+    """A gunicorn request that checks its host and ignores ``Transfer-Encoding: identity``."""
 
     def set_body_reader(self):
-        for name, value in self.headers:
-            if name == "HOST" and not _host_allowed(value):
-                raise HostRejected(value)
+        host = _uri_host(self.uri)
+        if host:
+            if not _host_allowed(host):
+                raise HostRejected(host)
+        else:
+            for name, value in self.headers:
+                if name == "HOST" and not _host_allowed(value):
+                    raise HostRejected(value)
         self.headers = [
             (name, value) for name, value in self.headers
             if not (name == "TRANSFER-ENCODING" and _identity_only(value))

@@ -143,3 +143,14 @@ def test_a_foreign_host_is_dropped_without_an_answer(server):
         assert reply.startswith(b"HTTP/1.0 200 "), host
     reply = raw_request(server.socket, b"GET /buildinfo HTTP/1.0\r\n\r\n", timeout=5)
     assert reply.startswith(b"HTTP/1.0 200 ")
+
+
+def test_an_absolute_uri_with_a_foreign_host_is_dropped_like_a_foreign_host_header(server):
+    for target in (b"http://evil/steps", b"http://evil:80/buildinfo", b"http://localhost@evil/buildinfo",
+                   b"http://LOCALHOST/buildinfo"):
+        request = b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % target
+        assert raw_request(server.socket, request, timeout=5) == b"", target
+    # the URI's host wins over the Host header, as RFC 9112 and libevent choose it
+    for target, host in ((b"http://localhost/buildinfo", b"localhost"), (b"http://localhost:1/buildinfo", b"evil")):
+        request = b"GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (target, host)
+        assert raw_request(server.socket, request, timeout=5).startswith(b"HTTP/1.0 200 "), target
