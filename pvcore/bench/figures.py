@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -16,7 +17,7 @@ import sys
 import time
 from typing import List
 
-from pvcore.bench.loadgen import load
+from pvcore.bench.loadgen import ceiling, load
 from pvcore.bench.servers import Server, reset_peak, status_kib
 from pvcore.testing import UnixHTTPConnection
 
@@ -69,6 +70,13 @@ def fig_requests(quick: bool) -> List[dict]:
                 b = load(bare.socket, "/containers", conns, seconds)
                 f = load(full.socket, "/containers", conns, seconds)
                 assert f["errors"] == 0 and b["errors"] == 0, (f, b)
+                # The load generator's own ceiling, on the same machine in the
+                # same run: against a trivial server answering the same body.
+                # Far above both servers' rates, it measures them, not itself.
+                top = ceiling(conns, seconds, body_file)
+                assert top["errors"] == 0, top
+                rows.append(row("1 load generator", f"h2load ceiling req/s, {conns} client(s)", top["rps"],
+                                "bare falcon", b["rps"], "≥ 10×", lambda v, r: r >= 10))
                 rows.append(row("1 GET /containers", f"req/s, {conns} client(s)", f["rps"], "bare falcon",
                                 b["rps"], "≥ 0.8×" if conns == 16 else "", (lambda v, r: r >= 0.8) if conns == 16 else None))
                 rows.append(row("1 GET /containers", f"p50 ms, {conns} client(s)", f["p50_ms"], "bare falcon",
@@ -176,16 +184,13 @@ def fig_objects(quick: bool) -> List[dict]:
 
         runs = 1 if quick else 5
         t_get = statistics.median(_timed(download) for _ in range(runs))
-        t_cat = statistics.median(_timed(lambda: subprocess.run(["cat", src], stdout=subprocess.DEVNULL, check=True))
-                                  for _ in range(runs))
-        # The same bytes crossing a process boundary, with no HTTP: the floor
-        # for any socket server (cat alone never leaves the page cache).
-        t_pipe = statistics.median(_timed(lambda: subprocess.run(f"cat {src} | cat > /dev/null", shell=True,
+        # The baseline: the same bytes crossing a process boundary with no
+        # HTTP, as they must for any socket server (a lone `cat > /dev/null`
+        # never leaves the page cache, so it is no baseline for a server).
+        t_pipe = statistics.median(_timed(lambda: subprocess.run(f"cat {shlex.quote(src)} | cat > /dev/null", shell=True,
                                                                  check=True)) for _ in range(runs))
-        rows.append(row("2 GET /objects", f"MB/s, {size // MiB} MiB (curl)", mb / t_get, "cat > /dev/null",
-                        mb / t_cat, "≥ 0.7×", lambda v, r: r >= 0.7))
         rows.append(row("2 GET /objects", f"MB/s, {size // MiB} MiB (curl)", mb / t_get, "cat | cat > /dev/null",
-                        mb / t_pipe, "", None))
+                        mb / t_pipe, "≥ 0.7×", lambda v, r: r >= 0.7))
     finally:
         server.stop()
         shutil.rmtree(server.base, ignore_errors=True)
