@@ -51,22 +51,25 @@ def serve(path: str, body: bytes) -> None:
                 continue
             except OSError:
                 data = b""
-            if not data:
-                poll.unregister(fd)
-                conn.close()
-                del conns[fd], pending[fd]
-                continue
-            buf = pending[fd] + data
-            count = buf.count(END)
-            if count:
+            if data:
+                buf = pending[fd] + data
+                count = buf.count(END)
+                if not count:
+                    pending[fd] = buf
+                    continue
                 pending[fd] = buf[buf.rfind(END) + len(END):]
-                # NOTE: replies are small and the client reads them before
-                # sending more; a blocking send keeps the loop trivial.
-                conn.setblocking(True)
-                conn.sendall(reply * count)
-                conn.setblocking(False)
-            else:
-                pending[fd] = buf
+                try:
+                    # NOTE: replies are small and the client reads them before
+                    # sending more; a blocking send keeps the loop trivial.
+                    conn.setblocking(True)
+                    conn.sendall(reply * count)
+                    conn.setblocking(False)
+                    continue
+                except OSError:
+                    pass  # the client left mid-reply (the end of a run)
+            poll.unregister(fd)
+            conn.close()
+            del conns[fd], pending[fd]
 
 
 def main(argv=None) -> int:
