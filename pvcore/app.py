@@ -202,7 +202,10 @@ def _on_pv_error(req, resp, ex: PvError, params) -> None:
 def _on_http_error(req, resp, ex: falcon.HTTPError, params) -> None:
     drain(req)
     if isinstance(ex, falcon.HTTPRouteNotFound):
-        render_error(resp, 400, _unknown_endpoint(req))
+        if req.method not in HTTP_METHODS:
+            _on_framework_error(req, resp, ex, params)  # see Access
+        else:
+            render_error(resp, 400, _unknown_endpoint(req))
     elif isinstance(ex, falcon.HTTPMethodNotAllowed):
         render_error(resp, 400, METHOD_NOT_SUPPORTED)
     else:
@@ -245,21 +248,24 @@ class RequestContext:
 
 
 class Access:
-    """Caller identification and the contract's check order (§2, §4.3):
-    unknown caller → 500, wrong method → 400, not mgmt → 403."""
+    """Caller identification and the check order of docs/protocol.md
+    ("Routing"): unknown caller → 500, wrong method → 400, not mgmt → 403.
+
+    A method outside :data:`HTTP_METHODS` (``PATCH``) is libevent's framework
+    501, except on a templated route: upstream's router sees those before
+    libevent's method check and answers its own 400 ``Method not supported``.
+    """
 
     def __init__(self, core: Core):
         self._core = core
 
-    def process_request(self, req, resp):
-        if req.method not in HTTP_METHODS:
+    def process_resource(self, req, resp, resource, params):
+        # NOTE: Falcon calls this only for a path it routed; anything else
+        # becomes HTTPRouteNotFound (see _on_http_error).
+        route = self._core.routes[req.uri_template]
+        if req.method not in HTTP_METHODS and not route.templated:
             drain(req)
             raise _FrameworkError()
-
-    def process_resource(self, req, resp, resource, params):
-        if resource is None:
-            return  # Falcon raises HTTPRouteNotFound → 400 unknown endpoint
-        route = self._core.routes[req.uri_template]
         caller = caller_mod.identify(self._core, req.env)
         if caller is None:
             raise PvError("Internal error, unknown caller" if route.templated else "Internal Error", 500)

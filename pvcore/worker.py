@@ -10,7 +10,11 @@
    "Transport"); a missing or empty host is fine. The host is the absolute
    URI's (``GET http://evil/steps``) when it has one, else the ``Host``
    header's, as RFC 9112 §3.2.2 and libevent choose it.
-3. Errors gunicorn raises itself (malformed request line, bad headers,
+3. A response whose application set ``Connection: close`` closes the
+   connection after it (gunicorn drops hop-by-hop headers from applications
+   and would keep the connection): framework errors and answers given
+   without reading the body rely on it (docs/protocol.md).
+4. Errors gunicorn raises itself (malformed request line, bad headers,
    ``Expect`` other than ``100-continue``) get libevent's framework error body
    ``{"Error": "Unsupported protocol"}`` (docs/protocol.md) instead of an HTML page.
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from gunicorn import util
+from gunicorn.http import wsgi
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.message import Request
 from gunicorn.http.parser import RequestParser
@@ -83,10 +88,21 @@ def write_framework_error(sock, status_int, reason, mesg):
     util.write_nonblock(sock, head + FRAMEWORK_ERROR)
 
 
+class PvResponse(wsgi.Response):
+    """A gunicorn response that honours the application's ``Connection: close``."""
+
+    def process_headers(self, headers):
+        super().process_headers(headers)
+        for name, value in headers:
+            if name.lower() == "connection" and value.strip(" \t").lower() == "close":
+                self.must_close = True
+
+
 class PvThreadWorker(ThreadWorker):
     """``worker_class = "pvcore.worker.PvThreadWorker"``."""
 
     def init_process(self):
         RequestParser.mesg_class = PvRequest
+        wsgi.Response = PvResponse
         util.write_error = write_framework_error
         super().init_process()

@@ -106,6 +106,15 @@ def test_unlisted_http_method_is_a_framework_501(client):
     resp = client().simulate_request("PATCH", "/echo")
     assert resp.status_code == 501
     assert resp.text == '{"Error": "Unsupported protocol"}'
+    assert client().simulate_request("PATCH", "/nope").status_code == 501
+
+
+@pytest.mark.parametrize("pid", [None, APP])
+def test_unlisted_http_method_on_a_templated_route_is_the_routers_400(client, pid):
+    resp = client(pid).simulate_request("PATCH", "/items/x")
+    assert resp.status_code == 400
+    assert resp.text == '{"Error":"Method not supported for this endpoint"}'
+    assert client(NO_SUCH_PID).simulate_request("OPTIONS", "/items/x").status_code == 500
 
 
 @pytest.mark.parametrize(

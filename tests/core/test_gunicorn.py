@@ -154,3 +154,16 @@ def test_an_absolute_uri_with_a_foreign_host_is_dropped_like_a_foreign_host_head
     for target, host in ((b"http://localhost/buildinfo", b"localhost"), (b"http://localhost:1/buildinfo", b"evil")):
         request = b"GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (target, host)
         assert raw_request(server.socket, request, timeout=5).startswith(b"HTTP/1.0 200 "), target
+
+
+def test_an_unlisted_method_is_400_on_a_templated_route_and_501_elsewhere(server):
+    for method in (b"PATCH", b"OPTIONS", b"BREW"):
+        request = method + b" /daemons/pv-xconnect HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}"
+        reply = raw_request(server.socket, request + b"GET /buildinfo HTTP/1.1\r\nConnection: close\r\n\r\n", timeout=5)
+        head, _, rest = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), method
+        assert rest.startswith(b'{"Error":"Method not supported for this endpoint"}HTTP/1.1 200 '), method
+        for path in (b"/containers", b"/nope"):
+            reply = raw_request(server.socket, method + b" " + path + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", timeout=5)
+            assert reply.startswith(b"HTTP/1.1 501 "), (method, path)
+            assert reply.endswith(b'{"Error": "Unsupported protocol"}'), (method, path)
