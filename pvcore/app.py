@@ -170,6 +170,11 @@ class Core:
             self.hook.pvcore_event(core=self, event=event)
         return event
 
+    @property
+    def first_event_id(self) -> int:
+        """The id of this worker's first event; earlier ids are from earlier workers."""
+        return self._events.first
+
     def running_revision(self) -> Optional[str]:
         """Shortcut for the ``pvcore_running_revision`` hook."""
         return self.hook.pvcore_running_revision(core=self)

@@ -11,14 +11,17 @@ import dataclasses
 import itertools
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 
 @dataclasses.dataclass(frozen=True)
 class Event:
     """One state change.
 
-    :ivar id: strictly increasing within one worker's lifetime (starts at 1).
+    :ivar id: strictly increasing, across worker restarts too: a worker's
+        first id is the microseconds since the epoch at its start, so an id
+        a client kept from an earlier worker is older than any of the new
+        one's (a ``?since=`` replay then reports the gap, docs/plugins.md).
     :ivar time: wall-clock seconds since the epoch when it was published.
     :ivar type: dotted kind, owner first: ``container.status``,
         ``revision.progress``, ``meta.user`` … (docs/plugins.md lists the
@@ -40,10 +43,14 @@ class Event:
 
 
 class EventCounter:
-    """Hands out ids; the lock makes id order equal publication order."""
+    """Hands out ids; the lock makes id order equal publication order.
 
-    def __init__(self) -> None:
-        self._ids = itertools.count(1)
+    :ivar first: the first id this counter hands out.
+    """
+
+    def __init__(self, first: Optional[int] = None) -> None:
+        self.first = time.time_ns() // 1000 if first is None else first
+        self._ids = itertools.count(self.first)
         self.lock = threading.Lock()
 
     def make(self, type: str, subject: str, data: Mapping[str, Any]) -> Event:

@@ -7,11 +7,11 @@ from typing import Iterable, Optional, Sequence
 
 import pluggy
 
-from pvcore import caller, hookspecs, introspect
+from pvcore import caller, eventlog, hookspecs, introspect
 from pvcore.errors import StartupError
 
 #: Modules of the core that are plugins themselves and cannot be disabled.
-ESSENTIAL_PLUGINS = (caller, introspect)
+ESSENTIAL_PLUGINS = (caller, introspect, eventlog)
 
 
 def disabled_from_env(environ=None) -> list:

@@ -78,6 +78,12 @@ CORE_SETTINGS = (
             "Pantavisor init mode: embedded, standalone or appengine (a device on a laptop is appengine)."),
     Setting("stop_timeout", float, 5.0,
             "Seconds a supervised process gets between SIGTERM and SIGKILL."),
+    Setting("events_buffer", int, 1024,
+            "Events kept for replay (GET /_pvcore/events?since=ID); an older since gets a pvcore.gap record."),
+    Setting("max_watchers", int, 16,
+            "Streams open at once (/_pvcore/events, log follow); the next caller gets 503 with Retry-After."),
+    Setting("stream_stall_timeout", float, 10.0,
+            "Seconds a stream's client may leave its socket full before it is dropped."),
     Setting("free_space", callable, _free_space,
             "Function(path) -> free bytes of the filesystem holding path; injected by tests to simulate a full disk."),
 )

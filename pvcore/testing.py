@@ -20,7 +20,8 @@ Fixtures:
 Also importable: :class:`ContainerCaller` (a plugin making every request
 come from one container), :func:`write_revision` (a device's storage with a
 revision of your own), :class:`UnixHTTPConnection`, :func:`raw_request`,
-:func:`wait_until`.
+:func:`wait_until`, :class:`StreamReader` (a client of a streaming endpoint,
+``/_pvcore/events`` or ``/_pvcore/logs/<name>?follow=1``).
 """
 from __future__ import annotations
 
@@ -219,6 +220,95 @@ def raw_request(path: str, data: bytes, half_close: bool = False, timeout: float
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)
+
+
+class StreamReader:
+    """A client of a long-lived endpoint over its own connection.
+
+    Sends ``GET path`` (HTTP/1.1) and reads the response head; then
+    :meth:`line` and :meth:`event` return the body line by line, waiting at
+    most ``timeout`` seconds each. A refused stream (503 …) has its body in
+    ``body``.
+    """
+
+    def __init__(self, socket_path: str, path: str, timeout: float = 10.0, read: bool = True):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(socket_path)
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        self._buf = b""
+        self.status = 0
+        self.headers: dict = {}
+        self.body = b""
+        if read:
+            self.read_head()
+
+    def read_head(self) -> None:
+        while b"\r\n\r\n" not in self._buf:
+            self._fill()
+        head, self._buf = self._buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+        if "content-length" in self.headers:
+            length = int(self.headers["content-length"])
+            while len(self._buf) < length:
+                self._fill()
+            self.body, self._buf = self._buf[:length], self._buf[length:]
+
+    def _fill(self, timeout: Optional[float] = None) -> None:
+        if timeout is not None:
+            self.sock.settimeout(max(timeout, 0.001))
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("stream closed")
+        self._buf += chunk
+
+    def line(self, timeout: float = 10.0) -> bytes:
+        """The next line (without its newline); ``socket.timeout`` if none came."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("no line within %ss" % timeout)
+            self._fill(remaining)
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line
+
+    def event(self, timeout: float = 10.0) -> dict:
+        """The next line as JSON."""
+        return json.loads(self.line(timeout))
+
+    def events_until(self, predicate: Callable[[dict], Any], timeout: float = 10.0) -> list:
+        """Events up to and including the first one ``predicate`` accepts."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            event = self.event(max(deadline - time.monotonic(), 0.001))
+            seen.append(event)
+            if predicate(event):
+                return seen
+
+    def closed(self, timeout: float = 5.0) -> bool:
+        """Whether the server ends the stream within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                self._fill(deadline - time.monotonic())
+        except EOFError:
+            return True
+        except (socket.timeout, ConnectionResetError):
+            return False
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "StreamReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def child_pids(pid: int) -> list:

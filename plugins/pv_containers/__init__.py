@@ -3,7 +3,8 @@
 Owns the parsed running revision (from the storage plugin's
 ``pvcore_revision_state``), its groups and containers, their status machine,
 restart policies and auto-recovery (device-model §4, §5), and serves
-``GET /containers`` and ``PUT /containers/{name}``. Containers run through the
+``GET /containers``, ``PUT /containers/{name}`` and the console logs,
+``GET /_pvcore/logs/{name}``. Containers run through the
 runtime ``pvcore_container_runtime`` returns; the built-in one
 (:mod:`pv_containers.runtime`) runs each as a supervised process group. One
 engine service drives everything; other plugins use it through hooks
@@ -20,6 +21,7 @@ from pvcore.services import LoopService
 from pvcore.settings import Setting
 
 from .engine import Engine
+from .logs import ContainerLog
 from .resources import ContainerControl, ContainerList
 from .runtime import pvcore_container_runtime  # noqa: F401  (the trylast default runtime)
 
@@ -69,7 +71,11 @@ def pvcore_services(core):
 @hookimpl
 def pvcore_routes(core):
     engine = core.stash[ENGINE]
-    return [("/containers", ContainerList(engine)), ("/containers/{name}", ContainerControl(engine))]
+    return [
+        ("/containers", ContainerList(engine)),
+        ("/containers/{name}", ContainerControl(engine)),
+        ("/_pvcore/logs/{name}", ContainerLog(core, engine)),
+    ]
 
 
 @hookimpl(tryfirst=True)

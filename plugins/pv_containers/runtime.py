@@ -61,6 +61,11 @@ def descendants(pid: int) -> List[Tuple[int, int, str]]:
     return found
 
 
+def console_log_path(storage_dir: str, rev: str, name: str) -> str:
+    """Where the built-in runtime appends container ``name``'s output."""
+    return os.path.join(os.path.abspath(storage_dir), "logs", rev, name, "console.log")
+
+
 class ProcessRuntime:
     """Every container is a supervised process group (``core.supervisor``).
 
@@ -89,7 +94,7 @@ class ProcessRuntime:
             container_argv(container.run),
             env=env,
             cwd=cwd,
-            log_path=os.path.join(storage, "logs", container.rev, container.name, "console.log"),
+            log_path=console_log_path(storage, container.rev, container.name),
         )
 
     def stop(self, handle, timeout: float) -> None:

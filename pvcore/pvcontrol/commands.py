@@ -178,6 +178,12 @@ def parse_steps(args: List[str]) -> Action:
         rev = _required("steps", args, 1)
         return _simple("GET", f"/steps/{url_part(rev)}")
     if sub == "show-progress":
+        rest = args[1:]
+        if "--follow" in rest:
+            rest.remove("--follow")
+            if len(rest) != 1 or not rest[0]:
+                raise UsageError("steps")
+            return Action(lambda ctx: _follow().show_progress(ctx, rest[0]))
         rev = _required("steps", args, 1)
         return _simple("GET", f"/steps/{url_part(rev)}/progress")
     if sub == "put":
@@ -224,6 +230,68 @@ def parse_drivers(args: List[str]) -> Action:
     raise UsageError("drivers")
 
 
+def _follow():
+    # NOTE: imported on use, so other commands start without it.
+    from pvcore.pvcontrol import follow
+
+    return follow
+
+
+def _option_value(group: str, args: List[str], index: int) -> str:
+    if index + 1 >= len(args) or not args[index + 1]:
+        raise UsageError(group, f"option {args[index]} needs a value")
+    return args[index + 1]
+
+
+def parse_events(args: List[str]) -> Action:
+    types: List[str] = []
+    since = None
+    index = 0
+    while index < len(args):
+        word = args[index]
+        if word == "--help":
+            raise HelpRequested("events")
+        if word == "--types":
+            types += [t for t in _option_value("events", args, index).split(",") if t]
+            index += 2
+        elif word == "--since":
+            since = _option_value("events", args, index)
+            if not since.isdigit():
+                raise UsageError("events", f"--since needs an event id, not {since}")
+            index += 2
+        else:
+            raise UsageError("events")
+    return Action(lambda ctx: _follow().events(ctx, types, since))
+
+
+def parse_logs(args: List[str]) -> Action:
+    name = None
+    follow = False
+    lines = None
+    index = 0
+    while index < len(args):
+        word = args[index]
+        if word == "--help":
+            raise HelpRequested("logs")
+        if word in ("-f", "--follow"):
+            follow = True
+            index += 1
+        elif word in ("-n", "--lines"):
+            value = _option_value("logs", args, index)
+            if not value.isdigit():
+                raise UsageError("logs", f"-n needs a number of lines, not {value}")
+            lines = int(value)
+            index += 2
+        elif name is None and word and not word.startswith("-"):
+            name = word
+            index += 1
+        else:
+            raise UsageError("logs")
+    if name is None:
+        raise UsageError("logs")
+    return Action(lambda ctx: _follow().logs(ctx, name, follow, lines))
+
+
 _SAVE = ("save", "upload")
 
 #: command word -> parser; the parser raises UsageError naming its group.
@@ -250,6 +318,8 @@ COMMANDS: Dict[str, Parser] = {
     "graph": _listing("graph", "/xconnect-graph"),
     "daemons": parse_daemons,
     "drivers": parse_drivers,
+    "events": parse_events,
+    "logs": parse_logs,
 }
 
 

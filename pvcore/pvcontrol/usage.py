@@ -19,6 +19,8 @@ Commands:
   graph ...                      show the xconnect service graph
   daemons ...                    list, start, stop or restart daemons
   drivers ...                    list, load or unload managed drivers
+  events [--types t,...]         follow device events (one JSON line each)
+  logs <name> [-f] [-n N]        show (and follow) a container's console log
 
 Options (before the command):
   -h, --help           show this help
@@ -107,6 +109,10 @@ Usage: pvcontrol steps <ls|get|show-progress|put|install> [path] [rev]
   pvcontrol steps ls                        list revisions
   pvcontrol steps get <rev>                 show the state JSON of a revision
   pvcontrol steps show-progress <rev>       show the progress of a revision
+  pvcontrol steps show-progress --follow <rev>
+                                            print each progress change until
+                                            the revision ends: exit 0 on
+                                            DONE/UPDATED, 2 on ERROR/WONTGO
   pvcontrol steps put <path> locals/<name>  upload a state JSON ("-" = stdin)
   pvcontrol steps install <file.tgz> [rev]  upload a compressed step (json +
                                             objects/); rev defaults to
@@ -130,6 +136,18 @@ Usage: pvcontrol daemons <ls|start|stop|restart> [name]
   pvcontrol daemons start <name>    start a daemon
   pvcontrol daemons stop <name>     stop a daemon
   pvcontrol daemons restart <name>  stop, then start if the stop succeeded
+""",
+    "events": """\
+Usage: pvcontrol events [--types <type,...>] [--since <id>]
+Print device events as they happen, one JSON object per line, until
+interrupted. A type also matches its dotted sub-types ("container" matches
+"container.status"). --since <id> first replays what followed event <id>.
+""",
+    "logs": """\
+Usage: pvcontrol logs <name> [-f] [-n <lines>]
+Print the console log of container <name>.
+  -f, --follow        keep printing new lines as the container writes them
+  -n, --lines <N>     start with the last N lines only
 """,
     "drivers": """\
 Usage: pvcontrol drivers <ls|load|unload> [name]

@@ -2,7 +2,9 @@
 
 A complete third-party pvcore plugin in one module: it declares a setting,
 builds its state at start-up, serves a route, follows device activity through
-hooks and releases everything at shutdown. It imports only pvcore's public
+hooks, publishes its own device events (``wakelock.taken`` and
+``wakelock.released``, subject the lock name) and releases everything at
+shutdown. It imports only pvcore's public
 API (``hookimpl``, ``pvcore.app.StashKey``, ``pvcore.settings.Setting``,
 ``pvcore.body.dumps``, ``pvcore.errors``).
 """
@@ -87,11 +89,22 @@ def pvcore_activity(core, name, active):
     lock = ACTIVITY_LOCKS.get(name)
     if lock is None:
         return
-    locks = core.stash[WAKELOCKS]
     if active:
-        locks.acquire(lock)
+        take(core, lock)
     else:
-        locks.release(lock)
+        let_go(core, lock)
+
+
+def take(core, lock: str) -> None:
+    """Hold ``lock``; publish ``wakelock.taken`` when the kernel lock is taken."""
+    if core.stash[WAKELOCKS].acquire(lock):
+        core.publish("wakelock.taken", lock, {})
+
+
+def let_go(core, lock: str) -> None:
+    """Drop a hold of ``lock``; publish ``wakelock.released`` when the kernel lock goes."""
+    if core.stash[WAKELOCKS].release(lock):
+        core.publish("wakelock.released", lock, {})
 
 
 class _BootLock:
@@ -100,23 +113,23 @@ class _BootLock:
     name = "wakelocks.boot"
     priority = 0  # before any other service, so boot covers them all
 
-    def __init__(self, locks):
-        self._locks = locks
+    def __init__(self, core):
+        self._core = core
 
     def start(self):
-        self._locks.acquire("boot")
+        take(self._core, "boot")
 
     def stop(self):
-        self._locks.release_all()
+        for lock in self._core.stash[WAKELOCKS].release_all():
+            self._core.publish("wakelock.released", lock, {})
 
 
 @hookimpl
 def pvcore_services(core):
-    return [_BootLock(core.stash[WAKELOCKS])]
+    return [_BootLock(core)]
 
 
 @hookimpl
 def pvcore_revision_status_changed(core, rev, status):
-    locks = core.stash[WAKELOCKS]
-    if status == "READY" and locks.held("boot"):
-        locks.release("boot")
+    if status == "READY" and core.stash[WAKELOCKS].held("boot"):
+        let_go(core, "boot")

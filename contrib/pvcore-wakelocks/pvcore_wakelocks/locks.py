@@ -27,30 +27,41 @@ class Wakelocks:
         self._lock = threading.Lock()
         self.degraded = False
 
-    def acquire(self, name: str) -> None:
-        """Hold ``name``; the kernel lock is taken on the first hold."""
+    def acquire(self, name: str) -> bool:
+        """Hold ``name``; the kernel lock is taken on the first hold.
+
+        :return: ``True`` when this hold took the kernel lock.
+        """
         with self._lock:
             self._holds[name] = self._holds.get(name, 0) + 1
             if self._holds[name] == 1:
                 self._write("wake_lock", name)
+                return True
+        return False
 
-    def release(self, name: str) -> None:
-        """Drop one hold of ``name``; the kernel lock goes with the last."""
+    def release(self, name: str) -> bool:
+        """Drop one hold of ``name``; the kernel lock goes with the last.
+
+        :return: ``True`` when this release let the kernel lock go.
+        """
         with self._lock:
             count = self._holds.get(name, 0)
             if count == 0:
-                return
+                return False
             self._holds[name] = count - 1
             if count == 1:
                 self._write("wake_unlock", name)
+                return True
+        return False
 
-    def release_all(self) -> None:
-        """Release everything (shutdown of the plugin)."""
+    def release_all(self) -> list:
+        """Release everything (shutdown of the plugin); return the names let go."""
         with self._lock:
             held = [name for name, count in self._holds.items() if count]
             for name in held:
                 self._holds[name] = 0
                 self._write("wake_unlock", name)
+        return held
 
     def held(self, name: str) -> bool:
         return self._holds.get(name, 0) > 0
