@@ -31,6 +31,10 @@ NDJSON = "application/x-ndjson"
 #: The record standing for events a watcher can no longer get.
 GAP = "pvcore.gap"
 _TYPE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: Longest line kept; a bigger event keeps its id, type and subject, and its
+#: data becomes ``{"truncated": true, "size": n}`` (the buffer stays within
+#: ``events_buffer`` × this).
+MAX_LINE = 16 * 1024
 
 
 class EventLog:
@@ -48,7 +52,12 @@ class EventLog:
         self.lock = threading.Lock()
 
     def append(self, event) -> None:
-        line = dumps(event.as_json()) + b"\n"
+        record = event.as_json()
+        line = dumps(record) + b"\n"
+        if len(line) > MAX_LINE:
+            record["data"] = {"truncated": True, "size": len(line)}
+            record["subject"] = record["subject"][:1024]
+            line = dumps(record) + b"\n"
         with self.lock:
             self._slots[event.id % self.size] = (event.id, event.type, line)
             self.last_id = max(self.last_id, event.id)

@@ -70,3 +70,20 @@ def test_endpoint_refuses_bad_queries(make_core, make_client):
         resp = client.simulate_get("/_pvcore/events", params=params)
         assert resp.status_code == 400
         assert set(resp.json) == {"Error"}
+
+
+def test_only_mgmt_callers_may_watch(make_core, make_client):
+    from pvcore.testing import ContainerCaller
+
+    client = make_client(make_core(plugins=[ContainerCaller("app", roles=[])]))
+    resp = client.simulate_get("/_pvcore/events")
+    assert resp.status_code == 403
+    assert resp.json == {"Error": "Request not sent from a mgmt platform"}
+
+
+def test_an_oversized_event_keeps_its_place_but_not_its_data():
+    counter = EventCounter(first=1)
+    log = EventLog(4, 1)
+    log.append(counter.make("big", "s", {"blob": "x" * 100_000}))
+    (record,) = lines(log.read(0, type_matcher([]), 1 << 16)[0])
+    assert record["type"] == "big" and record["data"]["truncated"] is True

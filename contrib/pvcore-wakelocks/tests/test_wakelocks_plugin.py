@@ -40,6 +40,22 @@ def test_activity_holds_and_releases_through_the_kernel_files(core, make_client,
     assert (tmp_path / "power" / "wake_unlock").read_text() == "pvcore-update\n"
 
 
+def test_taking_and_letting_go_a_kernel_lock_are_published(core):
+    seen = []
+
+    class Listener:
+        @hookimpl
+        def pvcore_event(self, core, event):
+            seen.append((event.type, event.subject))
+
+    core.pm.register(Listener())
+    core.hook.pvcore_activity(core=core, name="update", active=True)
+    core.hook.pvcore_activity(core=core, name="update", active=True)  # nested: no new event
+    core.hook.pvcore_activity(core=core, name="update", active=False)
+    core.hook.pvcore_activity(core=core, name="update", active=False)
+    assert seen == [("wakelock.taken", "update"), ("wakelock.released", "update")]
+
+
 def test_boot_is_held_until_the_revision_is_ready(core, make_client):
     core.start()
     assert make_client(core).simulate_get("/wakelocks").json["held"]["boot"] is True
