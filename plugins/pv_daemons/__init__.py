@@ -57,6 +57,7 @@ def pvcore_startup(core):
         _collect(core), core.supervisor,
         log_dir=os.path.join(core.settings.storage_dir, "logs", "daemons"),
         stop_timeout=core.settings.stop_timeout,
+        publish=core.publish,
     )
 
 

@@ -9,6 +9,10 @@ synchronously in the caller's thread, serialised per daemon.
 
 pid as ``GET /daemons`` shows it: ``> 0`` running, ``0`` never started or
 waiting for a respawn, ``-1`` stopped by request (or exited with respawn off).
+
+Every change of a daemon's status (``RUNNING``, ``RESPAWNING`` while a respawn
+is scheduled, ``STOPPED``) or pid is published as a ``daemon.status`` event
+(docs/plugins.md, section 6), after it is visible in ``GET /daemons``.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import os
 import shutil
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import structlog
 
@@ -63,6 +67,13 @@ class Daemon:
         self.stopping = False  # a control action owns the process right now
         self.backoff = backoff
         self.op_lock = threading.Lock()  # serialises control actions
+        self.published = ("STOPPED", 0)  # status and pid last announced
+
+    @property
+    def status(self) -> str:
+        if self.proc is not None:
+            return "RUNNING"
+        return "RESPAWNING" if self.respawn_at is not None else "STOPPED"
 
     def as_json(self) -> dict:
         return {"name": self.name, "pid": self.pid, "respawn": self.respawn}
@@ -87,7 +98,9 @@ class DaemonTable:
     """
 
     def __init__(self, collect: Callable[[], List[DaemonSpec]], supervisor, log_dir: str, stop_timeout: float,
-                 clock: Callable[[], float] = time.monotonic, backoff: Callable[[], Backoff] = Backoff):
+                 clock: Callable[[], float] = time.monotonic, backoff: Callable[[], Backoff] = Backoff,
+                 publish: Optional[Callable[[str, str, dict], Any]] = None):
+        self._publish = publish
         self._collect = collect
         self._supervisor = supervisor
         self._log_dir = log_dir
@@ -123,10 +136,32 @@ class DaemonTable:
         with self._lock:
             return list(self._table())
 
+    def _announce(self, *daemons: Daemon) -> None:
+        """Publish ``daemon.status`` for each daemon whose status changed (a new
+        pid always comes with one: RUNNING → RESPAWNING/STOPPED → RUNNING).
+        The caller does not hold the table lock."""
+        if self._publish is None:
+            return
+        changes = []
+        with self._lock:
+            for daemon in daemons:
+                now = (daemon.status, daemon.pid)
+                if now[0] != daemon.published[0]:
+                    changes.append((daemon.name, daemon.published[0], now))
+                    daemon.published = now
+        for name, old, (new, pid) in changes:
+            self._publish("daemon.status", name, {"old": old, "new": new, "pid": pid})
+
     # -- spawning and stopping ---------------------------------------------------
 
     def _spawn(self, daemon: Daemon) -> bool:
         """Start ``daemon`` now (caller holds its op_lock, not the table lock)."""
+        try:
+            return self._start_process(daemon)
+        finally:
+            self._announce(daemon)
+
+    def _start_process(self, daemon: Daemon) -> bool:
         spec = daemon.spec
         if not spec.argv or not binary_exists(spec.argv[0]):
             with self._lock:
@@ -166,6 +201,7 @@ class DaemonTable:
                 daemon.proc = None
                 daemon.pid = -1
                 daemon.stopping = False
+            self._announce(daemon)
 
     def control(self, name: str, action: str) -> Optional[bool]:
         """Apply ``action`` to daemon ``name``.
@@ -226,6 +262,7 @@ class DaemonTable:
                     self._kill(daemon)
                     with self._lock:
                         daemon.pid = 0 if daemon.respawn else -1
+                    self._announce(daemon)
 
     # -- the watch loop ----------------------------------------------------------
 
@@ -236,14 +273,17 @@ class DaemonTable:
         """
         now = self._clock()
         due = []
+        exited = []
         with self._lock:
             for daemon in self._table().values():
                 proc = daemon.proc
                 if proc is not None and not daemon.stopping and proc.poll() is not None:
                     self._exited(daemon, proc, now)
+                    exited.append(daemon)
                 if daemon.respawn_at is not None and daemon.respawn_at <= now:
                     due.append(daemon)
             upcoming = [d.respawn_at - now for d in self._table().values() if d.respawn_at is not None]
+        self._announce(*exited)
         for daemon in due:
             if not daemon.op_lock.acquire(blocking=False):
                 continue  # a control action is busy with it; look again next round

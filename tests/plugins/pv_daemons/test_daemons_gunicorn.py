@@ -91,3 +91,23 @@ def test_crash_respawn_and_shutdown(start_gunicorn):
     assert alive(ssh) and "--placeholder" in cmdline(ssh)
     assert server.stop() == 0
     assert not alive(new) and not alive(ssh)
+
+
+def test_daemon_status_changes_are_published(start_gunicorn):
+    from pvcore.testing import StreamReader
+
+    server = start_gunicorn(demo=True)
+    first = wait_until(lambda: daemons(server)["pv-xconnect"]["pid"] > 0 and daemons(server)["pv-xconnect"])
+    with StreamReader(server.socket, "/_pvcore/events?since=0&types=daemon.status") as watcher:
+        started = watcher.event(5)
+        assert (started["subject"], started["data"]) == (
+            "pv-xconnect", {"old": "STOPPED", "new": "RUNNING", "pid": first["pid"]})
+        assert put(server, "pv-xconnect", '{"action":"stop"}')[0] == 200
+        assert watcher.event(5)["data"] == {"old": "RUNNING", "new": "STOPPED", "pid": -1}
+        assert put(server, "pv-xconnect", '{"action":"start"}')[0] == 200
+        running = watcher.event(5)["data"]
+        assert running["new"] == "RUNNING" and running["pid"] == daemons(server)["pv-xconnect"]["pid"]
+        os.kill(running["pid"], signal.SIGKILL)  # a crash: respawned after a backoff
+        assert watcher.event(5)["data"] == {"old": "RUNNING", "new": "RESPAWNING", "pid": 0}
+        again = watcher.event(10)["data"]
+        assert again["old"] == "RESPAWNING" and again["new"] == "RUNNING" and again["pid"] not in (0, running["pid"])
