@@ -75,6 +75,7 @@ def pvcore_startup(core):
         user_meta=lambda: core.hook.pvcore_user_meta(core=core),
         loader=lambda: core.hook.pvcore_driver_loader(core=core),
         fitconfig=_fitconfig(core),
+        publish=core.publish,
     )
 
 

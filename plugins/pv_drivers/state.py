@@ -4,7 +4,8 @@ Kernel modules are device-wide, so the state is kept per alias, not per
 container: an alias is ``LOADED`` once every module of it loaded, ``UNLOADED``
 otherwise, ``UNKNOWN`` when the running BSP does not define it. Loading an
 alias that is already loaded, or unloading one that is not, does nothing.
-Loader calls are serialised by one lock.
+Loader calls are serialised by one lock. Each change of an alias' status is
+published as a ``driver.status`` event (docs/plugins.md, section 6).
 """
 from __future__ import annotations
 
@@ -31,11 +32,14 @@ class DriverState:
     :param user_meta: returns the user metadata mapping (or ``None``).
     :param loader: returns the module loader to use now.
     :param fitconfig: returns the FIT configuration name ("" for none).
+    :param publish: ``core.publish``, for ``driver.status`` events.
     """
 
     def __init__(self, revision_state: Callable[[], Optional[Mapping[str, Any]]],
                  user_meta: Callable[[], Optional[Mapping[str, str]]],
-                 loader: Callable[[], Any], fitconfig: Callable[[], str]):
+                 loader: Callable[[], Any], fitconfig: Callable[[], str],
+                 publish: Optional[Callable[[str, str, dict], Any]] = None):
+        self._publish = publish or (lambda *args: None)
         self._revision_state = revision_state
         self._user_meta = user_meta
         self._loader = loader
@@ -90,6 +94,7 @@ class DriverState:
                     return False
             self._loaded[alias] = True
         log.info("driver_loaded", alias=alias)
+        self._publish("driver.status", alias, {"old": UNLOADED, "new": LOADED})
         return True
 
     def unload(self, alias: str, aliases: Optional[Mapping[str, List[str]]] = None) -> None:
@@ -107,6 +112,7 @@ class DriverState:
                     log.warning("driver_unload_failed", alias=alias, module=module)
             self._loaded[alias] = False
         log.info("driver_unloaded", alias=alias)
+        self._publish("driver.status", alias, {"old": LOADED, "new": UNLOADED})
 
     def manual(self, container: str) -> List[str]:
         return [alias for alias, kind in self.references(container) if kind == "MANUAL"]

@@ -142,6 +142,16 @@ def test_one_driver_load_unload(device):
     assert len(dry_calls(core)) == 4
 
 
+def test_load_and_unload_are_published(device):
+    core, client = device()
+    client.simulate_put("/drivers/wifi/load")
+    client.simulate_put("/drivers/wifi/load")  # already loaded: nothing changes
+    client.simulate_put("/drivers/wifi/unload")
+    replay = client.simulate_get("/_pvcore/events", params={"since": "0", "types": "driver"}).text
+    assert [(e["subject"], e["data"]) for e in map(json.loads, replay.splitlines())] == [
+        ("wifi", {"old": "UNLOADED", "new": "LOADED"}), ("wifi", {"old": "LOADED", "new": "UNLOADED"})]
+
+
 @pytest.mark.parametrize("path,status,body", [
     ("/drivers/not-mine/load", 404, {"Error": "Driver not found"}),
     ("/drivers/not-mine/unload", 404, {"Error": "Driver not found"}),
