@@ -21,6 +21,7 @@ from pvcore import caller as caller_mod
 from pvcore.body import drain, dumps
 from pvcore.errors import PvError, StartupError
 from pvcore.events import Event, EventCounter
+from pvcore.log import LOG_FIELDS, bind_request
 from pvcore.settings import Settings, SettingsError
 from pvcore.supervisor import ProcessGroups
 
@@ -233,23 +234,31 @@ METHOD_NOT_SUPPORTED = "Method not supported for this endpoint"
 
 
 class RequestContext:
-    """Binds a request id (and method, path) to every log event of a request."""
+    """Names each request and hands its fields to the logs.
+
+    The id is the client's ``X-Request-ID`` if it sent one, else
+    ``<worker pid>-<counter>`` in hex; it is echoed in the response header.
+    ``request_id``, ``method``, ``path`` (and ``caller``, added by
+    :class:`Access`) go on every event logged while the request is served
+    (:func:`pvcore.log.bind_request`) and, through ``environ``, on gunicorn's
+    access line (:mod:`pvcore.accesslog`).
+    """
 
     def __init__(self):
         # NOTE: next() on itertools.count is atomic under the GIL; gthread
         # serves requests from several threads.
         self._counter = itertools.count(1)
-        self._pid = os.getpid()
+        self._prefix = f"{os.getpid():x}-"
 
     def process_request(self, req, resp):
-        # NOTE: gthread reuses threads, so clear before binding.
-        structlog.contextvars.clear_contextvars()
-        request_id = req.get_header("X-Request-ID") or f"{self._pid:x}-{next(self._counter):x}"
+        env = req.env
+        request_id = env.get("HTTP_X_REQUEST_ID") or f"{self._prefix}{next(self._counter):x}"
         req.context.request_id = request_id
-        structlog.contextvars.bind_contextvars(request_id=request_id, method=req.method, path=req.path)
-
-    def process_response(self, req, resp, resource, req_succeeded):
-        resp.set_header("X-Request-ID", req.context.get("request_id", ""))
+        fields = {"request_id": request_id, "method": req.method, "path": req.path}
+        env[LOG_FIELDS] = fields
+        bind_request(fields)
+        # Set now rather than in process_response: error handlers keep it.
+        resp.set_header("X-Request-ID", request_id)
 
 
 class Access:
@@ -275,7 +284,7 @@ class Access:
         if caller is None:
             raise PvError("Internal error, unknown caller" if route.templated else "Internal Error", 500)
         req.context.caller = caller
-        structlog.contextvars.bind_contextvars(caller=caller.name)
+        req.env[LOG_FIELDS]["caller"] = caller.name
         if req.method not in route.resources:
             raise PvError(METHOD_NOT_SUPPORTED, 400)
         if route.needs_mgmt(req.method) and not caller.privileged:

@@ -11,7 +11,7 @@ serves ``make run``, the tests and a device.
 import os
 import sys
 
-from pvcore.log import logconfig_dict
+from pvcore.log import logconfig_dict, unbind_request
 from pvcore.settings import Settings
 
 _settings = Settings()
@@ -31,7 +31,10 @@ max_requests = 0
 timeout = 30
 graceful_timeout = 30
 keepalive = 5
-accesslog = "-" if os.environ.get("PVCORE_ACCESS_LOG", "1") != "0" else None
+# Access lines are `http_request` events with fields, at a level that keeps
+# routine reads out of an info-level log (pvcore/accesslog.py).
+logger_class = "pvcore.accesslog.AccessLogger"
+accesslog = "-"
 errorlog = "-"
 logconfig_dict = logconfig_dict(_settings.log_format, _settings.log_level)
 control_socket_disable = True
@@ -48,6 +51,11 @@ def post_worker_init(worker):
         from pvcore.wsgi import core
 
         core.start()
+
+
+def post_request(worker, req, environ, resp):
+    # After the access line: whatever this thread logs next is not this request's.
+    unbind_request()
 
 
 def worker_exit(server, worker):

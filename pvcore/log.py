@@ -2,19 +2,59 @@
 
 gunicorn's ``gunicorn.error``/``gunicorn.access`` are stdlib loggers, so
 everything goes through stdlib ``logging`` with structlog's
-``ProcessorFormatter`` on a single stderr handler (style-anchors §7).
+``ProcessorFormatter`` on a single stderr handler.
+
+Every event logged while a request is served carries that request's fields
+(``request_id``, ``method``, ``path``, then ``caller``): the app's middleware
+hands them to :func:`bind_request` and :func:`add_request_fields` adds them.
+The access line itself is :mod:`pvcore.accesslog`.
 """
 from __future__ import annotations
 
 import logging
 import logging.config
 import sys
-from typing import Any, Dict
+from contextvars import ContextVar
+from typing import Any, Dict, Optional
 
 import structlog
 
+# PERF: one context variable holding the request's fields, set once per
+# request and read only when something is logged. structlog's contextvars
+# (clear, then bind key by key) cost several µs on every request, logged or
+# not (docs/plugins.md, "Logging").
+#: ``environ`` key where the app leaves the request's fields for gunicorn's
+#: access line, written after the app returned (:mod:`pvcore.accesslog`).
+LOG_FIELDS = "pvcore.log_fields"
+
+_REQUEST: ContextVar[Optional[Dict[str, Any]]] = ContextVar("pvcore_request", default=None)
+
+
+def bind_request(fields: Dict[str, Any]) -> None:
+    """Make ``fields`` part of every event logged by this thread until :func:`unbind_request`.
+
+    The dict is kept, not copied: keys added to it later (the caller, once
+    identified) show up in later events too.
+    """
+    _REQUEST.set(fields)
+
+
+def unbind_request() -> None:
+    """The request is over (gunicorn's ``post_request``): stop adding its fields."""
+    _REQUEST.set(None)
+
+
+def add_request_fields(logger, method_name: str, event_dict: Dict[str, Any]) -> Dict[str, Any]:
+    """structlog processor: the current request's fields, unless the event has its own."""
+    fields = _REQUEST.get()
+    if fields:
+        for key, value in fields.items():
+            event_dict.setdefault(key, value)
+    return event_dict
+
+
 _SHARED = [
-    structlog.contextvars.merge_contextvars,
+    add_request_fields,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -57,7 +97,9 @@ def logconfig_dict(fmt: str = "auto", level: str = "info") -> Dict[str, Any]:
             # NOTE: no handlers of their own: they propagate to root, so
             # nothing is printed twice.
             "gunicorn.error": {"handlers": [], "propagate": True, "level": "INFO"},
-            "gunicorn.access": {"handlers": [], "propagate": True, "level": "INFO"},
+            # The access logger follows the configured level: reads are
+            # logged at debug (pvcore/accesslog.py).
+            "gunicorn.access": {"handlers": [], "propagate": True, "level": level.upper()},
         },
     }
 

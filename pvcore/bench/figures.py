@@ -17,7 +17,7 @@ import sys
 import time
 from typing import List
 
-from pvcore.bench.loadgen import ceiling, load
+from pvcore.bench.loadgen import ceiling, compare, load
 from pvcore.bench.servers import Server, reset_peak, status_kib
 from pvcore.testing import UnixHTTPConnection
 
@@ -67,14 +67,15 @@ def fig_requests(quick: bool) -> List[dict]:
             for conns in (16, 1):
                 load(bare.socket, "/containers", conns, 1)  # warm-up
                 load(full.socket, "/containers", conns, 1)
-                b = load(bare.socket, "/containers", conns, seconds)
-                f = load(full.socket, "/containers", conns, seconds)
-                assert f["errors"] == 0 and b["errors"] == 0, (f, b)
+                both = compare({"bare": bare.socket, "full": full.socket}, "/containers", conns, seconds,
+                               rounds=2 if quick else 5)
+                b, f = both["bare"], both["full"]
+                assert f["errors"] == 0 and b["errors"] == 0, (f["errors"], b["errors"])
                 # The load generator's own ceiling, on the same machine in the
                 # same run: against a trivial server answering the same body.
                 # Far above both servers' rates, it measures them, not itself.
                 top = ceiling(conns, seconds, body_file)
-                assert top["errors"] == 0, top
+                assert top["errors"] == 0, top["errors"]
                 rows.append(row("1 load generator", f"h2load ceiling req/s, {conns} client(s)", top["rps"],
                                 "bare falcon", b["rps"], "≥ 10×", lambda v, r: r >= 10))
                 rows.append(row("1 GET /containers", f"req/s, {conns} client(s)", f["rps"], "bare falcon",

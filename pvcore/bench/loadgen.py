@@ -57,7 +57,40 @@ def parse(stdout: str, log_lines: List[str]) -> Dict[str, float]:
         "p99_ms": _percentile(durations, 0.99),
         "errors": failed + errored + timeout + non2xx + (done - succeeded),
         "total": total,
+        "done": done,
+        "seconds": float(finished.group(1)),
+        "durations_ms": durations,
     }
+
+
+def merge(runs: List[Dict[str, float]]) -> Dict[str, float]:
+    """Several runs against one server as one: total rate, percentiles over every request."""
+    durations = sorted(d for run in runs for d in run["durations_ms"])
+    seconds = sum(run["seconds"] for run in runs)
+    done = sum(run["done"] for run in runs)
+    return {
+        "rps": done / seconds if seconds else 0.0,
+        "p50_ms": _percentile(durations, 0.50),
+        "p99_ms": _percentile(durations, 0.99),
+        "errors": sum(run["errors"] for run in runs),
+        "total": sum(run["total"] for run in runs),
+        "done": done,
+        "seconds": seconds,
+        "durations_ms": durations,
+    }
+
+
+def compare(servers: Dict[str, str], path: str, connections: int, seconds: float,
+            rounds: int) -> Dict[str, Dict[str, float]]:
+    """``seconds`` of load on each of ``servers`` (name → socket), in ``rounds``
+    alternating slices: whatever else runs on the machine meanwhile weighs on
+    every server alike, instead of on whichever happened to run then."""
+    runs: Dict[str, List[Dict[str, float]]] = {name: [] for name in servers}
+    names = list(servers)
+    for i in range(rounds):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            runs[name].append(load(servers[name], path, connections, seconds / rounds))
+    return {name: merge(results) for name, results in runs.items()}
 
 
 def load(socket: str, path: str, connections: int, seconds: float) -> Dict[str, float]:

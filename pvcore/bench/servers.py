@@ -34,7 +34,7 @@ class Server:
         self.socket = os.path.join(self.base, "run", "pv-ctrl")
         self.env = dict(os.environ, PVCORE_STORAGE_DIR=os.path.join(self.base, "storage"),
                         PVCORE_RUN_DIR=os.path.join(self.base, "run"), PVCORE_SOCKET=self.socket,
-                        PVCORE_LOG_FORMAT="json", PVCORE_ACCESS_LOG="0", PVCORE_DEMO="1")
+                        PVCORE_LOG_FORMAT="json", PVCORE_DEMO="1")
         if bare:
             self.env["PVCORE_WSGI_APP"] = "pvcore.bench.bare:app"
         self.env.update(env or {})

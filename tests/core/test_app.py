@@ -168,6 +168,12 @@ def test_request_id_header_is_set(client):
     assert resp.headers["x-request-id"]
 
 
+def test_request_id_header_is_set_on_errors_and_echoes_the_clients(client):
+    assert client().simulate_get("/nope").headers["x-request-id"]
+    resp = client().simulate_get("/boom", headers={"X-Request-ID": "mine-1"})
+    assert resp.status_code == 500 and resp.headers["x-request-id"] == "mine-1"
+
+
 def test_two_plugins_claiming_one_route_fail_the_boot_naming_both(make_core):
     class Other:
         @hookimpl

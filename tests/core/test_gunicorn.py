@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from pvcore.testing import GunicornServer, child_pids, raw_request, short_tempdir
+from pvcore.testing import GunicornServer, child_pids, raw_request, short_tempdir, wait_until
 
 pytestmark = pytest.mark.gunicorn
 
@@ -83,14 +83,50 @@ def test_plugins_introspection_lists_builtins_with_routes(server):
     assert by_name["pv_buildinfo"]["distribution"] == "pvcore"
 
 
+def _access_events(server, path, until=None):
+    """The access events for ``path``; with ``until``, first wait for one matching it
+    (gunicorn writes the line after the reply has gone out)."""
+    def events():
+        return [e for e in server.log_events() if e.get("logger") == "gunicorn.access" and e.get("path") == path]
+
+    if until is not None:
+        wait_until(lambda: any(until(e) for e in events()), message=f"an access event for {path}")
+    return events()
+
+
 def test_every_log_line_is_json_including_gunicorn_and_access(server):
-    server.request("GET", "/buildinfo")
-    lines = [line for line in server.log_text().splitlines() if line.strip()]
-    events = [json.loads(line) for line in lines]
-    loggers = {e.get("logger") for e in events}
-    assert {"gunicorn.error", "gunicorn.access"} <= loggers
-    access = [e for e in events if e.get("logger") == "gunicorn.access" and e.get("path") == "/buildinfo"]
-    assert access and access[-1]["request_id"]
+    server.request("DELETE", "/buildinfo", headers={"X-Request-ID": "json-1"})  # a write: logged at info
+    _access_events(server, "/buildinfo", until=lambda e: e.get("request_id") == "json-1")
+    events = [json.loads(line) for line in server.log_text().splitlines() if line.strip()]
+    assert {"gunicorn.error", "gunicorn.access"} <= {e.get("logger") for e in events}
+
+
+def test_access_line_is_fields_not_a_text_line(server):
+    status, headers, _ = server.request("DELETE", "/buildinfo", headers={"X-Request-ID": "req-42"})
+    mine = lambda e: e.get("request_id") == "req-42"  # noqa: E731
+    (event,) = [e for e in _access_events(server, "/buildinfo", until=mine) if mine(e)]
+    assert event["event"] == "http_request" and event["level"] == "info"
+    assert event["method"] == "DELETE" and event["status"] == status == 400
+    assert event["bytes"] == int(headers["Content-Length"]) > 0
+    assert event["caller"] == "_pv_"
+    assert isinstance(event["duration_ms"], float) and event["duration_ms"] >= 0
+
+
+def test_routine_reads_are_not_logged_at_info(server):
+    # pv-xconnect asks for the graph every 5 s forever: no line each time.
+    for _ in range(3):
+        assert server.request("GET", "/buildinfo")[0] == 200
+    server.request("DELETE", "/buildinfo", headers={"X-Request-ID": "after-reads"})
+    events = _access_events(server, "/buildinfo", until=lambda e: e.get("request_id") == "after-reads")
+    assert "GET" not in [e["method"] for e in events]
+
+
+def test_reads_are_logged_at_debug_level(start_gunicorn):
+    srv = start_gunicorn(env={"PVCORE_LOG_LEVEL": "debug"})
+    srv.request("GET", "/buildinfo", headers={"X-Request-ID": "read-1"})
+    mine = lambda e: e.get("request_id") == "read-1"  # noqa: E731
+    (event,) = [e for e in _access_events(srv, "/buildinfo", until=mine) if mine(e)]
+    assert event["level"] == "debug" and event["method"] == "GET" and event["status"] == 200
 
 
 def test_sigterm_removes_the_socket_and_leaves_no_child(start_gunicorn):
