@@ -19,7 +19,7 @@ from falcon.routing import map_http_methods
 
 from pvcore import caller as caller_mod
 from pvcore.body import drain, dumps
-from pvcore.errors import PvError, StartupError
+from pvcore.errors import BadRequest, PvError, StartupError
 from pvcore.events import Event, EventCounter
 from pvcore.log import LOG_FIELDS, bind_request
 from pvcore.settings import Settings, SettingsError
@@ -226,6 +226,7 @@ def _on_exception(req, resp, ex: Exception, params) -> None:
 
 
 METHOD_NOT_SUPPORTED = "Method not supported for this endpoint"
+PATH_NOT_UTF8 = "Request path is not valid UTF-8"
 
 
 # ---------------------------------------------------------------------------
@@ -272,6 +273,15 @@ class Access:
 
     def __init__(self, core: Core):
         self._core = core
+
+    def process_request(self, req, resp):
+        # Names in paths (revisions, meta keys, objects) must be valid UTF-8:
+        # Falcon would decode %FF%FE and %FE%FF alike to U+FFFD and let two
+        # different names collide on one revision or key (docs/protocol.md).
+        try:
+            req.env.get("PATH_INFO", "").encode("iso-8859-1").decode("utf-8")
+        except UnicodeError:
+            raise BadRequest(PATH_NOT_UTF8) from None
 
     def process_resource(self, req, resp, resource, params):
         # NOTE: Falcon calls this only for a path it routed; anything else

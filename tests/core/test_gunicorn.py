@@ -203,3 +203,19 @@ def test_an_unlisted_method_is_400_on_a_templated_route_and_501_elsewhere(server
             reply = raw_request(server.socket, method + b" " + path + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", timeout=5)
             assert reply.startswith(b"HTTP/1.1 501 "), (method, path)
             assert reply.endswith(b'{"Error": "Unsupported protocol"}'), (method, path)
+
+
+def test_names_that_are_not_utf8_are_refused_not_decoded_lossily(server):
+    refused = b'{"Error":"Request path is not valid UTF-8"}'
+    for method, path, body in (("PUT", "/user-meta/%FF%FE", b"one"), ("PUT", "/user-meta/%FE%FF", b"two"),
+                               ("PUT", "/device-meta/a%C0%AF", b"x"), ("PUT", "/steps/locals/%FF%FE", b"{}"),
+                               ("GET", "/steps/%FE%FF/progress", None), ("GET", "/objects/%FF", None)):
+        status, headers, reply = server.request(method, path, body)
+        assert (status, reply) == (400, refused), path
+        assert headers["Content-Type"] == "application/json"
+    status, _, listing = server.request("GET", "/user-meta")
+    assert status == 200 and json.loads(listing) == {}
+    # valid UTF-8 is a name like any other
+    assert server.request("PUT", "/user-meta/caf%C3%A9", b"ok")[0] == 200
+    assert json.loads(server.request("GET", "/user-meta")[2]) == {"café": "ok"}
+    assert server.request("DELETE", "/user-meta/caf%C3%A9")[0] == 200
