@@ -200,8 +200,15 @@ def _unknown_endpoint(req) -> str:
     return "unknown endpoint: " + req.env.get("RAW_URI", req.relative_uri)
 
 
+def _closes(headers) -> bool:
+    return any(name.lower() == "connection" and value.lower() == "close" for name, value in headers.items())
+
+
 def _on_pv_error(req, resp, ex: PvError, params) -> None:
-    drain(req)
+    # An error that closes the connection leaves the body unread: it was
+    # refused on its headers alone (docs/protocol.md, "Request bodies").
+    if not _closes(ex.headers):
+        drain(req)
     render_error(resp, ex.status, ex.message, ex.headers)
 
 

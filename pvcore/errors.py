@@ -80,5 +80,5 @@ class InsufficientStorage(PvError):
 
     status = 507
 
-    def __init__(self, message: str = NO_SPACE):
-        super().__init__(message)
+    def __init__(self, message: str = NO_SPACE, headers: Optional[Mapping[str, str]] = None):
+        super().__init__(message, headers=headers)

@@ -1,4 +1,4 @@
-"""pvcore's gunicorn worker: gthread, with two pv-ctrl compatibility shims.
+"""pvcore's gunicorn worker: gthread, with pv-ctrl compatibility shims.
 
 1. ``pvcontrol objects put`` sends ``Transfer-Encoding: identity`` together
    with a ``Content-Length`` (docs/protocol.md). libevent treats any non-chunked
@@ -14,7 +14,15 @@
    connection after it (gunicorn drops hop-by-hop headers from applications
    and would keep the connection): framework errors and answers given
    without reading the body rely on it (docs/protocol.md).
-4. Errors gunicorn raises itself (malformed request line, bad headers,
+4. ``Expect: 100-continue`` is answered when the application first reads
+   the body, not before it runs: a request refused on its headers alone
+   (an upload declaring more than the free space) gets its final answer with
+   no ``100 Continue`` and the connection closes, so the client never sends
+   the body (docs/protocol.md). Closing lingers (gunicorn's graceful close)
+   over up to :data:`LINGER_DRAIN` bytes the client had already sent, so a
+   client that sends its whole body before reading still gets the answer
+   rather than a broken pipe.
+5. Errors gunicorn raises itself (malformed request line, bad headers,
    ``Expect`` other than ``100-continue``) get libevent's framework error body
    ``{"Error": "Unsupported protocol"}`` (docs/protocol.md) instead of an HTML page.
 
@@ -23,16 +31,21 @@ process (``init_process``), which serves nothing but pvcore.
 """
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
 from gunicorn import util
 from gunicorn.http import wsgi
+from gunicorn.http.body import LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.message import Request
 from gunicorn.http.parser import RequestParser
 from gunicorn.workers.gthread import ThreadWorker
 
 FRAMEWORK_ERROR = b'{"Error": "Unsupported protocol"}'
+#: Bytes a closing connection may still discard (gunicorn's default: 64 KiB);
+#: its time limit (2 s) is unchanged.
+LINGER_DRAIN = 4 << 20
 
 
 def _identity_only(value: str) -> bool:
@@ -77,6 +90,11 @@ class PvRequest(Request):
             if not (name == "TRANSFER-ENCODING" and _identity_only(value))
         ]
         super().set_body_reader()
+        if self._expected_100_continue:
+            self._expected_100_continue = False  # gunicorn would send it before the app runs
+            reader = self.body.reader
+            if not (isinstance(reader, LengthReader) and reader.length == 0):
+                self.body = ContinueOnRead(self.body, self.unreader.sock)
 
 
 def write_framework_error(sock, status_int, reason, mesg):
@@ -88,14 +106,64 @@ def write_framework_error(sock, status_int, reason, mesg):
     util.write_nonblock(sock, head + FRAMEWORK_ERROR)
 
 
+class ContinueOnRead:
+    """A request body that sends ``100 Continue`` just before its first read."""
+
+    def __init__(self, body, sock):
+        self._body = body
+        self._sock = sock
+        #: The client still waits for a go-ahead before sending the body.
+        self.waiting = True
+
+    def _go_ahead(self):
+        if self.waiting:
+            self.waiting = False
+            self._sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def final_answer(self) -> bool:
+        """The final response starts now; ``True`` if the body was never asked for."""
+        waiting, self.waiting = self.waiting, False
+        return waiting
+
+    def read(self, size=None):
+        self._go_ahead()
+        return self._body.read(size)
+
+    def readline(self, size=None):
+        self._go_ahead()
+        return self._body.readline(size)
+
+    def readlines(self, size=None):
+        self._go_ahead()
+        return self._body.readlines(size)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration()
+        return line
+
+    def __getattr__(self, name):  # reader, failed, ... for gunicorn's own drain
+        return getattr(self._body, name)
+
+
 class PvResponse(wsgi.Response):
-    """A gunicorn response that honours the application's ``Connection: close``."""
+    """A gunicorn response that honours the application's ``Connection: close``
+    and closes when a ``100-continue`` client was answered before its body."""
 
     def process_headers(self, headers):
         super().process_headers(headers)
         for name, value in headers:
             if name.lower() == "connection" and value.strip(" \t").lower() == "close":
                 self.must_close = True
+        body = self.req.body
+        if isinstance(body, ContinueOnRead) and body.final_answer():
+            # RFC 9110 §10.1.1: answered without the content, so either read
+            # it or close; the client may well never send it.
+            self.must_close = True
 
 
 class PvThreadWorker(ThreadWorker):
@@ -104,5 +172,6 @@ class PvThreadWorker(ThreadWorker):
     def init_process(self):
         RequestParser.mesg_class = PvRequest
         wsgi.Response = PvResponse
+        util.close_graceful = functools.partial(util.close_graceful, max_drain=LINGER_DRAIN)
         util.write_error = write_framework_error
         super().init_process()

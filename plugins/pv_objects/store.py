@@ -170,7 +170,10 @@ class ObjectStore:
             raise PvError("Upload error", 500)
         available = self.available()
         if length is not None and length > available:
-            raise InsufficientStorage()
+            # Decided on the declared length alone: answer before reading a
+            # byte of the body (no 100 Continue) and close, rather than take
+            # in what cannot be stored (docs/protocol.md, "Objects").
+            raise InsufficientStorage(headers={"Connection": "close"})
         tmp = os.path.join(self.directory, f"{sha}.{os.getpid()}-{secrets.token_hex(8)}.tmp")
         try:
             self._write_temp(sha, tmp, stream, available)

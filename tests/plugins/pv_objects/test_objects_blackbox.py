@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import socket
 import time
 
 import pytest
@@ -209,7 +210,43 @@ def test_out_of_space_is_507_over_the_socket(start_gunicorn):
     status, _, body = server.request("PUT", "/objects/" + sha, data)
     assert (status, json.loads(body)) == (507, {"Error": "Not enough disk space available"})
     assert os.listdir(objects_dir(server)) == []
-    # The connection stays usable: the rejected body was drained.
+    # Refused on its Content-Length, before the body: the connection closes,
+    # and the client simply opens another.
     conn = server.client()
-    assert conn.call("PUT", "/objects/" + sha, data)[0] == 507
+    status, headers, _ = conn.call("PUT", "/objects/" + sha, data)
+    assert (status, headers["Connection"]) == (507, "close")
     assert conn.call("GET", "/objects")[0] == 200
+
+
+def test_an_oversize_declared_length_is_507_at_once_without_100_continue(start_gunicorn):
+    server = start_gunicorn(env={"PVCORE_STORAGE_RESERVED_PERCENT": "100"})
+    sha = "ab" * 32
+    no_room = b'{"Error":"Not enough disk space available"}'
+    for expect in (b"Expect: 100-continue\r\n", b""):
+        # Headers only: the body never comes, so an answer proves nothing was waited for.
+        head = b"PUT /objects/%s HTTP/1.1\r\nHost: localhost\r\n%sContent-Length: %d\r\n\r\n" % (
+            sha.encode(), expect, 10 * 1 << 30)
+        started = time.monotonic()
+        reply = raw_request(server.socket, head, timeout=10)  # returns only once the server closed
+        assert time.monotonic() - started < 5
+        assert reply.startswith(b"HTTP/1.1 507 "), reply
+        assert b"100 Continue" not in reply and b"\r\nConnection: close\r\n" in reply
+        assert reply.endswith(no_room)
+    # A client that sends its whole body before reading still gets the answer.
+    data, sha = blob("naive", 1 << 20)
+    status, headers, body = server.request("PUT", "/objects/" + sha, data)
+    assert (status, headers["Connection"], body) == (507, "close", no_room)
+    assert os.listdir(objects_dir(server)) == []
+
+
+def test_100_continue_is_sent_when_the_upload_is_admitted(demo_server):
+    data, sha = blob("go ahead", 3000)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(demo_server.socket)
+        sock.sendall(b"PUT /objects/%s HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (sha.encode(), len(data)))
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(data)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+    assert listed(demo_server)[sha] == str(len(data))
