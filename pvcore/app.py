@@ -85,7 +85,7 @@ class Core:
         self.pm = pm
         self.hook = pm.hook
         self.stash: Dict[Any, Any] = {}
-        self.supervisor = ProcessGroups(os.path.join(settings.run_dir, "pgroups"))
+        self.supervisor = ProcessGroups(os.path.join(settings.run_dir, "pgroups"), cgroups=settings.cgroups)
         self.routes: Dict[str, Route] = {}
         self.caller_cache = caller_mod.CallerCache()
         self._events = EventCounter()
@@ -136,6 +136,7 @@ class Core:
             self._stop_services(services)
             if was_started:
                 self.hook.pvcore_shutdown(core=self)
+                self.supervisor.close()
             self._release_lock()
 
     def _stop_services(self, services) -> None:

@@ -1,24 +1,38 @@
 """Who is calling: the peer pid of the socket, mapped to a container.
 
-Upstream identifies callers by the peer's cgroup (contract §4.1); that
-resolver lives here and runs last, so runtimes that know better (the process
-runtime matches process trees) answer first through ``pvcore_identify_caller``.
+Callers are identified by the peer's cgroup, as upstream does
+(docs/protocol.md, "Callers"). The core's resolver runs last, so runtimes
+that know better (the process runtime matches process trees) answer first
+through ``pvcore_identify_caller``. In order, the core's resolver takes:
+
+1. the cgroups running callers report (``pvcore_caller_cgroups``): a
+   process cannot leave its cgroup, whatever it forks;
+2. a cgroup of pvcore's own container tree no running container claims, or
+   a process carrying a contained child's environment tag: unknown;
+3. upstream's cgroup names (``name=pantavisor``, ``/lxc/<name>``);
+4. the host, only when recognised positively: an effective uid of
+   ``caller_host_uids``, a cgroup of ``caller_host_cgroups``, or a process
+   of pvcore's own tree (master, worker, daemons);
+5. anyone else is unknown, and gets the contract's 500 — never mgmt.
 """
 from __future__ import annotations
 
 import itertools
-import re
+import os
 import socket
 import struct
 import weakref
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import FrozenSet, Iterable, List, Optional, Tuple
 
 from pvcore import hookimpl
+from pvcore.cgroups import CgroupRef, parse_membership
+from pvcore.supervisor import CONTAINED_VARIABLE, environ_names, proc_stat
 
 HOST = "_pv_"
 _PEERCRED = struct.Struct("3i")
-_V2_ROOT = re.compile(r"\d+::/(\.\.)?")
+#: how far up a peer's ancestry we look for pvcore's own processes.
+_MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -55,12 +69,12 @@ def peer_pid(environ) -> Optional[int]:
     return pid if pid > 0 else None
 
 
-def name_from_cgroup(text: str, fallback: str = HOST) -> Optional[str]:
-    """Container name from the content of ``/proc/<pid>/cgroup`` (contract §4.1).
+def name_from_cgroup(text: str) -> Optional[str]:
+    """Upstream's container name from the content of ``/proc/<pid>/cgroup``.
 
-    :param fallback: the name for a process outside any container cgroup
-        (``_pv_``: on a laptop demo device every host process is "Pantavisor");
-        empty makes such callers unknown, as upstream does.
+    ``name=pantavisor:/lxc/<name>`` (its root is Pantavisor itself,
+    ``_pv_``), else the first ``.../lxc/<name>``; ``None`` when neither
+    matches (docs/protocol.md, "Callers").
     """
     lines = text.splitlines()
     for line in lines:
@@ -68,16 +82,75 @@ def name_from_cgroup(text: str, fallback: str = HOST) -> Optional[str]:
             rest = line.split(":name=pantavisor:/", 1)[1]
             if rest.startswith("lxc/"):
                 rest = rest[4:]
-            # NOTE: upstream treats any prefix of "_pv_" (even "") as the host
-            # (contract §12.13); only the exact root is the host here.
+            # NOTE: upstream treats any prefix of "_pv_" (even "") as the host;
+            # only the exact root is the host here (docs/protocol.md).
             return rest or HOST
     for line in lines:
         if "/lxc/" in line:
             return line.split("/lxc/", 1)[1] or None
-    for line in lines:
-        if _V2_ROOT.fullmatch(line):
-            return HOST
-    return fallback or None
+    return None
+
+
+def host_uids(value: str) -> FrozenSet[int]:
+    """``caller_host_uids``: comma-separated uids, ``self`` for pvcore's own euid."""
+    uids = set()
+    for part in value.split(","):
+        part = part.strip()
+        if part == "self":
+            uids.add(os.geteuid())
+        elif part:
+            uids.add(int(part))
+    return frozenset(uids)
+
+
+def host_cgroups(value: str) -> List[str]:
+    """``caller_host_cgroups``: comma-separated cgroup paths (any hierarchy)."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _effective_uid(pid: int) -> Optional[int]:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("Uid:"):
+                    return int(line.split()[2])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _in_own_tree(pid: int) -> bool:
+    """Whether ``pid`` is pvcore's master, its worker, or a descendant of them."""
+    own = {os.getpid(), os.getppid()}
+    current = pid
+    for _ in range(_MAX_DEPTH):
+        if current in own:
+            return True
+        if current <= 1:
+            return False
+        stat = proc_stat(current)
+        if stat is None:
+            return False
+        current = int(stat[1])
+    return False
+
+
+def _reported_cgroups(core) -> Iterable[Tuple[str, CgroupRef]]:
+    for reported in core.hook.pvcore_caller_cgroups(core=core):
+        for name, refs in (reported or {}).items():
+            for ref in refs:
+                yield name, ref if isinstance(ref, CgroupRef) else CgroupRef.parse(ref)
+
+
+def is_host(core, pid: int, membership: List[Tuple[str, str]]) -> bool:
+    """Positive recognition of the host (step 4 of the module docstring)."""
+    uids = core.settings.get("caller_host_uids")
+    if uids and _effective_uid(pid) in host_uids(uids):
+        return True
+    wanted = host_cgroups(core.settings.get("caller_host_cgroups"))
+    if wanted and any(path in wanted for _controllers, path in membership):
+        return True
+    return _in_own_tree(pid)
 
 
 @hookimpl(trylast=True)
@@ -87,7 +160,21 @@ def pvcore_identify_caller(core, pid):
             text = fh.read()
     except OSError:
         return None
-    return name_from_cgroup(text, core.settings.caller_fallback)
+    membership = parse_membership(text)
+    for name, ref in _reported_cgroups(core):
+        if ref.holds(membership):
+            return name
+    tree = core.supervisor.cgroups
+    if tree is not None and tree.owns(membership):
+        return ""  # a container cgroup of ours that no running container claims
+    name = name_from_cgroup(text)
+    if name is not None:
+        return name
+    # NOTE: the tag only ever denies: a process can forge its environment
+    # (so the tag never names a caller) but not to pass for the host.
+    if environ_names(pid, CONTAINED_VARIABLE):
+        return ""
+    return HOST if is_host(core, pid, membership) else ""
 
 
 class CallerCache:
@@ -145,7 +232,7 @@ def _identify(core, environ) -> Optional[Caller]:
     if pid is None:
         return None
     name = core.hook.pvcore_identify_caller(core=core, pid=pid)
-    if name is None:
+    if not name:
         return None
     if name == HOST:
         return Caller(HOST, pid, True, ("mgmt",))

@@ -103,9 +103,25 @@ def pvcore_identify_caller(core: "Core", pid: int) -> Optional[str]:
     """Map the peer process of a request to a caller name. *firstresult*
 
     :param pid: the peer pid read with ``SO_PEERCRED`` from the client socket.
-    :return: a container name, ``"_pv_"`` for Pantavisor/the host, or
-        ``None`` to let the next resolver try. The core's cgroup resolver
-        (contract §4.1) runs last (``trylast``).
+    :return: a container name, ``"_pv_"`` for Pantavisor/the host, ``""``
+        for a peer known to be no caller at all (e.g. a process of a container
+        that no longer runs: it stops the other resolvers), or ``None`` to let
+        the next resolver try. The core's resolver runs last (``trylast``):
+        the peer's cgroup against :func:`pvcore_caller_cgroups`, upstream's
+        cgroup names, then the host, recognised positively
+        (docs/architecture.md, "Callers"); anything else is unknown.
+    """
+
+
+@hookspec
+def pvcore_caller_cgroups(core: "Core") -> Optional[Mapping[str, Sequence[str]]]:
+    """Cgroups of the callers a plugin runs: ``{name: ["<controllers>:<path>", ...]}``.
+
+    Each entry is the second and third field of a ``/proc/<pid>/cgroup``
+    line (:class:`pvcore.cgroups.CgroupRef`; ``":/pvcore/x/web"`` on cgroup v2,
+    ``"freezer:/pvcore/x/web"`` on v1). A peer in one of these cgroups, or
+    below it, is that caller; no process can leave its cgroup by forking.
+    Called for a connection's first request; must be quick.
     """
 
 

@@ -69,9 +69,15 @@ CORE_SETTINGS = (
     Setting("log_level", str, "info", "Minimum level of log events (debug, info, warning, error)."),
     Setting("demo", bool, False,
             "Seed the embedded demo device (revision 0, example containers) when the storage dir is empty."),
-    Setting("caller_fallback", str, "_pv_",
-            "Caller name for a peer outside any container cgroup: _pv_ (the host, privileged) "
-            "or empty to treat such callers as unknown."),
+    Setting("caller_host_uids", str, "self",
+            "Comma-separated effective uids whose processes, outside every container, are the host "
+            "(_pv_, privileged); self is the uid pvcore runs as. Anyone unrecognised is unknown."),
+    Setting("caller_host_cgroups", str, "",
+            "Comma-separated cgroup paths whose processes are the host (/ on a device where Pantavisor "
+            "keeps its own processes in the root cgroup)."),
+    Setting("cgroups", str, "auto",
+            "Containers in cgroups of their own: auto (when pvcore can create cgroups, v1 or v2) or off "
+            "(the process-tree fallback, as on a non-root laptop)."),
     Setting("buildinfo", str, "",
             "The build manifest served by GET /buildinfo (text); empty, as in CMake builds, by default."),
     Setting("init_mode", str, "appengine",

@@ -3,21 +3,32 @@
 Every child is started in its own session (so its whole tree can be
 signalled at once) and its group id is recorded on disk under
 ``<run_dir>/pgroups/``. A worker killed with SIGKILL runs no cleanup; the next
-worker's :meth:`ProcessGroups.kill_leftovers` then kills the recorded groups
-(style-anchors §6.3). Only our own pids are ever waited on: a blanket
-``waitpid(-1)`` would steal other code's exit statuses.
+worker's :meth:`ProcessGroups.kill_leftovers` then kills the recorded groups.
+Only our own pids are ever waited on: a blanket ``waitpid(-1)`` would steal
+other code's exit statuses.
+
+A child spawned with ``contain=<name>`` (a container) may be hostile: a
+process group is left with ``setsid()``. Such a child starts in a cgroup of
+its own (:mod:`pvcore.cgroups`) when pvcore can create cgroups; stopping or
+reaping it kills the whole cgroup. Without cgroups it becomes a child
+subreaper (``PR_SET_CHILD_SUBREAPER``), so descendants that double-fork are
+re-parented to it instead of init and stay in its process tree, where
+identification and stopping find them (docs/architecture.md, "Callers").
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import re
 import signal
 import subprocess
 import threading
-from typing import Callable, Dict, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import structlog
+
+from pvcore.cgroups import CgroupRef, CgroupTree
 
 log = structlog.get_logger(__name__)
 
@@ -70,16 +81,71 @@ def group_members(pgid: int) -> list:
     return members
 
 
+def descendants(pid: int) -> List[Tuple[int, int, str]]:
+    """``(pid, pgid, start time)`` of every live descendant of ``pid``."""
+    children: Dict[int, List[Tuple[int, int, str]]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = proc_stat(int(entry))
+            if stat and stat[0] != "Z":
+                children.setdefault(int(stat[1]), []).append((int(entry), int(stat[2]), stat[19]))
+    found, frontier = [], [pid]
+    while frontier:
+        for child in children.get(frontier.pop(), ()):
+            found.append(child)
+            frontier.append(child[0])
+    return found
+
+
 #: Environment variable every supervised child carries (with its supervisor's tag).
 TAG_VARIABLE = "PVCORE_SUPERVISOR"
+#: Environment variable of a contained child (``spawn(contain=...)``): its name.
+#: A process carrying it is never taken for the host (pvcore.caller).
+CONTAINED_VARIABLE = "PVCORE_CONTAINED"
+_PR_SET_CHILD_SUBREAPER = 36
+_libc = None
+
+
+def _enter_cgroup(procs_file: str) -> Callable[[], None]:
+    """A ``preexec_fn``: the child joins the cgroup before it execs anything."""
+    data = b"0"
+
+    def enter():
+        fd = os.open(procs_file, os.O_WRONLY)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    return enter
+
+
+def _become_subreaper() -> None:
+    """A ``preexec_fn`` (survives exec): orphaned descendants stay ours."""
+    if _libc is not None and _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def _environ_has(pid: int, needle: bytes) -> bool:
+    return _environ_has_all(pid, (needle,))
+
+
+def _environ_has_all(pid: int, needles: Sequence[bytes]) -> bool:
     try:
         with open(f"/proc/{pid}/environ", "rb") as fh:
-            return needle in fh.read().split(b"\0")
+            entries = fh.read().split(b"\0")
     except OSError:
         return False
+    return all(needle in entries for needle in needles)
+
+
+def environ_names(pid: int, variable: str) -> Optional[bool]:
+    """Whether process ``pid``'s environment sets ``variable`` (``None``: unreadable)."""
+    prefix = variable.encode() + b"="
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return any(entry.startswith(prefix) for entry in fh.read().split(b"\0"))
+    except OSError:
+        return None
 
 
 class ProcessGroups:
@@ -87,16 +153,56 @@ class ProcessGroups:
 
     :param record_dir: where group records live (survives a worker crash).
     :param popen: injected for tests; ``subprocess.Popen`` by default.
+    :param cgroups: ``"auto"`` (contained children get a cgroup when pvcore
+        can create one) or ``"off"`` (always the subreaper fallback).
     """
 
-    def __init__(self, record_dir: str, popen: Callable = subprocess.Popen):
+    def __init__(self, record_dir: str, popen: Callable = subprocess.Popen, cgroups: str = "auto"):
         self._dir = record_dir
         self._popen = popen
         self._lock = threading.Lock()
         self._records: Dict[int, str] = {}
+        self._contained: Dict[int, str] = {}  # leader pid -> contain name
         # NOTE: a worker killed between fork and writing the record leaves a
         # child no record names; the tag in its environment still does.
         self.tag = hashlib.sha256(os.path.abspath(record_dir).encode()).hexdigest()[:16]
+        self._cgroup_mode = cgroups
+        self._tree: Optional[CgroupTree] = None
+        self._tree_checked = False
+
+    @property
+    def cgroups(self) -> Optional[CgroupTree]:
+        """The container cgroup tree, once :meth:`open` found one (else ``None``)."""
+        return self._tree
+
+    def open(self) -> Optional[CgroupTree]:
+        """Find (and create) the cgroup tree; idempotent. Called by :meth:`kill_leftovers`."""
+        global _libc
+        with self._lock:
+            if not self._tree_checked:
+                self._tree_checked = True
+                if self._cgroup_mode != "off":
+                    self._tree = CgroupTree.detect(self.tag)
+                if self._tree is None and _libc is None:
+                    try:
+                        _libc = ctypes.CDLL(None, use_errno=True)
+                    except OSError:
+                        pass
+                log.info("containment", cgroups=repr(self._tree) if self._tree else None,
+                         fallback=None if self._tree else "subreaper")
+            return self._tree
+
+    def close(self) -> None:
+        """Remove the (empty) cgroup tree; nothing contained may run any more."""
+        if self._tree is not None and not self._contained:
+            self._tree.close()
+
+    def cgroup_of(self, proc: subprocess.Popen) -> Optional[CgroupRef]:
+        """The cgroup a contained child runs in, or ``None``."""
+        name = self._contained.get(proc.pid)
+        if name is None or self._tree is None:
+            return None
+        return self._tree.ref(name)
 
     def _record_path(self, key: str) -> str:
         return os.path.join(self._dir, _SAFE.sub("_", key) + ".pgid")
@@ -108,14 +214,29 @@ class ProcessGroups:
         env: Optional[Mapping[str, str]] = None,
         cwd: Optional[str] = None,
         log_path: Optional[str] = None,
+        contain: Optional[str] = None,
     ) -> subprocess.Popen:
         """Start ``argv`` as the leader of a new session; remember it as ``key``.
 
         stdout and stderr go to ``log_path`` (appended) or /dev/null.
+
+        :param contain: a name for a child that may be hostile (a container):
+            it runs in cgroup ``<tree>/<contain>``, or as a child subreaper
+            without cgroups (see the module docstring). :meth:`stop` and
+            :meth:`reaped` then end every process it left.
         """
         os.makedirs(self._dir, exist_ok=True)
         env = dict(os.environ if env is None else env)
         env[TAG_VARIABLE] = self.tag
+        preexec = None
+        if contain is not None:
+            env[CONTAINED_VARIABLE] = contain
+            tree = self.open()
+            if tree is not None:
+                tree.create(contain)
+                preexec = _enter_cgroup(tree.procs_file(contain))
+            else:
+                preexec = _become_subreaper
         if log_path:
             os.makedirs(os.path.dirname(log_path), exist_ok=True)
             out = open(log_path, "ab")
@@ -131,6 +252,7 @@ class ProcessGroups:
                 cwd=cwd,
                 start_new_session=True,
                 close_fds=True,
+                **({"preexec_fn": preexec} if preexec else {}),
             )
         finally:
             if log_path:
@@ -140,6 +262,8 @@ class ProcessGroups:
             fh.write(f"{proc.pid} {start_time(proc.pid) or ''}\n")
         with self._lock:
             self._records[proc.pid] = path
+            if contain is not None:
+                self._contained[proc.pid] = contain
         log.info("process_spawned", key=key, child_pid=proc.pid, argv=list(argv))
         return proc
 
@@ -148,6 +272,7 @@ class ProcessGroups:
 
         :return: the leader's exit status (negative for a signal).
         """
+        strays = self._strays(proc)
         if proc.poll() is None:
             self._signal_group(proc.pid, signal.SIGTERM)
             try:
@@ -156,13 +281,31 @@ class ProcessGroups:
                 log.warning("process_kill", child_pid=proc.pid, after_s=timeout)
                 self._signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
-        self.reaped(proc)
+        self.reaped(proc, strays)
         return proc.returncode
 
-    def reaped(self, proc: subprocess.Popen) -> None:
-        """The leader has exited: kill what is left of its group, drop the record."""
+    def _strays(self, proc: subprocess.Popen) -> List[Tuple[int, str]]:
+        """Descendants of a contained child outside its group (no-cgroup fallback)."""
+        if proc.pid not in self._contained or self._tree is not None:
+            return []
+        return [(pid, started) for pid, pgid, started in descendants(proc.pid) if pgid != proc.pid]
+
+    def reaped(self, proc: subprocess.Popen, strays: Sequence[Tuple[int, str]] = ()) -> None:
+        """The leader has exited: kill what is left of it, drop the record.
+
+        What is left: its process group; for a contained child, its whole
+        cgroup, or without cgroups the descendants it still had (``strays``,
+        from before it exited) and the processes carrying its name.
+        """
         self._signal_group(proc.pid, signal.SIGKILL)
+        name = self._contained.get(proc.pid)
+        if name is not None:
+            if self._tree is not None:
+                self._tree.kill(name, timeout=2.0)
+            else:
+                self._kill_contained(name, strays)
         with self._lock:
+            self._contained.pop(proc.pid, None)
             path = self._records.pop(proc.pid, None)
         if path:
             try:
@@ -173,6 +316,23 @@ class ProcessGroups:
     def signal(self, proc: subprocess.Popen, signum: int) -> None:
         """Send ``signum`` to the whole group of ``proc``."""
         self._signal_group(proc.pid, signum)
+
+    def _kill_contained(self, name: str, strays: Sequence[Tuple[int, str]]) -> None:
+        for pid, started in strays:
+            if start_time(pid) == started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        # NOTE: a process that escaped the tree and cleared its environment
+        # is beyond reach without cgroups (docs/architecture.md, "Callers").
+        needles = (f"{TAG_VARIABLE}={self.tag}".encode(), f"{CONTAINED_VARIABLE}={name}".encode())
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != os.getpid() and _environ_has_all(int(entry), needles):
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                except OSError:
+                    pass
 
     @staticmethod
     def _signal_group(pgid: int, signum: int) -> None:
@@ -185,8 +345,13 @@ class ProcessGroups:
         """Kill the groups a previous (crashed) worker left behind.
 
         A record is trusted only if the group's leader is gone or still has
-        the recorded start time, so a recycled pid is never hit.
+        the recorded start time, so a recycled pid is never hit. Every
+        container cgroup no live child owns is killed and removed.
         """
+        tree = self.open()
+        if tree is not None:
+            for name in tree.kill_all(keep=self._contained.values()):
+                log.warning("leftover_cgroup_killed", cgroup=name)
         killed = set()
         try:
             names = os.listdir(self._dir)
@@ -205,6 +370,16 @@ class ProcessGroups:
                 leader_start = start_time(pgid)
                 if leader_start is None or leader_start == recorded:
                     members = group_members(pgid)
+                    if leader_start is not None:
+                        # a contained leader without cgroups is a subreaper:
+                        # whatever left its group is still below it.
+                        for pid, _pgid, _started in descendants(pgid):
+                            if pid not in members:
+                                members.append(pid)
+                                try:
+                                    os.kill(pid, signal.SIGKILL)
+                                except OSError:
+                                    pass
                     if members:
                         self._signal_group(pgid, signal.SIGKILL)
                         killed.add(pgid)

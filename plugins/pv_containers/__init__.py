@@ -84,6 +84,11 @@ def pvcore_identify_caller(core, pid):
 
 
 @hookimpl
+def pvcore_caller_cgroups(core):
+    return core.stash[ENGINE].cgroups()
+
+
+@hookimpl
 def pvcore_caller_roles(core, name):
     return core.stash[ENGINE].roles(name)
 

@@ -111,6 +111,16 @@ class Lifecycle:
             current = int(stat[1])
         return None
 
+    def cgroups(self) -> Dict[str, List[str]]:
+        """``{name: cgroups}`` of the running containers, as their runtime reports them."""
+        with self._lock:
+            rev = self._revision
+            handles = [(c.name, c.handle) for c in rev.containers.values() if c.handle is not None] if rev else []
+        report = getattr(self.runtime, "cgroups", None)
+        if report is None:
+            return {}
+        return {name: list(report(handle)) for name, handle in handles}
+
     def roles(self, name: str) -> Optional[List[str]]:
         with self._lock:
             c = self.container(name)

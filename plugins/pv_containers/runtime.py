@@ -16,7 +16,14 @@ once, when its service starts, for an object with this interface:
 ``poll(handle) -> int or None``
     ``None`` while it runs, else its exit status (negative for a signal).
     Called often from the engine's loop: must not block. Once it returned a
-    status the handle is dead; the engine never uses it again.
+    status the handle is dead; the engine never uses it again; nothing of the
+    container may run any more.
+``cgroups(handle) -> list of str`` (optional)
+    The cgroups holding the container's processes, as
+    ``"<controllers>:<path>"`` (the fields of a ``/proc/<pid>/cgroup`` line,
+    :class:`pvcore.cgroups.CgroupRef`). Callers in them, or below them, are
+    this container (the core's ``pvcore_caller_cgroups`` resolver). Without
+    it, or with an empty list, callers are matched by process ancestry only.
 
 An LXC plugin returns its own runtime from ``pvcore_container_runtime``; the
 built-in :class:`ProcessRuntime` is registered ``trylast``.
@@ -24,12 +31,10 @@ built-in :class:`ProcessRuntime` is registered ``trylast``.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional
 
 from pvcore import hookimpl
-from pvcore.supervisor import proc_stat, start_time
 
 DEFAULT_ARGV = ("{python}", "-m", "pvcore.demo.container")
 
@@ -45,29 +50,17 @@ def container_argv(run) -> List[str]:
     return argv
 
 
-def descendants(pid: int) -> List[Tuple[int, int, str]]:
-    """``(pid, pgid, start time)`` of every live descendant of ``pid``."""
-    children: Dict[int, List[Tuple[int, int, str]]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = proc_stat(int(entry))
-            if stat and stat[0] != "Z":
-                children.setdefault(int(stat[1]), []).append((int(entry), int(stat[2]), stat[19]))
-    found, frontier = [], [pid]
-    while frontier:
-        for child in children.get(frontier.pop(), ()):
-            found.append(child)
-            frontier.append(child[0])
-    return found
-
-
 def console_log_path(storage_dir: str, rev: str, name: str) -> str:
     """Where the built-in runtime appends container ``name``'s output."""
     return os.path.join(os.path.abspath(storage_dir), "logs", rev, name, "console.log")
 
 
 class ProcessRuntime:
-    """Every container is a supervised process group (``core.supervisor``).
+    """Every container is a contained supervised process (``core.supervisor``).
+
+    ``spawn(contain=<name>)``: its own cgroup where pvcore can create one, so
+    no process of it escapes identification or a stop; otherwise a child
+    subreaper, whose tree keeps its double-forked descendants.
 
     Environment: ``PVCORE_CONTAINER=<name>`` and ``PVCORE_CTRL_SOCKET`` (the
     absolute socket path). Working dir ``<storage>/disks/rev/<rev>/<name>``;
@@ -95,19 +88,15 @@ class ProcessRuntime:
             env=env,
             cwd=cwd,
             log_path=console_log_path(storage, container.rev, container.name),
+            contain=container.name,
         )
 
     def stop(self, handle, timeout: float) -> None:
-        # NOTE: a process that left the container's group (setsid) is found
-        # through its ancestry while the leader still lives, and killed too.
-        strays = [(pid, started) for pid, pgid, started in descendants(handle.pid) if pgid != handle.pid]
         self._core.supervisor.stop(handle, timeout)
-        for pid, started in strays:
-            if start_time(pid) == started:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+
+    def cgroups(self, handle) -> List[str]:
+        ref = self._core.supervisor.cgroup_of(handle)
+        return [str(ref)] if ref is not None else []
 
     def pid(self, handle) -> int:
         return handle.pid

@@ -71,7 +71,7 @@ class Containers:
 
 @pytest.fixture
 def client(make_core, make_client):
-    core = make_core(plugins=[RoutesPlugin(), Containers()], overrides={"caller_fallback": ""})
+    core = make_core(plugins=[RoutesPlugin(), Containers()])
     return lambda pid=None: make_client(core, pid)
 
 

@@ -1,4 +1,4 @@
-"""Caller identification from cgroups (contract §4.1)."""
+"""Caller identification from cgroups (docs/protocol.md, "Callers")."""
 import os
 
 import pytest
@@ -15,22 +15,19 @@ from pvcore.caller import HOST, name_from_cgroup
         ("12:name=pantavisor:/my-app\n", "my-app"),
         ("0::/lxc/my-app\n", "my-app"),
         ("0::/lxc/my-app/sub\n", "my-app/sub"),
-        ("0::/\n", HOST),
-        ("0::/..\n", HOST),
+        # the v2 root is the host only when configured (caller_host_cgroups=/)
+        ("0::/\n", None),
+        ("0::/..\n", None),
+        ("0::/user.slice/session-1.scope\n", None),
     ],
 )
 def test_names_from_cgroup_files(text, expected):
-    assert name_from_cgroup(text, fallback="") == expected
-
-
-def test_unrelated_cgroup_uses_the_fallback():
-    assert name_from_cgroup("0::/user.slice/session-1.scope\n", fallback=HOST) == HOST
-    assert name_from_cgroup("0::/user.slice/session-1.scope\n", fallback="") is None
+    assert name_from_cgroup(text) == expected
 
 
 def test_prefixes_of_pv_are_not_the_host():
-    # upstream §12.13: "_p" would pass as the host; only the exact root does here
-    assert name_from_cgroup("12:name=pantavisor:/lxc/_p\n", fallback="") == "_p"
+    # upstream would take "_p" for the host; only the exact root is here
+    assert name_from_cgroup("12:name=pantavisor:/lxc/_p\n") == "_p"
 
 
 def test_this_process_resolves_through_the_hook(make_core):
