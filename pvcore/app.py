@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Generic, List, Mapping, Optional, Tuple, TypeVar
@@ -29,6 +30,8 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+_PLUGIN_DIR_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
 #: Methods libevent admits; anything else is a framework-level 501 (contract §1).
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD")
 
@@ -47,6 +50,7 @@ class Route:
     methods: Dict[str, str] = field(default_factory=dict)  # method -> plugin name
     resources: Dict[str, Any] = field(default_factory=dict)  # method -> resource
     suffix: Optional[str] = None
+    mgmt: Dict[str, bool] = field(default_factory=dict)  # method -> needs the mgmt role
 
     @property
     def templated(self) -> bool:
@@ -54,7 +58,43 @@ class Route:
         return "{" in self.template
 
     def needs_mgmt(self, method: str) -> bool:
-        return getattr(self.resources[method], "mgmt", True)
+        """Whether ``method`` needs the mgmt role (see :func:`mgmt_of`)."""
+        return self.mgmt.get(method, True)
+
+
+def mgmt_of(resource: Any, method: str, responder: Any) -> bool:
+    """Whether ``method`` on ``resource`` needs the mgmt role.
+
+    First found wins: the responder's own ``mgmt`` attribute (set with
+    :func:`requires_mgmt`), the resource's ``mgmt`` mapping (``{"GET": False}``; a
+    method it leaves out needs mgmt), the resource's ``mgmt`` boolean; by
+    default every method needs mgmt (docs/plugins.md, "Who may call").
+
+    :raises ValueError: ``mgmt`` is neither a boolean nor a method mapping.
+    """
+    own = getattr(responder, "mgmt", None)
+    if own is not None:
+        if not isinstance(own, bool):
+            raise ValueError(f"{method} responder's mgmt must be True or False, not {own!r}")
+        return own
+    value = getattr(resource, "mgmt", True)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, Mapping):
+        unknown = sorted(set(map(str, value)) - set(HTTP_METHODS))
+        if unknown or not all(isinstance(v, bool) for v in value.values()):
+            raise ValueError(f"mgmt must map methods ({', '.join(HTTP_METHODS)}) to True or False, not {value!r}")
+        return value.get(method, True)
+    raise ValueError(f"mgmt must be True, False or a mapping of methods, not {value!r}")
+
+
+def requires_mgmt(required: bool):
+    """Decorator for one responder: ``@requires_mgmt(False) def on_get(...)``
+    lets containers without the mgmt role call that method only."""
+    def mark(responder):
+        responder.mgmt = bool(required)
+        return responder
+    return mark
 
 
 class MethodMux:
@@ -103,22 +143,29 @@ class Core:
         Takes an exclusive lock on ``<run_dir>/supervisor.lock`` first: during
         a gunicorn reload the new worker waits here until the old one has
         stopped its children, so there is never more than one supervisor.
+
+        :raises StartupError: a plugin's ``pvcore_services`` failed or gave
+            something that is not a service, or a service failed to start
+            (one line naming the plugin; what started is stopped again).
         """
         with self._state_lock:
             if self.started:
                 return
             self._take_lock()
-            self.supervisor.kill_leftovers()
-            services = [s for group in self.hook.pvcore_services(core=self) for s in (group or ())]
-            services.sort(key=lambda s: getattr(s, "priority", 100))
             started = []
             try:
-                for service in services:
-                    service.start()
+                self.supervisor.kill_leftovers()
+                services = _collect_services(self)
+                for service, owner in services:
+                    try:
+                        service.start()
+                    except Exception as exc:
+                        log.debug("service_start_failed", service=service.name, plugin=owner, exc_info=True)
+                        raise StartupError(f"plugin {owner}: service {service.name} failed to start: "
+                                           f"{_reason(exc)}") from None
                     started.append(service)
                     log.info("service_started", service=service.name)
             except BaseException:
-                log.exception("service_start_failed", service=service.name)
                 self._stop_services(started)
                 self._release_lock()
                 raise
@@ -159,6 +206,25 @@ class Core:
             self._lock_fd = None
 
     # -- helpers for plugins --------------------------------------------------
+
+    def storage_dir(self, plugin: str) -> str:
+        """The folder plugin ``plugin`` keeps its files in, created on first call:
+        ``<storage_dir>/pvcore/<plugin>``.
+
+        Pantavisor's own layout (``objects/``, ``trails/``, ``config/`` …)
+        belongs to the plugins that implement it; anything else a plugin
+        persists goes here, so two plugins never share a file name and a
+        factory reset of pvcore's extras is one ``rm -r``. Call it from
+        ``pvcore_startup``. See docs/plugins.md, "Where a plugin keeps files".
+
+        :param plugin: the plugin's name (its entry-point name by convention).
+        :raises ValueError: ``plugin`` is not a plain name (``/``, ``..``).
+        """
+        if not _PLUGIN_DIR_NAME.match(plugin or ""):
+            raise ValueError(f"not a plugin name: {plugin!r}")
+        path = os.path.join(self.settings.storage_dir, "pvcore", plugin)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        return path
 
     def publish(self, type: str, subject: str, data: Optional[Mapping[str, Any]] = None) -> Event:
         """Publish a device event: number it, then fire ``pvcore_event``.
@@ -332,20 +398,100 @@ def _call_impl(impl, **kwargs):
     return impl.function(*[kwargs[name] for name in impl.argnames])
 
 
-def _plugin_label(pm, plugin) -> str:
-    name = pm.get_name(plugin) or repr(plugin)
-    for plug, dist in pm.list_plugin_distinfo():
-        if plug is plugin:
-            return f"{name} ({dist.project_name} {dist.version})"
-    return name
+def _reason(exc: BaseException) -> str:
+    # A StartupError a plugin raised on purpose already says what is wrong.
+    return str(exc) if isinstance(exc, StartupError) else f"{type(exc).__name__}: {exc}"
+
+
+def _boot_error(pm, plugin, what: str, exc: BaseException) -> StartupError:
+    """One line naming ``plugin``; the traceback goes to the debug log only."""
+    label = plugin_label(pm, plugin)
+    log.debug("plugin_boot_error", plugin=label, step=what, exc_info=exc)
+    return StartupError(f"plugin {label}: {what}: {_reason(exc)}")
+
+
+def _blame(pm, hook_name: str, exc: BaseException):
+    """The plugin whose implementation of ``hook_name`` raised ``exc``."""
+    impls = {getattr(impl.function, "__code__", None): impl.plugin
+             for impl in getattr(pm.hook, hook_name).get_hookimpls()}
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in impls:
+            return impls[tb.tb_frame.f_code]
+        tb = tb.tb_next
+    return None
+
+
+def _call_hook_at_boot(pm, hook_name: str, **kwargs) -> None:
+    """Fire a broadcast hook; a plugin that raises becomes a one-line StartupError."""
+    try:
+        getattr(pm.hook, hook_name)(**kwargs)
+    except Exception as exc:
+        plugin = _blame(pm, hook_name, exc)
+        if plugin is None:
+            raise
+        raise _boot_error(pm, plugin, f"{hook_name} raised", exc) from None
 
 
 def _declare_plugin_settings(settings: Settings, pm) -> None:
     for impl in reversed(pm.hook.pvcore_declare_settings.get_hookimpls()):
         try:
-            settings.declare(_call_impl(impl) or (), owner=_plugin_label(pm, impl.plugin))
+            declared = _call_impl(impl) or ()
+            if isinstance(declared, (str, bytes)) or not hasattr(declared, "__iter__"):
+                raise StartupError(f"pvcore_declare_settings must return a list of Setting, not {declared!r}")
+            settings.declare(declared, owner=pm.get_name(impl.plugin))
         except SettingsError as exc:
-            raise StartupError(str(exc)) from None
+            raise _boot_error(pm, impl.plugin, "settings", StartupError(str(exc))) from None
+        except Exception as exc:
+            raise _boot_error(pm, impl.plugin, "pvcore_declare_settings", exc) from None
+    try:
+        settings.check_file()
+    except SettingsError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def _collect_services(core: Core) -> List[Tuple[Any, str]]:
+    """Every plugin's services with the label of the plugin that gave it,
+    in start order (priority, then hook order)."""
+    pm = core.pm
+    services: List[Tuple[Any, str]] = []
+    for impl in reversed(pm.hook.pvcore_services.get_hookimpls()):
+        owner = plugin_label(pm, impl.plugin)
+        try:
+            group = _call_impl(impl, core=core) or ()
+            for service in group:
+                for attr in ("start", "stop"):
+                    if not callable(getattr(service, attr, None)):
+                        raise StartupError(f"{service!r} has no {attr}() (see pvcore.services.Service)")
+                if not isinstance(getattr(service, "name", None), str):
+                    raise StartupError(f"{service!r} has no name")
+                if not isinstance(getattr(service, "priority", 100), int):
+                    raise StartupError(f"service {service.name}: priority must be an int")
+                services.append((service, owner))
+        except Exception as exc:
+            raise _boot_error(pm, impl.plugin, "pvcore_services", exc) from None
+    services.sort(key=lambda pair: getattr(pair[0], "priority", 100))
+    return services
+
+
+def _route_entries(result, owner: str):
+    """Check one plugin's ``pvcore_routes`` answer; yield (template, resource, suffix)."""
+    where = f"plugin {owner}: pvcore_routes"
+    if isinstance(result, (str, bytes, Mapping)) or not hasattr(result, "__iter__"):
+        raise StartupError(f"{where} must return a list of (uri_template, resource[, options]) tuples, "
+                           f"not {result!r}")
+    for entry in result:
+        if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 3):
+            raise StartupError(f"{where}: {entry!r} is not (uri_template, resource[, options])")
+        template, resource = entry[0], entry[1]
+        options = entry[2] if len(entry) > 2 else {}
+        if not isinstance(template, str) or not template.startswith("/"):
+            raise StartupError(f"{where}: uri_template must be a string starting with '/', not {template!r}")
+        if not isinstance(options, Mapping) or set(options) - {"suffix"}:
+            raise StartupError(f"{where}: route {template}: options may only be {{'suffix': ...}}, not {options!r}")
+        if resource is None or isinstance(resource, type):
+            raise StartupError(f"{where}: route {template}: the resource must be an instance, not {resource!r}")
+        yield template, resource, options.get("suffix")
 
 
 def _collect_routes(core: Core) -> Dict[str, Route]:
@@ -353,14 +499,15 @@ def _collect_routes(core: Core) -> Dict[str, Route]:
     pm = core.pm
     table: Dict[str, Route] = {}
     shapes: Dict[Tuple[str, ...], str] = {}
-    # NOTE: pluggy returns implementations last-registered-first; walk them in
-    # registration order so error messages and the table read naturally.
+    # NOTE: pluggy calls implementations in reverse of get_hookimpls() (last
+    # registered first); walk them in that same order.
     for impl in reversed(pm.hook.pvcore_routes.get_hookimpls()):
-        owner = _plugin_label(pm, impl.plugin)
-        for entry in _call_impl(impl, core=core) or ():
-            template, resource = entry[0], entry[1]
-            options = entry[2] if len(entry) > 2 else {}
-            suffix = options.get("suffix")
+        owner = plugin_label(pm, impl.plugin)
+        try:
+            result = _call_impl(impl, core=core) or ()
+        except Exception as exc:
+            raise _boot_error(pm, impl.plugin, "pvcore_routes raised", exc) from None
+        for template, resource, suffix in _route_entries(result, owner):
             shape = tuple("{}" if seg.startswith("{") else seg for seg in template.split("/"))
             if shape in shapes and shapes[shape] != template:
                 raise StartupError(
@@ -378,6 +525,11 @@ def _collect_routes(core: Core) -> Dict[str, Route]:
                     )
                 if route.suffix != suffix:
                     raise StartupError(f"route {template} ({owner}) mixes responder suffixes with {route.methods}")
+                responder = getattr(resource, "on_" + method.lower() + (f"_{suffix}" if suffix else ""))
+                try:
+                    route.mgmt[method] = mgmt_of(resource, method, responder)
+                except ValueError as exc:
+                    raise StartupError(f"plugin {owner}: route {template}: {exc}") from None
                 route.methods[method] = owner
                 route.resources[method] = resource
     return table
@@ -389,13 +541,15 @@ def build_core(settings: Settings, pm) -> Core:
     Fires ``pvcore_declare_settings``, ``pvcore_startup`` and
     ``pvcore_routes``. Starts nothing.
 
-    :raises StartupError: a setting or route clash, with a one-line reason.
+    :raises StartupError: any plugin mistake (a hook that raises, a malformed
+        answer, a setting or route clash), as one line naming the plugin and
+        its distribution; the traceback is logged at debug level.
     """
     _declare_plugin_settings(settings, pm)
     for path in (settings.storage_dir, settings.run_dir):
         os.makedirs(path, exist_ok=True)
     core = Core(settings, pm)
-    pm.hook.pvcore_startup(core=core)
+    _call_hook_at_boot(pm, "pvcore_startup", core=core)
     core.routes = _collect_routes(core)
 
     app = falcon.App(middleware=[RequestContext(), Access(core)])
@@ -409,7 +563,11 @@ def build_core(settings: Settings, pm) -> Core:
         resources = set(map(id, route.resources.values()))
         resource = next(iter(route.resources.values())) if len(resources) == 1 else MethodMux(route)
         kwargs = {"suffix": route.suffix} if route.suffix and len(resources) == 1 else {}
-        app.add_route(route.template, resource, **kwargs)
+        try:
+            app.add_route(route.template, resource, **kwargs)
+        except Exception as exc:  # e.g. a field name Falcon refuses
+            owners = ", ".join(sorted(set(route.methods.values())))
+            raise StartupError(f"plugin {owners}: route {route.template}: {_reason(exc)}") from None
     core.app = app
     return core
 

@@ -12,9 +12,14 @@ import os
 import sys
 
 from pvcore.log import logconfig_dict, unbind_request
-from pvcore.settings import Settings
+from pvcore.settings import Settings, SettingsError
 
-_settings = Settings()
+try:
+    _settings = Settings()
+except SettingsError as _exc:
+    # One line, not gunicorn's "Failed to read config file" and a traceback.
+    sys.stderr.write(f"pvcore cannot boot: {_exc}\n")
+    sys.exit(1)
 
 # PVCORE_WSGI_APP lets `make bench` serve its bare baseline app with this very
 # configuration; plugin services only run for pvcore's own app.
@@ -48,9 +53,13 @@ def on_starting(server):
 def post_worker_init(worker):
     if _PVCORE_APP:
         # NOTE: the same module object gunicorn imported for the app.
-        from pvcore.wsgi import core
+        from pvcore.errors import StartupError
+        from pvcore.wsgi import BootFailed, core
 
-        core.start()
+        try:
+            core.start()
+        except StartupError as exc:
+            raise BootFailed(exc) from None
 
 
 def post_request(worker, req, environ, resp):

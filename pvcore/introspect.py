@@ -1,4 +1,4 @@
-"""``/_pvcore/health`` and ``/_pvcore/plugins``: pvcore's own extras.
+"""``/_pvcore/health``, ``/_pvcore/plugins`` and ``/_pvcore/settings``: pvcore's own extras.
 
 They live outside the pv-ctrl namespace so no upstream client ever meets them.
 """
@@ -35,6 +35,17 @@ class Plugins:
         resp.data = dumps(describe_plugins(self._core))
 
 
+class SettingsList:
+    """``GET /_pvcore/settings``: every setting, core and plugin, with its
+    value, where the value came from, its default and help; secrets masked."""
+
+    def __init__(self, core):
+        self._core = core
+
+    def on_get(self, req, resp):
+        resp.data = dumps(self._core.settings.describe())
+
+
 def describe_plugins(core) -> list:
     """One entry per registered plugin: name, distribution, version, hooks, routes."""
     pm = core.pm
@@ -63,4 +74,8 @@ def describe_plugins(core) -> list:
 
 @hookimpl
 def pvcore_routes(core):
-    return [("/_pvcore/health", Health(core)), ("/_pvcore/plugins", Plugins(core))]
+    return [
+        ("/_pvcore/health", Health(core)),
+        ("/_pvcore/plugins", Plugins(core)),
+        ("/_pvcore/settings", SettingsList(core)),
+    ]

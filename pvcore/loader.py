@@ -6,7 +6,7 @@ from typing import Any, Mapping, Optional
 import structlog
 
 from pvcore.app import Core, build_core
-from pvcore.plugins import get_plugin_manager
+from pvcore.plugins import get_plugin_manager, plugin_label
 from pvcore.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -14,11 +14,19 @@ log = structlog.get_logger(__name__)
 
 def load_core(overrides: Optional[Mapping[str, Any]] = None, env: Optional[Mapping[str, str]] = None) -> Core:
     """Settings from the environment, plugins from entry points, the demo
-    device seeded when asked (``PVCORE_DEMO=1``) and the storage is empty."""
+    device seeded when asked (``PVCORE_DEMO=1``) and the storage is empty.
+
+    The demo device's ``buildinfo`` defaults to a manifest of what runs
+    (:func:`pvcore.demo.build_manifest`); a manifest given by file,
+    environment or ``overrides`` is kept.
+    """
     settings = Settings(overrides, env)
+    pm = get_plugin_manager()
     if settings.demo:
-        from pvcore.demo import seed_if_empty
+        from pvcore.demo import build_manifest, seed_if_empty
 
         if seed_if_empty(settings.storage_dir):
             log.info("demo_device_seeded", storage_dir=settings.storage_dir)
-    return build_core(settings, get_plugin_manager())
+        labels = [plugin_label(pm, plugin) for _, plugin in pm.list_name_plugin() if plugin is not None]
+        settings.supply("buildinfo", build_manifest(labels), source="demo")
+    return build_core(settings, pm)

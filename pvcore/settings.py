@@ -3,16 +3,23 @@
 Each :class:`Setting` has a name, a type, a default, an environment variable
 (``PVCORE_<NAME>``) and a description; plugins add their own through the
 ``pvcore_declare_settings`` hook. Values come from, highest first: the
-overrides passed in code (tests, embedding), the environment, the default.
+overrides passed in code (tests, embedding), the environment, the settings
+file named by ``PVCORE_SETTINGS_FILE`` (``name = value`` lines), the default.
 Callables (e.g. ``free_space``) can only be overridden in code: that is how
-tests inject faults without monkeypatching.
+tests inject faults without monkeypatching. :meth:`Settings.describe` says
+where each value came from (``GET /_pvcore/settings``, ``pvcontrol settings``).
 """
 from __future__ import annotations
 
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+#: Environment variable naming the settings file (it cannot be a setting itself).
+SETTINGS_FILE_ENV = "PVCORE_SETTINGS_FILE"
+#: How secret values are shown by :meth:`Settings.describe`.
+MASK = "********"
 
 
 class SettingsError(Exception):
@@ -35,12 +42,14 @@ def _free_space(path: str) -> int:
 @dataclass(frozen=True)
 class Setting:
     """One setting: ``name``, ``type`` (``str``, ``int``, ``float``, ``bool`` or
-    ``callable``), ``default`` and a one-paragraph ``help``."""
+    ``callable``), ``default`` and a one-paragraph ``help``. A ``secret``
+    setting (a token, a password) is masked wherever settings are listed."""
 
     name: str
     type: Any
     default: Any
     help: str
+    secret: bool = False
 
     @property
     def env(self) -> str:
@@ -97,33 +106,54 @@ CORE_SETTINGS = (
 
 class Settings:
     """Resolved settings; read them as attributes (``settings.storage_dir``)
-    or with :meth:`get`."""
+    or with :meth:`get`.
 
-    def __init__(self, overrides: Optional[Mapping[str, Any]] = None, env: Optional[Mapping[str, str]] = None):
+    :param overrides: values set in code (highest precedence).
+    :param env: the environment (default ``os.environ``).
+    :param file: a settings file; default: ``$PVCORE_SETTINGS_FILE``, if set.
+    """
+
+    def __init__(self, overrides: Optional[Mapping[str, Any]] = None, env: Optional[Mapping[str, str]] = None,
+                 file: Optional[str] = None):
         self._decls: Dict[str, Setting] = {}
+        self._owners: Dict[str, str] = {}
         self._values: Dict[str, Any] = {}
+        self._sources: Dict[str, str] = {}
         self._overrides = dict(overrides or {})
         self._env = os.environ if env is None else env
+        self.file = file if file is not None else (self._env.get(SETTINGS_FILE_ENV) or None)
+        self._file_values: Dict[str, Tuple[int, str]] = read_settings_file(self.file) if self.file else {}
         self.declare(CORE_SETTINGS, owner="pvcore")
 
     def declare(self, settings: Iterable[Setting], owner: str = "?") -> None:
         """Add declarations (from a plugin) and resolve their values."""
         for setting in settings:
+            if not isinstance(setting, Setting):
+                raise SettingsError(f"{owner} declared {setting!r}, not a pvcore.settings.Setting")
             if setting.name in self._decls:
-                raise SettingsError(f"setting {setting.name!r} declared twice (second time by {owner})")
+                raise SettingsError(
+                    f"setting {setting.name!r} declared twice (by {self._owners[setting.name]} and {owner})")
             self._decls[setting.name] = setting
-            self._values[setting.name] = self._resolve(setting)
+            self._owners[setting.name] = owner
+            self._values[setting.name], self._sources[setting.name] = self._resolve(setting)
 
-    def _resolve(self, setting: Setting) -> Any:
+    def _resolve(self, setting: Setting) -> Tuple[Any, str]:
         if setting.name in self._overrides:
-            return self._overrides[setting.name]
+            return self._overrides[setting.name], "override"
         text = self._env.get(setting.env)
-        if text is None:
-            return setting.default
+        if text is not None:
+            return self._parse(setting, text, setting.env), "environment"
+        if setting.name in self._file_values:
+            line, text = self._file_values[setting.name]
+            return self._parse(setting, text, f"{self.file}:{line}: {setting.name}"), "file"
+        return setting.default, "default"
+
+    @staticmethod
+    def _parse(setting: Setting, text: str, where: str) -> Any:
         try:
             return setting.parse(text)
         except (ValueError, TypeError) as exc:
-            raise SettingsError(f"{setting.env}={text!r}: {exc}") from None
+            raise SettingsError(f"{where}={text!r}: {exc}") from None
 
     def get(self, name: str) -> Any:
         """Value of setting ``name``; unknown names raise :class:`SettingsError`."""
@@ -131,6 +161,23 @@ class Settings:
             return self._values[name]
         except KeyError:
             raise SettingsError(f"unknown setting {name!r}") from None
+
+    def source(self, name: str) -> str:
+        """Where the value of ``name`` came from: ``default``, ``file``,
+        ``environment``, ``override``, or what :meth:`supply` named."""
+        self.get(name)
+        return self._sources[name]
+
+    def supply(self, name: str, value: Any, source: str) -> bool:
+        """Replace a *default* with a value computed at boot (the demo device's
+        build manifest); a value given by file, environment or code is kept.
+
+        :return: ``True`` if ``value`` was taken.
+        """
+        if self.source(name) != "default":
+            return False
+        self._values[name], self._sources[name] = value, source
+        return True
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -148,3 +195,69 @@ class Settings:
     def declarations(self) -> Iterable[Setting]:
         """Every declared setting, for documentation and ``/_pvcore``."""
         return list(self._decls.values())
+
+    def check_file(self) -> None:
+        """Fail on a settings-file line naming no declared setting (a typo).
+
+        Called once every plugin has declared its settings.
+        """
+        for name, (line, _) in self._file_values.items():
+            if name not in self._decls:
+                raise SettingsError(f"{self.file}:{line}: unknown setting {name!r}")
+
+    def describe(self) -> List[Dict[str, Any]]:
+        """Every setting as a JSON-ready dict: name, value, source, default,
+        type, environment variable, owner (``pvcore`` or the plugin), help.
+        Secret values are masked; callables are shown by name."""
+        result = []
+        for name, setting in self._decls.items():
+            result.append({
+                "name": name,
+                "value": _shown(setting, self._values[name]),
+                "source": self._sources[name],
+                "default": _shown(setting, setting.default),
+                "type": "callable" if setting.type is callable else getattr(setting.type, "__name__", str(setting.type)),
+                "env": setting.env,
+                "owner": self._owners[name],
+                "secret": setting.secret,
+                "help": setting.help,
+            })
+        return result
+
+
+def _shown(setting: Setting, value: Any) -> Any:
+    if setting.secret and value not in (None, ""):
+        return MASK
+    if callable(value) and not isinstance(value, type):
+        return getattr(value, "__module__", "?") + "." + getattr(value, "__qualname__", type(value).__name__)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def read_settings_file(path: str) -> Dict[str, Tuple[int, str]]:
+    """Parse a settings file: ``name = value`` (or ``PVCORE_NAME=value``)
+    lines; ``#`` starts a comment line; blank lines are skipped; a value runs to the end of its line.
+
+    :return: name -> (line number, value text).
+    :raises SettingsError: the file cannot be read or a line is malformed.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        raise SettingsError(f"settings file {path}: {exc.strerror or exc}") from None
+    values: Dict[str, Tuple[int, str]] = {}
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise SettingsError(f"{path}:{number}: expected 'name = value', got {raw!r}")
+        name = name.lower()
+        if name.startswith("pvcore_"):  # PVCORE_NAME=value, as in the environment
+            name = name[len("pvcore_"):]
+        values[name] = (number, value.strip())
+    return values

@@ -17,6 +17,9 @@ Fixtures:
   ``unhandled_error`` (bad input must never become a 500).
 * ``log_output`` – structlog events captured as a list of dicts.
 
+``pytest --fixtures`` shows each fixture's signature. The markers ``gunicorn``
+and ``slow`` are registered by this plugin (``pytest_configure``).
+
 Also importable: :class:`ContainerCaller` (a plugin making every request
 come from one container), :func:`write_revision` (a device's storage with a
 revision of your own), :class:`UnixHTTPConnection`, :func:`raw_request`,
@@ -129,8 +132,25 @@ class ContainerCaller:
         return list(self.roles) if name == self.name and self.roles is not None else None
 
 
+def pytest_configure(config):
+    # The kit's markers are registered here, so a plugin's own test suite can
+    # use --strict-markers without copying them into its configuration.
+    config.addinivalue_line("markers", "gunicorn: starts a real gunicorn on a temporary Unix socket")
+    config.addinivalue_line("markers", "slow: long-running form of a test (make test-long)")
+
+
 @pytest.fixture(name="make_core")
 def _make_core_fixture():
+    """make_core(plugins=(), overrides=None, load_entrypoints=False, disabled=()) -> pvcore.app.Core
+
+    A Core with exactly ``plugins`` (modules, objects or ``(name, plugin)``
+    pairs; the core's caller and introspection plugins are always there),
+    storage and run dirs in a fresh temp dir, settings from ``overrides``
+    only (the environment is ignored). ``load_entrypoints=True`` adds every
+    installed plugin; ``disabled`` blocks plugins by name. Nothing runs until
+    you call ``core.start()``; every core is stopped and its dirs removed at
+    teardown. A plugin mistake raises pvcore.errors.StartupError.
+    """
     cores = []
     dirs = []
 
@@ -158,6 +178,14 @@ def _make_core_fixture():
 
 @pytest.fixture(name="make_client")
 def _make_client_fixture():
+    """make_client(core, pid=None) -> PvTestClient (a falcon.testing.TestClient)
+
+    In-process requests to ``core.app``: ``simulate_get("/x")``,
+    ``simulate_put(path, body=...)``, ``.status_code``, ``.json``, ``.text``.
+    Requests come from process ``pid`` (default: the test process, which the
+    core identifies as the host ``_pv_``, privileged); use
+    ``pvcore.testing.ContainerCaller`` to act as a container.
+    """
     def make_client(core: Core, pid: Optional[int] = None) -> PvTestClient:
         return PvTestClient(core, pid)
 
@@ -166,6 +194,8 @@ def _make_client_fixture():
 
 @pytest.fixture(name="log_output")
 def _log_output_fixture():
+    """The structlog events logged during the test, as a list of dicts
+    (``event``, ``log_level`` and the key-value data)."""
     capture = structlog.testing.LogCapture()
     structlog.configure(processors=[capture])
     yield capture.entries
@@ -413,6 +443,14 @@ class GunicornServer:
 
 @pytest.fixture(name="demo_device", scope="module")
 def _demo_device_fixture():
+    """A GunicornServer running the demo device, shared by the test module.
+
+    Every installed plugin, a real gunicorn on a temp Unix socket:
+    ``demo_device.request(method, path, body=None, headers=None)`` ->
+    ``(status, headers, body_bytes)``, ``.client()`` for a keep-alive
+    connection, ``.log_events()``. At teardown the module fails if any request
+    ended in an ``unhandled_error`` (bad input must never become a 500).
+    """
     server = GunicornServer(short_tempdir(), {"PVCORE_DEMO": "1"})
     server.start()
     yield server
@@ -426,6 +464,16 @@ def _demo_device_fixture():
 
 @pytest.fixture(name="start_gunicorn")
 def _start_gunicorn_fixture():
+    """start_gunicorn(env=None, demo=False, timeout=30.0, base=None) -> GunicornServer
+
+    A real gunicorn with every installed plugin on a temp Unix socket, started
+    and healthy (``/_pvcore/health``) when it returns; ``env`` adds
+    ``PVCORE_*`` variables, ``demo=True`` seeds the demo device, ``base``
+    reuses a directory (storage, run dir, gunicorn.log) to restart on the same
+    device. ``server.request()``, ``.client()``, ``.worker_pid()``,
+    ``.log_events()``, ``.stop()``. Stopped and removed at teardown; a server
+    that fails to boot raises AssertionError with the end of its log.
+    """
     servers = []
 
     def start_gunicorn(env: Optional[Mapping[str, str]] = None, demo: bool = False, timeout: float = 30.0,

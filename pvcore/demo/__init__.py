@@ -9,13 +9,19 @@ hard-linked into the trail, as on a device that booted its factory revision.
 Containers run under the process runtime: ``run.json`` carries an ``exec``
 argv (``{python}`` stands for the interpreter running pvcore) for the small
 program in :mod:`pvcore.demo.container`.
+
+:func:`build_manifest` is the demo's ``GET /buildinfo`` text (pvcore's
+version, Python, the plugins loaded), used unless ``PVCORE_BUILDINFO`` (or the
+settings file) gives the device a manifest of its own.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
-from typing import Dict, Tuple
+import platform
+from typing import Dict, Iterable, Tuple
 
 from pvcore.fsutil import atomic_write
 
@@ -129,3 +135,28 @@ def seed_if_empty(storage_dir: str) -> bool:
     if not os.path.lexists(current):
         os.symlink("0", current)
     return True
+
+
+def build_manifest(plugins: Iterable[str]) -> str:
+    """The demo device's build manifest (``GET /buildinfo``): pvcore's
+    version, the Python running it, and ``plugins`` (one label each, e.g.
+    ``pv_steps (pvcore 0.1.0)``), as plain text.
+
+    A real device is given its manifest through the ``buildinfo`` setting;
+    the demo only fills in that setting when nothing else did.
+    """
+    lines = [
+        f"pvcore {_pvcore_version()} (demo device)",
+        f"python {platform.python_implementation()} {platform.python_version()}",
+        f"platform {platform.system()} {platform.machine()}",
+        "plugins:",
+    ]
+    lines += [f"  {label}" for label in sorted(plugins)]
+    return "\n".join(lines) + "\n"
+
+
+def _pvcore_version() -> str:
+    try:
+        return importlib.metadata.version("pvcore")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

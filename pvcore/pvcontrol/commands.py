@@ -320,6 +320,8 @@ COMMANDS: Dict[str, Parser] = {
     "drivers": parse_drivers,
     "events": parse_events,
     "logs": parse_logs,
+    # pvcore's own extras (not in upstream's pvcontrol)
+    "settings": _no_arguments("settings", "/_pvcore/settings"),
 }
 
 

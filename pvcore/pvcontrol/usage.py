@@ -21,6 +21,7 @@ Commands:
   drivers ...                    list, load or unload managed drivers
   events [--types t,...]         follow device events (one JSON line each)
   logs <name> [-f] [-n N]        show (and follow) a container's console log
+  settings                       show pvcore's settings (value, source, help)
 
 Options (before the command):
   -h, --help           show this help
@@ -92,6 +93,12 @@ Usage: pvcontrol devmeta <ls|save|upload|delete> [key] [value]
     "buildinfo": """\
 Usage: pvcontrol buildinfo
 Show the build information of Pantavisor.
+""",
+    "settings": """\
+Usage: pvcontrol settings
+Show every pvcore setting, core and plugin: its value, where the value came
+from (default, file, environment, override), its default, environment
+variable and help; secrets are masked (a pvcore extra: GET /_pvcore/settings).
 """,
     "storage": """\
 Usage: pvcontrol storage <gc>

@@ -6,8 +6,10 @@ import falcon
 import pytest
 
 from pvcore import hookimpl
-from pvcore.app import StashKey
+from pvcore.app import StashKey, build_core, requires_mgmt
 from pvcore.errors import NotFound, StartupError
+from pvcore.plugins import get_plugin_manager
+from pvcore.settings import Setting, Settings
 
 
 class Echo:
@@ -247,3 +249,199 @@ def test_build_starts_no_thread_and_no_process(make_core):
     make_core(load_entrypoints=True)
     assert threading.active_count() == before
     assert open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read() == children_before
+
+
+# -- boot errors: one line naming the plugin (docs/plugins.md, "Boot errors") --
+
+
+def _boot_error(make_core, plugin, name="broken"):
+    with pytest.raises(StartupError) as info:
+        make_core(plugins=[(name, plugin)])
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_startup_hook_that_raises_is_named_in_one_line(make_core, log_output):
+    class Broken:
+        @hookimpl
+        def pvcore_startup(self, core):
+            raise KeyError("missing")
+
+    message = _boot_error(make_core, Broken())
+    assert message == "plugin broken (not installed): pvcore_startup raised: KeyError: 'missing'"
+    (event,) = [e for e in log_output if e["event"] == "plugin_boot_error"]
+    assert event["log_level"] == "debug" and event["exc_info"]
+
+
+def test_a_startup_error_the_plugin_raises_keeps_its_message(make_core):
+    class Picky:
+        @hookimpl
+        def pvcore_startup(self, core):
+            raise StartupError("widget_mode must be a or b")
+
+    assert _boot_error(make_core, Picky()).endswith("pvcore_startup raised: widget_mode must be a or b")
+
+
+@pytest.mark.parametrize("answer, complaint", [
+    (("/x", Echo()), "is not (uri_template, resource[, options])"),
+    ("/x", "must return a list"),
+    ([("/x",)], "is not (uri_template, resource[, options])"),
+    ([("x", Echo())], "must be a string starting with '/'"),
+    ([("/x", Echo(), {"sufix": "a"})], "options may only be"),
+    ([("/x", Echo)], "must be an instance"),
+    ([("/x", object())], "has no responder"),
+])
+def test_a_malformed_routes_answer_names_the_plugin(make_core, answer, complaint):
+    class Routes:
+        @hookimpl
+        def pvcore_routes(self, core):
+            return answer
+
+    message = _boot_error(make_core, Routes())
+    assert "broken (not installed)" in message and complaint in message
+
+
+def test_a_routes_hook_that_raises_names_the_plugin(make_core):
+    class Routes:
+        @hookimpl
+        def pvcore_routes(self, core):
+            return [("/x", core.stash["nothing"])]
+
+    assert _boot_error(make_core, Routes()).startswith("plugin broken (not installed): pvcore_routes raised: KeyError")
+
+
+def test_a_route_falcon_refuses_names_the_plugin(make_core):
+    class Routes:
+        @hookimpl
+        def pvcore_routes(self, core):
+            return [("/x/{not-a-field}", Echo())]
+
+    assert _boot_error(make_core, Routes()).startswith("plugin broken (not installed): route /x/{not-a-field}")
+
+
+@pytest.mark.parametrize("answer, complaint", [
+    ("widgets", "must return a list of Setting"),
+    (["widgets"], "not a pvcore.settings.Setting"),
+])
+def test_malformed_settings_name_the_plugin(make_core, answer, complaint):
+    class Settings_:
+        @hookimpl
+        def pvcore_declare_settings(self):
+            return answer
+
+    message = _boot_error(make_core, Settings_())
+    assert message.startswith("plugin broken (not installed)") and complaint in message
+
+
+class Widgets:
+    @hookimpl
+    def pvcore_declare_settings(self):
+        return [Setting("widgets", int, 1, "How many.")]
+
+
+def test_a_plugin_setting_with_a_bad_value_names_the_plugin(tmp_path):
+    pm = get_plugin_manager(load_entrypoints=False, plugins=[("widgets", Widgets())])
+    settings = Settings({"storage_dir": str(tmp_path / "s"), "run_dir": str(tmp_path / "r")},
+                        env={"PVCORE_WIDGETS": "many"})
+    with pytest.raises(StartupError) as info:
+        build_core(settings, pm)
+    assert str(info.value).startswith("plugin widgets (not installed): settings: PVCORE_WIDGETS='many'")
+
+
+def test_a_settings_file_line_nobody_declared_fails_the_boot(tmp_path):
+    (tmp_path / "pvcore.conf").write_text("widgets = 3\nwidgetz = 4\n")
+    pm = get_plugin_manager(load_entrypoints=False, plugins=[("widgets", Widgets())])
+    settings = Settings({"storage_dir": str(tmp_path / "s"), "run_dir": str(tmp_path / "r")}, env={},
+                        file=str(tmp_path / "pvcore.conf"))
+    with pytest.raises(StartupError, match=r"pvcore.conf:2: unknown setting 'widgetz'"):
+        build_core(settings, pm)
+
+
+@pytest.mark.parametrize("services, complaint", [
+    ([object()], "has no start()"),
+    ("svc", "has no start()"),
+])
+def test_malformed_services_name_the_plugin_at_start(make_core, services, complaint):
+    class Services:
+        @hookimpl
+        def pvcore_services(self, core):
+            return services
+
+    core = make_core(plugins=[("broken", Services())])
+    with pytest.raises(StartupError) as info:
+        core.start()
+    assert str(info.value).startswith("plugin broken (not installed): pvcore_services: ")
+    assert complaint in str(info.value)
+    assert not core.started
+
+
+# -- who may call: mgmt per method (docs/plugins.md, "Who may call") --
+
+
+class Notes:
+    """GET for every container, PUT for mgmt only, DELETE by a responder attribute."""
+
+    mgmt = {"GET": False, "PUT": True}
+
+    def on_get(self, req, resp):
+        resp.data = b"{}"
+
+    def on_put(self, req, resp):
+        resp.data = b"{}"
+
+    @requires_mgmt(False)
+    def on_delete(self, req, resp):
+        resp.data = b"{}"
+
+    def on_post(self, req, resp):  # left out of the mapping: mgmt
+        resp.data = b"{}"
+
+
+class NotesPlugin:
+    @hookimpl
+    def pvcore_routes(self, core):
+        return [("/notes", Notes())]
+
+
+@pytest.mark.parametrize("method, app_status", [("GET", 200), ("PUT", 403), ("DELETE", 200), ("POST", 403)])
+def test_mgmt_can_differ_per_method_on_one_resource(make_core, make_client, method, app_status):
+    core = make_core(plugins=[NotesPlugin(), Containers()], overrides={"caller_fallback": ""})
+    assert make_client(core, APP).simulate_request(method, "/notes").status_code == app_status
+    assert make_client(core, SDK).simulate_request(method, "/notes").status_code == 200
+    assert core.routes["/notes"].needs_mgmt(method) is (app_status == 403)
+
+
+@pytest.mark.parametrize("value", [{"GET": "no"}, {"PATCH": False}, "no"])
+def test_a_malformed_mgmt_fails_the_boot_naming_the_plugin(make_core, value):
+    class Bad:
+        mgmt = value
+
+        def on_get(self, req, resp):
+            pass
+
+    class Routes:
+        @hookimpl
+        def pvcore_routes(self, core):
+            return [("/bad", Bad())]
+
+    message = _boot_error(make_core, Routes())
+    assert message.startswith("plugin broken (not installed): route /bad: ") and "mgmt" in message
+
+
+# -- where a plugin keeps files (docs/plugins.md) --
+
+
+def test_each_plugin_gets_its_own_storage_folder(make_core):
+    core = make_core()
+    path = core.storage_dir("pv_notes")
+    assert path == os.path.join(core.settings.storage_dir, "pvcore", "pv_notes")
+    assert os.path.isdir(path) and os.stat(path).st_mode & 0o777 == 0o700
+    assert core.storage_dir("pv_notes") == path
+    assert core.storage_dir("pvcore_sampler") != path
+
+
+@pytest.mark.parametrize("name", ["", "..", "a/b", "../etc", ".hidden"])
+def test_a_storage_folder_needs_a_plain_name(make_core, name):
+    with pytest.raises(ValueError):
+        make_core().storage_dir(name)

@@ -2,6 +2,7 @@
 import pytest
 
 from pvcore import hookimpl
+from pvcore.errors import StartupError
 from pvcore.services import LoopService, Service
 from pvcore.testing import wait_until
 
@@ -51,11 +52,12 @@ def test_stop_is_idempotent_and_safe_without_start(make_core):
     assert journal == ["start a", "stop a", "shutdown"]
 
 
-def test_a_failing_start_stops_what_started_and_raises(make_core):
+def test_a_failing_start_stops_what_started_and_fails_in_one_line(make_core):
     journal = []
     core = make_core(plugins=[plugin_with(Recorder("a", 1, journal), Recorder("b", 2, journal, fail=True))])
-    with pytest.raises(RuntimeError, match="cannot start b"):
+    with pytest.raises(StartupError) as info:
         core.start()
+    assert str(info.value) == "plugin P (not installed): service b failed to start: RuntimeError: cannot start b"
     assert journal == ["start a", "stop a"]
     assert not core.started
 

@@ -56,6 +56,7 @@ REQUESTS = [
     (["devmeta", "upload", "k", "v"], "PUT", "/device-meta/k", b"v"),
     (["devmeta", "delete", "test-key"], "DELETE", "/device-meta/test-key", b""),
     (["buildinfo"], "GET", "/buildinfo", b""),
+    (["settings"], "GET", "/_pvcore/settings", b""),
     (["storage", "gc"], "POST", "/storage/gc", b""),
     (["objects", "ls"], "GET", "/objects", b""),
     (["objects", "list"], "GET", "/objects", b""),

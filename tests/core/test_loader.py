@@ -1,0 +1,29 @@
+"""load_core: from environment to Core, the demo device included."""
+import platform
+
+from pvcore.loader import load_core
+
+
+def _dirs(tmp_path):
+    return {"storage_dir": str(tmp_path / "storage"), "run_dir": str(tmp_path / "run")}
+
+
+def test_the_demo_device_serves_a_manifest_of_what_runs(tmp_path, make_client):
+    core = load_core({**_dirs(tmp_path), "demo": True}, env={})
+    manifest = make_client(core).simulate_get("/buildinfo").text
+    lines = manifest.splitlines()
+    assert lines[0].startswith("pvcore 0.") and lines[0].endswith("(demo device)")
+    assert f"python {platform.python_implementation()} {platform.python_version()}" in lines
+    assert "  pv_steps (pvcore " in manifest and "  pv_buildinfo (pvcore " in manifest
+    assert core.settings.source("buildinfo") == "demo"
+
+
+def test_a_demo_device_keeps_the_manifest_it_is_given(tmp_path, make_client):
+    core = load_core(_dirs(tmp_path), env={"PVCORE_DEMO": "1", "PVCORE_BUILDINFO": "pantavisor 029"})
+    assert make_client(core).simulate_get("/buildinfo").text == "pantavisor 029"
+    assert core.settings.source("buildinfo") == "environment"
+
+
+def test_a_device_that_is_not_the_demo_has_no_manifest_unless_given(tmp_path, make_client):
+    core = load_core(_dirs(tmp_path), env={})
+    assert make_client(core).simulate_get("/buildinfo").text == ""
