@@ -207,7 +207,7 @@ class Core:
 
     # -- helpers for plugins --------------------------------------------------
 
-    def storage_dir(self, plugin: str) -> str:
+    def data_dir(self, plugin: str) -> str:
         """The folder plugin ``plugin`` keeps its files in, created on first call:
         ``<storage_dir>/pvcore/<plugin>``.
 

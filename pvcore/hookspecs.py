@@ -68,9 +68,11 @@ def pvcore_routes(core: "Core") -> Sequence[tuple]:
         them to the Falcon app; a template+method claimed by two plugins
         fails the boot naming both.
 
-    Resources are Falcon resource classes. A resource whose attribute
-    ``mgmt`` is ``False`` may be called by non-mgmt containers (only
-    ``/signal`` upstream); every other route needs the ``mgmt`` role.
+    Resources are Falcon resource classes. Every method needs a caller with
+    the ``mgmt`` role unless the resource's ``mgmt`` attribute is ``False``
+    or maps the method to ``False`` (``{"GET": False}``), or the responder is
+    marked ``@pvcore.app.requires_mgmt(False)`` (only ``/signal`` upstream).
+    A malformed answer fails the boot naming the plugin.
     """
 
 

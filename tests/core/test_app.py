@@ -434,14 +434,14 @@ def test_a_malformed_mgmt_fails_the_boot_naming_the_plugin(make_core, value):
 
 def test_each_plugin_gets_its_own_storage_folder(make_core):
     core = make_core()
-    path = core.storage_dir("pv_notes")
+    path = core.data_dir("pv_notes")
     assert path == os.path.join(core.settings.storage_dir, "pvcore", "pv_notes")
     assert os.path.isdir(path) and os.stat(path).st_mode & 0o777 == 0o700
-    assert core.storage_dir("pv_notes") == path
-    assert core.storage_dir("pvcore_sampler") != path
+    assert core.data_dir("pv_notes") == path
+    assert core.data_dir("pvcore_sampler") != path
 
 
 @pytest.mark.parametrize("name", ["", "..", "a/b", "../etc", ".hidden"])
 def test_a_storage_folder_needs_a_plain_name(make_core, name):
     with pytest.raises(ValueError):
-        make_core().storage_dir(name)
+        make_core().data_dir(name)
