@@ -398,6 +398,13 @@ def _call_impl(impl, **kwargs):
     return impl.function(*[kwargs[name] for name in impl.argnames])
 
 
+def plugin_label(pm, plugin) -> str:
+    # NOTE: imported here: pvcore.plugins registers core plugins that import this module.
+    from pvcore.plugins import plugin_label as label
+
+    return label(pm, plugin)
+
+
 def _reason(exc: BaseException) -> str:
     # A StartupError a plugin raised on purpose already says what is wrong.
     return str(exc) if isinstance(exc, StartupError) else f"{type(exc).__name__}: {exc}"
