@@ -6,24 +6,31 @@ command that needs several round trips (``pvcontrol steps install``) does
 not pay for a new connection each time.
 
 Only the standard library is used, because the client has to run inside
-minimal containers.
+minimal containers. PERF: and only its cheapest modules: HTTP is spoken over
+the raw socket (:class:`_Connection`) rather than through ``http.client``,
+whose imports (``email``, ``ssl``) cost more than the whole ``pvcontrol
+containers ls`` otherwise does. :class:`UnixHTTPConnection`, for callers who
+want ``http.client`` itself, is built on first use.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
+import _socket  # PERF: the C module; socket.py imports enum and selectors
 import os
-import select
-import socket
 import stat
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO, Callable, Mapping, Optional
+
+# PERF: typing is imported only by type checkers (this constant is the
+# idiom they recognise); the annotations are strings at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Callable, Mapping, Optional
+
+    ProgressCallback = Callable[[int, int], None]
 
 __all__ = [
     "CHUNK_SIZE",
     "DEFAULT_TIMEOUT",
+    "Headers",
     "NoResponseError",
     "PvClient",
     "Response",
@@ -43,7 +50,8 @@ _UPSTREAM_SOCKETS = ("/run/pantavisor/pv/pv-ctrl", "/pv/pv-ctrl")
 _CONTAINER_SOCKET = "/pantavisor/pv-ctrl"
 _CHECKOUT_SOCKET = os.path.join("var", "run", "pv-ctrl")
 
-ProgressCallback = Callable[[int, int], None]
+#: Longest response head accepted (status line and headers).
+_MAX_HEAD = 64 * 1024
 
 
 class NoResponseError(ConnectionError):
@@ -51,29 +59,82 @@ class NoResponseError(ConnectionError):
     sending a complete response."""
 
 
-@dataclass
+class Headers:
+    """Response headers in arrival order, looked up case-insensitively
+    (``get``, ``[]``, ``in``, ``get_all``), like ``http.client``'s."""
+
+    def __init__(self, pairs=()):
+        self._pairs = list(pairs)
+
+    def get(self, name: str, default=None):
+        lname = name.lower()
+        for key, value in self._pairs:
+            if key.lower() == lname:
+                return value
+        return default
+
+    def get_all(self, name: str, failobj=None):
+        lname = name.lower()
+        found = [value for key, value in self._pairs if key.lower() == lname]
+        return found or failobj
+
+    def __getitem__(self, name: str):
+        return self.get(name)
+
+    def __contains__(self, name: str) -> bool:
+        return self.get(name) is not None
+
+    def items(self):
+        return list(self._pairs)
+
+    def keys(self):
+        return [key for key, _ in self._pairs]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._pairs!r})"
+
+
 class Response:
     """One HTTP response from pv-ctrl.
 
-    ``headers`` is the :class:`http.client.HTTPMessage` of the response
-    (case-insensitive ``get``). ``body`` holds the raw body bytes, except for
-    a successful :meth:`PvClient.stream_get`, where the body went to the
-    caller's file and ``streamed`` counts its bytes.
+    ``headers`` is a :class:`Headers` (case-insensitive ``get``). ``body``
+    holds the raw body bytes, except for a successful
+    :meth:`PvClient.stream_get`, where the body went to the caller's file and
+    ``streamed`` counts its bytes.
     """
 
-    status: int
-    reason: str
-    headers: Any
-    body: bytes = b""
-    streamed: int = 0
+    __slots__ = ("status", "reason", "headers", "body", "streamed")
+
+    def __init__(self, status: int, reason: str, headers, body: bytes = b"", streamed: int = 0):
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.streamed = streamed
+
+    def __repr__(self) -> str:
+        return f"Response(status={self.status!r}, reason={self.reason!r}, body={self.body[:80]!r})"
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Response):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
     @property
     def ok(self) -> bool:
         """True when the status is 200, the only success pv-ctrl reports."""
         return self.status == 200
 
-    def json(self) -> Any:
+    def json(self):
         """Decode the body as JSON (raises :class:`ValueError` if it is not)."""
+        import json
+
         return json.loads(self.body.decode("utf-8"))
 
     def text(self) -> str:
@@ -81,27 +142,195 @@ class Response:
         return self.body.decode("utf-8", "replace")
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """:class:`http.client.HTTPConnection` whose transport is a Unix socket.
+def __getattr__(name):
+    # PERF: http.client only for callers that ask for it (module __getattr__).
+    if name == "UnixHTTPConnection":
+        cls = globals()[name] = _unix_http_connection_class()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    The HTTP host stays ``localhost`` so the automatic ``Host`` header is
-    ``localhost``: pv-ctrl drops connections that name any other host.
-    """
 
-    def __init__(self, socket_path: str, timeout: Optional[float] = DEFAULT_TIMEOUT):
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = socket_path
+def _unix_http_connection_class():
+    import http.client
+    import socket
 
-    def connect(self) -> None:
-        """Open the Unix socket (replaces the TCP connect of the base class)."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    class UnixHTTPConnection(http.client.HTTPConnection):
+        """:class:`http.client.HTTPConnection` whose transport is a Unix socket.
+
+        The HTTP host stays ``localhost`` so the automatic ``Host`` header is
+        ``localhost``: pv-ctrl drops connections that name any other host.
+        """
+
+        def __init__(self, socket_path: str, timeout=DEFAULT_TIMEOUT):
+            super().__init__("localhost", timeout=timeout)
+            self.socket_path = socket_path
+
+        def connect(self) -> None:
+            """Open the Unix socket (replaces the TCP connect of the base class)."""
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.timeout)
+                sock.connect(self.socket_path)
+            except BaseException:
+                sock.close()
+                raise
+            self.sock = sock
+
+    UnixHTTPConnection.__module__ = __name__
+    return UnixHTTPConnection
+
+
+class _Closed(ConnectionError):
+    """The server closed the connection before a complete response."""
+
+
+class _Connection:
+    """One HTTP/1.1 connection over a Unix socket: exactly what pv-ctrl needs
+    (a request out; a status line, headers and a Content-Length, chunked or
+    close-delimited body back)."""
+
+    def __init__(self, path: str, timeout):
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
-            sock.settimeout(self.timeout)
-            sock.connect(self.socket_path)
+            sock.settimeout(timeout)
+            sock.connect(path)
         except BaseException:
             sock.close()
             raise
         self.sock = sock
+        self._buf = b""
+        #: False once the server said it closes, or the body runs to the close.
+        self.reusable = True
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self, size: int = 65536) -> None:
+        data = self.sock.recv(size)
+        if not data:
+            raise _Closed("connection closed")
+        self._buf += data
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self._buf:
+            if len(self._buf) > _MAX_HEAD:
+                raise _Closed("line too long")
+            self._fill()
+        line, self._buf = self._buf.split(b"\r\n", 1)
+        return line
+
+    def read_head(self, method: str):
+        """Status, reason and :class:`Headers` of the response; 1xx skipped."""
+        while True:
+            while b"\r\n\r\n" not in self._buf:
+                if len(self._buf) > _MAX_HEAD:
+                    raise _Closed("response head too long")
+                self._fill()
+            head, self._buf = self._buf.split(b"\r\n\r\n", 1)
+            lines = head.decode("latin-1").split("\r\n")
+            version, _, rest = lines[0].partition(" ")
+            code, _, reason = rest.partition(" ")
+            if not version.startswith("HTTP/") or not code.isdigit():
+                raise _Closed(f"malformed status line {lines[0][:80]!r}")
+            status = int(code)
+            if not 100 <= status < 200:
+                break
+        pairs = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                pairs.append((name.strip(), value.strip()))
+        headers = Headers(pairs)
+        connection = (headers.get("Connection") or "").lower()
+        if connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive"):
+            self.reusable = False
+        if method == "HEAD" or status in (204, 304):
+            self._left = 0
+        elif "chunked" in (headers.get("Transfer-Encoding") or "").lower():
+            self._left = None
+            self._chunk = 0
+        elif headers.get("Content-Length", "").strip().isdigit():
+            self._left = int(headers.get("Content-Length"))
+        else:
+            self._left = -1  # until the server closes
+            self.reusable = False
+        return status, reason, headers
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to *size* bytes of the body (all of it for -1); b"" at its end."""
+        if self._left is None:
+            return self._read_chunked(size)
+        if self._left == -1:
+            return self._read_to_close(size)
+        want = self._left if size < 0 else min(size, self._left)
+        if want <= 0:
+            return b""
+        if not self._buf:
+            self._fill(min(max(want, 65536), CHUNK_SIZE))
+        if size < 0:
+            while len(self._buf) < want:
+                self._fill(min(want - len(self._buf), CHUNK_SIZE))
+        data, self._buf = self._buf[:want], self._buf[want:]
+        self._left -= len(data)
+        return data
+
+    def _read_to_close(self, size: int) -> bytes:
+        try:
+            if size < 0:
+                while True:
+                    self._fill()
+            if not self._buf:
+                self._fill(min(max(size, 65536), CHUNK_SIZE))
+        except _Closed:
+            pass
+        if size < 0:
+            data, self._buf = self._buf, b""
+        else:
+            data, self._buf = self._buf[:size], self._buf[size:]
+        return data
+
+    def _read_chunked(self, size: int) -> bytes:
+        out = []
+        got = 0
+        while size < 0 or got < size:
+            if self._chunk == 0:
+                line = self._line().split(b";", 1)[0].strip()
+                try:
+                    self._chunk = int(line, 16)
+                except ValueError:
+                    raise _Closed(f"bad chunk size {line[:20]!r}") from None
+                if self._chunk == 0:
+                    while self._line():  # trailers, up to the empty line
+                        pass
+                    self._left = 0
+                    break
+            if not self._buf:
+                self._fill()
+            take = self._chunk if size < 0 else min(self._chunk, size - got)
+            piece, self._buf = self._buf[:take], self._buf[take:]
+            out.append(piece)
+            got += len(piece)
+            self._chunk -= len(piece)
+            if self._chunk == 0:
+                while len(self._buf) < 2:
+                    self._fill()
+                if self._buf[:2] != b"\r\n":
+                    raise _Closed("chunk not followed by CRLF")
+                self._buf = self._buf[2:]
+        return b"".join(out)
+
+
+def _request_head(method: str, path: str, headers) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: localhost"]
+    for name, value in headers.items():
+        name, value = str(name), str(value)
+        if any(c in name + value for c in "\r\n\0") or any(c in path for c in " \r\n\0\t"):
+            raise ValueError(f"invalid header or path: {name!r}: {value!r} {path!r}")
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def is_socket(path: str) -> bool:
@@ -112,22 +341,25 @@ def is_socket(path: str) -> bool:
         return False
 
 
-def _checkout_socket(start: Path) -> Optional[str]:
+def _checkout_socket(start: str):
     """The ``var/run/pv-ctrl`` socket of the source checkout enclosing
     *start*, so that running the CLI from a development tree talks to the
     server started from that tree."""
-    if is_socket(str(start / _CHECKOUT_SOCKET)):
-        return str(start / _CHECKOUT_SOCKET)
-    for directory in start.parents:
-        candidate = directory / _CHECKOUT_SOCKET
-        if (directory / "setup.cfg").is_file() and is_socket(str(candidate)):
-            return str(candidate)
-    return None
+    here = os.path.join(start, _CHECKOUT_SOCKET)
+    if is_socket(here):
+        return here
+    directory = start
+    while True:
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+        candidate = os.path.join(directory, _CHECKOUT_SOCKET)
+        if os.path.isfile(os.path.join(directory, "setup.cfg")) and is_socket(candidate):
+            return candidate
 
 
-def default_socket_path(
-    environ: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None
-) -> str:
+def default_socket_path(environ=None, cwd=None) -> str:
     """Pick the pv-ctrl socket to use when none was given explicitly.
 
     In order: ``$PVCONTROL_SOCKET``; a ``var/run/pv-ctrl`` socket in *cwd*
@@ -145,7 +377,7 @@ def default_socket_path(
     if explicit:
         return explicit
     try:
-        start = Path(cwd if cwd is not None else os.getcwd()).absolute()
+        start = os.path.abspath(cwd if cwd is not None else os.getcwd())
     except OSError:  # cwd deleted under us
         start = None
     if start is not None:
@@ -178,13 +410,15 @@ class PvClient:
     def __init__(self, socket_path: str, timeout: Optional[float] = DEFAULT_TIMEOUT):
         self.socket_path = socket_path
         self.timeout = timeout
-        self._conn = UnixHTTPConnection(socket_path, timeout=timeout)
+        self._conn: Optional[_Connection] = None
 
     # -- lifecycle -------------------------------------------------------
 
     def close(self) -> None:
         """Close the connection; the next request opens a new one."""
-        self._conn.close()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def __enter__(self) -> "PvClient":
         return self
@@ -214,8 +448,8 @@ class PvClient:
             body = body.encode("utf-8")
         payload = body or b""
         hdrs = self._headers(headers, len(payload))
-        resp = self._exchange(method, path, hdrs, lambda conn: conn.send(payload) if payload else None)
-        return self._finish(resp, lambda: resp.read())
+        conn, status, reason, rhdrs = self._exchange(method, path, hdrs, payload)
+        return self._finish(conn, Response(status, reason, rhdrs), conn.read)
 
     def stream_get(self, path: str, fileobj: BinaryIO, chunk: int = CHUNK_SIZE) -> Response:
         """GET *path*, copying a 200 body into *fileobj* piece by piece.
@@ -228,20 +462,20 @@ class PvClient:
             through the body (then *fileobj* holds a partial copy).
         """
         hdrs = self._headers(None, 0)
-        resp = self._exchange("GET", path, hdrs, lambda conn: None)
-        if resp.status != 200:
-            return self._finish(resp, lambda: resp.read())
+        conn, status, reason, rhdrs = self._exchange("GET", path, hdrs, b"")
+        if status != 200:
+            return self._finish(conn, Response(status, reason, rhdrs), conn.read)
+        result = Response(status, reason, rhdrs)
 
         def copy() -> bytes:
             while True:
-                piece = resp.read(chunk)
+                piece = conn.read(chunk)
                 if not piece:
                     return b""
                 fileobj.write(piece)
                 result.streamed += len(piece)
 
-        result = Response(resp.status, resp.reason, resp.headers)
-        self._finish(resp, copy)
+        self._finish(conn, result, copy)
         return result
 
     def put_file(
@@ -271,7 +505,7 @@ class PvClient:
         except OSError:
             start = None
 
-        def send_body(conn: http.client.HTTPConnection) -> None:
+        def send_body(conn: _Connection) -> None:
             if start is not None:
                 fileobj.seek(start)
             sent = 0
@@ -287,8 +521,8 @@ class PvClient:
                 if progress:
                     progress(sent, size)
 
-        resp = self._exchange(method, path, hdrs, send_body, resendable=start is not None)
-        return self._finish(resp, lambda: resp.read())
+        conn, status, reason, rhdrs = self._exchange(method, path, hdrs, send_body, resendable=start is not None)
+        return self._finish(conn, Response(status, reason, rhdrs), conn.read)
 
     # -- thin helpers ----------------------------------------------------
 
@@ -331,56 +565,54 @@ class PvClient:
     def _idle_connection_dead(self) -> bool:
         """A kept-alive socket that polls readable before we sent anything
         has been closed by the server (or holds garbage we cannot use)."""
-        sock = self._conn.sock
-        if sock is None:
+        import select
+
+        if self._conn is None:
             return False
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
+            readable, _, _ = select.select([self._conn.sock], [], [], 0)
         except (OSError, ValueError):
             return True
         return bool(readable)
 
-    def _exchange(
-        self,
-        method: str,
-        path: str,
-        headers: Mapping[str, str],
-        send_body: Callable[[http.client.HTTPConnection], Any],
-        resendable: bool = True,
-    ) -> http.client.HTTPResponse:
-        """Send the request line, headers and body; return the response
-        with its headers read. Retries once on a reused connection."""
+    def _exchange(self, method: str, path: str, headers: Mapping[str, str], body, resendable: bool = True):
+        """Send the request (*body*: bytes, or a function sending it); return
+        ``(connection, status, reason, headers)`` with the body still to be
+        read. Retries once on a reused connection."""
+        head = _request_head(method, path, headers)
         for attempt in (1, 2):
-            if self._idle_connection_dead():
+            if self._conn is not None and self._idle_connection_dead():
                 self.close()
-            reused = self._conn.sock is not None
-            conn = self._conn
+            reused = self._conn is not None
             try:
-                conn.putrequest(method, path, skip_accept_encoding=True)
-                for name, value in headers.items():
-                    conn.putheader(name, value)
-                conn.endheaders()
-                send_body(conn)
-                return conn.getresponse()
+                if self._conn is None:
+                    self._conn = _Connection(self.socket_path, self.timeout)
+                conn = self._conn
+                if callable(body):
+                    conn.send(head)
+                    body(conn)
+                else:
+                    conn.send(head + body)
+                status, reason, rhdrs = conn.read_head(method)
+                return conn, status, reason, rhdrs
             except ValueError:
                 raise
-            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected) as exc:
+            except (BrokenPipeError, ConnectionResetError, _Closed) as exc:
                 self.close()
                 if reused and resendable and attempt == 1:
                     continue
                 raise NoResponseError(f"{method} {path}: {exc or 'connection closed'}") from exc
-            except (OSError, http.client.HTTPException) as exc:
+            except OSError as exc:
                 self.close()
                 raise NoResponseError(f"{method} {path}: {exc}") from exc
         raise AssertionError("unreachable")
 
-    def _finish(self, resp: http.client.HTTPResponse, read: Callable[[], bytes]) -> Response:
+    def _finish(self, conn: _Connection, resp: Response, read) -> Response:
         try:
-            body = read()
-        except (OSError, http.client.HTTPException) as exc:
+            resp.body = read()
+        except OSError as exc:  # _Closed included: the body was cut short
             self.close()
             raise NoResponseError(f"reading response: {exc}") from exc
-        finally:
-            resp.close()
-        return Response(resp.status, resp.reason, resp.headers, body)
-
+        if not conn.reusable:
+            self.close()
+        return resp

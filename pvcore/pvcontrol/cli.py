@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional, Sequence, Tuple
+
+TYPE_CHECKING = False  # typing only for type checkers: see pvcore/client.py
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Tuple
 
 from pvcore.client import NoResponseError, PvClient, default_socket_path, is_socket
 from pvcore.pvcontrol import usage

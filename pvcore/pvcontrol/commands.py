@@ -8,10 +8,6 @@ upstream does.
 
 from __future__ import annotations
 
-import json
-from typing import Callable, Dict, List, Optional
-
-from pvcore.pvcontrol import install, transfer
 from pvcore.pvcontrol.context import (
     Action,
     Context,
@@ -22,7 +18,25 @@ from pvcore.pvcontrol.context import (
     url_part,
 )
 
-Parser = Callable[[List[str]], Action]
+# PERF: typing only for type checkers; the modules of the heavier commands
+# (install, transfer, follow) are imported by the commands that run them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional
+
+    Parser = Callable[[List[str]], Action]
+
+
+def _transfer():
+    from pvcore.pvcontrol import transfer
+
+    return transfer
+
+
+def _install():
+    from pvcore.pvcontrol import install
+
+    return install
 
 
 def _arg(args: List[str], index: int) -> str:
@@ -111,6 +125,8 @@ _COMMANDS = {
 def parse_cmd(args: List[str]) -> Action:
     sub = _help_or("cmd", args)
     if sub == "update-metadata":
+        import json
+
         text = _required("cmd", args, 1)
         try:
             payload = json.loads(text)
@@ -161,12 +177,12 @@ def parse_objects(args: List[str]) -> Action:
         return _simple("GET", "/objects")
     if sub == "get":
         sha = _required("objects", args, 1)
-        return Action(lambda ctx: transfer.get_object(ctx, sha), own_output=True)
+        return Action(lambda ctx: _transfer().get_object(ctx, sha), own_output=True)
     if sub == "put":
         path = _required("objects", args, 1)
         sha = _required("objects", args, 2)
-        source = transfer.parse_source(path, "objects")
-        return Action(lambda ctx: transfer.put_object(ctx, source, sha))
+        source = _transfer().parse_source(path, "objects")
+        return Action(lambda ctx: _transfer().put_object(ctx, source, sha))
     raise UsageError("objects")
 
 
@@ -189,11 +205,11 @@ def parse_steps(args: List[str]) -> Action:
     if sub == "put":
         path = _required("steps", args, 1)
         rev = _required("steps", args, 2)
-        return Action(lambda ctx: transfer.put_step(ctx, path, rev))
+        return Action(lambda ctx: _transfer().put_step(ctx, path, rev))
     if sub == "install":
         path = _required("steps", args, 1)
         rev = _arg(args, 2)
-        return Action(lambda ctx: install.install_step(ctx, path, rev))
+        return Action(lambda ctx: _install().install_step(ctx, path, rev))
     raise UsageError("steps")
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Mapping, Optional, TextIO
-from urllib.parse import quote
 
-from pvcore.client import PvClient, Response
 from pvcore.pvcontrol import result
+
+# PERF: no typing, dataclasses, json or urllib at start-up: pvcontrol is a
+# short-lived process and importing them would cost more than its request.
+# Annotations are strings; type checkers still see these imports.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Callable, Mapping, Optional, TextIO
+
+    from pvcore.client import PvClient, Response
 
 
 class UsageError(Exception):
@@ -39,18 +43,18 @@ class CliError(Exception):
         self.to_stdout = to_stdout
 
 
-@dataclass
 class Options:
     """Global options given before the command."""
 
-    socket: Optional[str] = None
-    output: Optional[str] = None
-    message: Optional[str] = None
-    verbose: bool = False
-    pretty: bool = False
+    def __init__(self, socket: Optional[str] = None, output: Optional[str] = None, message: Optional[str] = None,
+                 verbose: bool = False, pretty: bool = False):
+        self.socket = socket
+        self.output = output
+        self.message = message
+        self.verbose = verbose
+        self.pretty = pretty
 
 
-@dataclass
 class Action:
     """A parsed command: *run* performs it and returns the exit status.
 
@@ -58,20 +62,22 @@ class Action:
     get`` writes the file only once the download succeeded).
     """
 
-    run: Callable[["Context"], int]
-    own_output: bool = False
+    def __init__(self, run: Callable[["Context"], int], own_output: bool = False):
+        self.run = run
+        self.own_output = own_output
 
 
-@dataclass
 class Context:
     """Everything an :class:`Action` needs while it runs."""
 
-    options: Options
-    client: PvClient
-    out: BinaryIO
-    err: BinaryIO
-    err_text: TextIO = field(default_factory=lambda: sys.stderr)
-    stdin: BinaryIO = field(default_factory=lambda: sys.stdin.buffer)
+    def __init__(self, options: Options, client: PvClient, out: BinaryIO, err: BinaryIO,
+                 err_text: Optional[TextIO] = None, stdin: Optional[BinaryIO] = None):
+        self.options = options
+        self.client = client
+        self.out = out
+        self.err = err
+        self.err_text = sys.stderr if err_text is None else err_text
+        self.stdin = sys.stdin.buffer if stdin is None else stdin
 
     def request(
         self,
@@ -110,11 +116,15 @@ def arg_bytes(text: str) -> bytes:
 
 def url_part(text: str) -> str:
     """Percent-quote a name for a URL path, keeping ``/`` (``locals/x``)."""
+    from urllib.parse import quote
+
     return quote(os.fsencode(text), safe="/")
 
 
 def json_body(obj: Any) -> bytes:
     """Compact JSON, the form upstream sent (``{"action":"stop"}``)."""
+    import json
+
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8", "surrogateescape"
     )

@@ -7,10 +7,11 @@ derived from the status and from a few exact error bodies.
 
 from __future__ import annotations
 
-import json
-from typing import BinaryIO
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
-from pvcore.client import Response
+    from pvcore.client import Response
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -52,6 +53,8 @@ def exit_code(resp: Response) -> int:
 
 def pretty_json(body: bytes) -> bytes:
     """*body* re-indented if it is JSON, unchanged otherwise."""
+    import json
+
     try:
         data = json.loads(body.decode("utf-8"))
     except ValueError:
