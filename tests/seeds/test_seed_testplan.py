@@ -228,11 +228,19 @@ def test_31_enable_disable_ssh(pvctl):
     wait_until(lambda: daemons(pvctl)["ssh"]["pid"] <= 0)
 
 
-def test_26_poweroff_stops_everything(pvctl, device):
-    link = json.loads(device.client().call("GET", "/xconnect-graph")[2])[0]
+def test_26_poweroff_stops_everything(start_gunicorn, tmp_path):
+    # A device of its own: the module's device must outlive this test, which
+    # may run at any point of the module (pytest-randomly, -p random_order).
+    device = start_gunicorn(demo=True)
+    def running_link():
+        graph = json.loads(device.client().call("GET", "/xconnect-graph")[2])
+        return graph and graph[0]["consumer_pid"] > 0 and graph[0]["provider_pid"] > 0 and graph[0]
+
+    link = wait_until(running_link, 30, 0.1, "the xconnect link between running containers")
     container_pids = [link["consumer_pid"], link["provider_pid"]]
-    rc, _, _ = pvctl("cmd", "poweroff", "test shutdown")
-    assert rc == 0
+    proc = subprocess.run([sys.executable, "-m", "pvcore.pvcontrol", "-s", device.socket, "cmd", "poweroff",
+                           "test shutdown"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
     device.proc.wait(60)
     assert not os.path.exists(device.socket)
     for pid in container_pids:
