@@ -6,7 +6,7 @@ from typing import Any, Mapping, Optional
 import structlog
 
 from pvcore.app import Core, build_core
-from pvcore.plugins import get_plugin_manager, plugin_label
+from pvcore.plugins import get_plugin_manager, plugin_label, split_names
 from pvcore.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -21,7 +21,7 @@ def load_core(overrides: Optional[Mapping[str, Any]] = None, env: Optional[Mappi
     environment or ``overrides`` is kept.
     """
     settings = Settings(overrides, env)
-    pm = get_plugin_manager()
+    pm = get_plugin_manager(disabled=split_names(settings.disable_plugins), trace=settings.trace_hooks)
     if settings.demo:
         from pvcore.demo import build_manifest, seed_if_empty
 

@@ -27,10 +27,14 @@ log = structlog.get_logger(__name__)
 ESSENTIAL_PLUGINS = (caller, introspect, eventlog)
 
 
+def split_names(text: str) -> list:
+    """``"a, b"`` -> ``["a", "b"]`` (the ``disable_plugins`` setting)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def disabled_from_env(environ=None) -> list:
     """Plugin names listed in ``PVCORE_DISABLE_PLUGINS=a,b``."""
-    text = (environ if environ is not None else os.environ).get("PVCORE_DISABLE_PLUGINS", "")
-    return [name.strip() for name in text.split(",") if name.strip()]
+    return split_names((environ if environ is not None else os.environ).get("PVCORE_DISABLE_PLUGINS", ""))
 
 
 def _dist_of(pm, plugin) -> str:
@@ -110,6 +114,7 @@ def get_plugin_manager(
     load_entrypoints: bool = True,
     plugins: Sequence = (),
     disabled: Optional[Iterable[str]] = None,
+    trace: Optional[bool] = None,
 ) -> pluggy.PluginManager:
     """Build the plugin manager.
 
@@ -117,14 +122,16 @@ def get_plugin_manager(
         group (built-ins are registered there too).
     :param plugins: extra plugins: modules/objects, or ``(name, plugin)`` pairs.
         Unnamed ones get a readable name (:func:`readable_name`).
-    :param disabled: plugin names to block; defaults to ``PVCORE_DISABLE_PLUGINS``.
+    :param disabled: plugin names to block; defaults to ``PVCORE_DISABLE_PLUGINS``
+        (:func:`pvcore.loader.load_core` passes the ``disable_plugins`` setting).
+    :param trace: log every hook call; defaults to ``PVCORE_TRACE_HOOKS``.
     :raises StartupError: a plugin cannot be imported, a hookimpl names no
         known hook (usually a typo) or has arguments its spec lacks, a name
         is taken twice; the message names the plugin and its distribution.
     """
     pm = pluggy.PluginManager("pvcore")
     pm.add_hookspecs(hookspecs)
-    if os.environ.get("PVCORE_TRACE_HOOKS"):
+    if os.environ.get("PVCORE_TRACE_HOOKS") if trace is None else trace:
         _trace(pm)
     for module in ESSENTIAL_PLUGINS:
         pm.register(module, name=module.__name__)

@@ -99,6 +99,12 @@ CORE_SETTINGS = (
             "Streams open at once (/_pvcore/events, log follow); the next caller gets 503 with Retry-After."),
     Setting("stream_stall_timeout", float, 10.0,
             "Seconds a stream's client may leave its socket full before it is dropped."),
+    Setting("threads", int, 8,
+            "gthread threads serving requests in the one worker (read by gunicorn when it starts)."),
+    Setting("disable_plugins", str, "",
+            "Comma-separated plugin names to leave out; their routes answer unknown endpoint."),
+    Setting("trace_hooks", bool, False,
+            "Log every hook call (at debug level: set log_level to debug to see them)."),
     Setting("free_space", callable, _free_space,
             "Function(path) -> free bytes of the filesystem holding path; injected by tests to simulate a full disk."),
 )

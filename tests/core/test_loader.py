@@ -27,3 +27,20 @@ def test_a_demo_device_keeps_the_manifest_it_is_given(tmp_path, make_client):
 def test_a_device_that_is_not_the_demo_has_no_manifest_unless_given(tmp_path, make_client):
     core = load_core(_dirs(tmp_path), env={})
     assert make_client(core).simulate_get("/buildinfo").text == ""
+
+
+def test_plugins_are_disabled_through_the_setting_from_any_source(tmp_path, make_client):
+    conf = tmp_path / "pvcore.conf"
+    conf.write_text("disable_plugins = pv_buildinfo\n")
+    core = load_core(_dirs(tmp_path), env={"PVCORE_SETTINGS_FILE": str(conf)})
+    assert core.pm.get_plugin("pv_buildinfo") is None
+    assert make_client(core).simulate_get("/buildinfo").status_code == 400
+    settings = {entry["name"]: entry for entry in make_client(core).simulate_get("/_pvcore/settings").json}
+    assert (settings["disable_plugins"]["value"], settings["disable_plugins"]["source"]) == ("pv_buildinfo", "file")
+    assert settings["threads"]["value"] == 8
+
+
+def test_trace_hooks_is_a_setting(tmp_path, log_output):
+    core = load_core(_dirs(tmp_path), env={"PVCORE_TRACE_HOOKS": "1"})
+    core.running_revision()
+    assert any(e["event"] == "hook_call" and e["hook"] == "pvcore_running_revision" for e in log_output)
