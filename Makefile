@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-tools test-long clean install bench
+.PHONY: run run-lxc test test-tools lxc-tools test-long clean install bench
 
 install: $(STAMP)
 
@@ -23,6 +23,17 @@ define apt_install_missing
 	done
 endef
 
+# The LXC runtime (pv_lxc) and its tests need root, lxc-start, mksquashfs and
+# a static busybox for the demo rootfs (nc is copied in with its libraries).
+# Without root nothing is installed for it and its tests skip, saying why.
+LXC_TOOLS := lxc-start:lxc mksquashfs:squashfs-tools busybox:busybox-static nc:netcat-openbsd
+lxc-tools:
+ifeq ($(shell id -u),0)
+	$(call apt_install_missing,$(LXC_TOOLS))
+else
+	@echo "not root: the LXC runtime's tests will skip (make run-lxc needs root)"
+endif
+
 $(STAMP): setup.cfg pyproject.toml contrib/pvcore-wakelocks/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -35,13 +46,24 @@ run: $(STAMP)
 	mkdir -p var/run var/storage
 	PVCORE_DEMO=1 $(BIN)/gunicorn -c contrib/gunicorn.conf.py
 
+# `make run-lxc` (root): the same device with the LXC runtime. Beside the
+# server, pv_lxc.demo builds a busybox rootfs with mksquashfs and installs it
+# through the socket as any client would (PUT /objects, PUT /steps/locals,
+# LOCAL_RUN); its containers signal READY from inside.
+LXC_DEMO := var/lxc
+run-lxc: $(STAMP) lxc-tools
+	mkdir -p $(LXC_DEMO)/run $(LXC_DEMO)/storage
+	$(BIN)/python -m pv_lxc.demo --socket $(LXC_DEMO)/run/pv-ctrl & \
+	PVCORE_CONTAINER_RUNTIME=lxc PVCORE_STORAGE_DIR=$(LXC_DEMO)/storage PVCORE_RUN_DIR=$(LXC_DEMO)/run \
+		exec $(BIN)/gunicorn -c contrib/gunicorn.conf.py
+
 test-tools:
 	$(call apt_install_missing,$(TEST_TOOLS))
 
-test: $(STAMP) test-tools
+test: $(STAMP) test-tools lxc-tools
 	$(BIN)/python -m pytest -q
 
-test-long: $(STAMP) test-tools
+test-long: $(STAMP) test-tools lxc-tools
 	PVCORE_TEST_LONG=1 $(BIN)/python -m pytest -q
 
 clean:

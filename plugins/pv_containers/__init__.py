@@ -39,6 +39,7 @@ class EngineService(LoopService):
         self._engine = engine
 
     def start(self) -> None:
+        self._engine.runtime  # noqa: B018  (an unknown runtime fails the start, naming it)
         self._engine.wake = self.wake
         self._engine.open()
         super().start()
@@ -53,6 +54,9 @@ def pvcore_declare_settings():
     return [
         Setting("containers_interval", float, 0.1,
                 "Seconds between two rounds of the container engine (status machine, recovery)."),
+        Setting("container_runtime", str, "process",
+                "Container runtime: process (each container a supervised process group; no root needed) "
+                "or lxc (real LXC containers from the revision's rootfs; the pv_lxc plugin, root)."),
         Setting("containers_clock", callable, time.monotonic,
                 "Monotonic clock of the container engine (recovery delays, group timeouts); injected by tests."),
     ]

@@ -54,6 +54,9 @@ class Engine(Lifecycle, Transitions):
         """The runtime ``pvcore_container_runtime`` chose (asked once)."""
         if self._runtime is None:
             self._runtime = self._core.hook.pvcore_container_runtime(core=self._core)
+            if self._runtime is None:
+                raise RuntimeError("no installed plugin provides container runtime "
+                                   f"{self._core.settings.get('container_runtime')!r}")
             log.info("container_runtime", runtime=type(self._runtime).__name__)
         return self._runtime
 

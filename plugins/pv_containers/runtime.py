@@ -25,8 +25,9 @@ once, when its service starts, for an object with this interface:
     this container (the core's ``pvcore_caller_cgroups`` resolver). Without
     it, or with an empty list, callers are matched by process ancestry only.
 
-An LXC plugin returns its own runtime from ``pvcore_container_runtime``; the
-built-in :class:`ProcessRuntime` is registered ``trylast``.
+The setting ``container_runtime`` names the runtime; each runtime's plugin
+answers only for its own name (pv_lxc for ``lxc``); the built-in
+:class:`ProcessRuntime` (``process``) is registered ``trylast``.
 """
 from __future__ import annotations
 
@@ -110,4 +111,6 @@ class ProcessRuntime:
 
 @hookimpl(trylast=True)
 def pvcore_container_runtime(core):
-    return ProcessRuntime(core)
+    if core.settings.get("container_runtime") == "process":
+        return ProcessRuntime(core)
+    return None

@@ -1,0 +1,114 @@
+"""pv_lxc: the LXC container runtime — revisions booted from their own root filesystems.
+
+Chosen with ``PVCORE_CONTAINER_RUNTIME=lxc`` (the default stays ``process``,
+so ``make run`` needs no root). Needs root, the ``lxc-*`` tools, loop
+devices, squashfs and overlayfs. The engine (pv_containers) is unchanged:
+statuses, recovery, groups, signals and revision switches behave as with the
+process runtime; only how a container becomes a running thing differs.
+
+For each container of the running revision, from the revision's own
+artifacts (``<c>/run.json``: ``root-volume``, ``volumes``, ``config``,
+``storage``; ``<c>/lxc.container.conf``):
+
+* the rootfs object (squashfs) is mounted read-only through a loop device at
+  ``<lxc_path>/<c>/mnt/<root-volume>``, each ``volumes`` object likewise;
+* a writable overlay is mounted at ``<lxc_path>/<c>/rootfs``; its upper
+  layer is the ``lxc-overlay`` storage by persistence:
+  ``permanent`` → ``<storage>/disks/perm/<c>/``, ``revision`` →
+  ``<storage>/disks/rev/<rev>/<c>/``, ``boot`` (and unknown) →
+  ``<storage>/disks/boot/<c>/``, emptied at every pvcore start; other
+  ``storage`` entries become directories there too;
+* the container's ``lxc.container.conf`` is applied, with pvcore owning
+  ``lxc.rootfs.*``, ``lxc.console.*`` and ``lxc.log.*`` and ``/volumes/<c>/<v>``
+  mount sources re-pointed at the mounts above (:mod:`pv_lxc.config`); the
+  pv-ctrl socket is bound at ``/pantavisor/pv-ctrl``;
+* ``lxc-start -F`` runs it as a supervised process; the container's console
+  (init's stdout/stderr) is ``<storage>/logs/<rev>/<c>/console.log``;
+* stop is ``lxc-stop -t <stop_timeout>`` (the config's halt signal, SIGPWR by
+  default, then SIGKILL), then every mount is undone and every loop device
+  released.
+
+Callers are identified by cgroup: a peer whose ``/proc/<pid>/cgroup`` lies
+in (or below) the cgroup LXC made for a running container is that container,
+whatever its ancestry (``lxc-attach`` included). A peer in an LXC payload
+cgroup that no running container owns is an unknown caller, never the host.
+
+Crash safety: each host resource is recorded in ``<lxc_path>/<c>/record.json``
+before it is taken; the next worker's start (:class:`LxcCleanup`) kills what
+runs in recorded cgroups, removes them, unmounts and releases loops.
+
+Why the ``lxc-*`` tools and not liblxc's Python bindings: Debian ships the
+bindings as ``python3-lxc`` for the system interpreter only, not for pvcore's
+virtualenv (nor PyPI wheels); the tools are the stable interface every LXC
+release keeps, and ``lxc-start -F`` gives a plain child process the existing
+supervisor already knows how to record, signal and reap.
+"""
+from __future__ import annotations
+
+import structlog
+
+from pvcore import hookimpl
+from pvcore.app import StashKey
+from pvcore.services import Service
+from pvcore.settings import Setting
+
+from .runtime import LxcRuntime
+
+log = structlog.get_logger(__name__)
+
+RUNTIME: StashKey[LxcRuntime] = StashKey()
+
+
+class LxcCleanup(Service):
+    """Before the engine starts: undo what a crashed worker left (containers, mounts, loops)."""
+
+    name = "lxc-cleanup"
+    priority = 50  # before the container engine (60)
+
+    def __init__(self, runtime: LxcRuntime):
+        self._runtime = runtime
+
+    def start(self) -> None:
+        count = self._runtime.cleanup()
+        if count:
+            log.warning("lxc_leftovers_cleaned", containers=count)
+
+    def stop(self) -> None:
+        pass
+
+
+@hookimpl
+def pvcore_declare_settings():
+    return [
+        Setting("lxc_path", str, "",
+                "LXC's lxcpath for pvcore's containers (configs, mounts, records); empty means <run_dir>/lxc."),
+        Setting("lxc_start_timeout", float, 10.0,
+                "Seconds lxc-start gets to bring up a container's init before the start counts as failed."),
+    ]
+
+
+def _selected(core) -> bool:
+    return core.settings.get("container_runtime") == "lxc"
+
+
+@hookimpl
+def pvcore_startup(core):
+    if _selected(core):
+        core.stash[RUNTIME] = LxcRuntime(core)
+
+
+@hookimpl
+def pvcore_services(core):
+    runtime = core.stash.get(RUNTIME)
+    return [LxcCleanup(runtime)] if runtime is not None else []
+
+
+@hookimpl
+def pvcore_container_runtime(core):
+    return core.stash.get(RUNTIME)
+
+
+@hookimpl(tryfirst=True)
+def pvcore_identify_caller(core, pid):
+    runtime = core.stash.get(RUNTIME)
+    return runtime.identify(pid) if runtime is not None else None

@@ -1,0 +1,491 @@
+"""The LXC runtime: each container of the revision as a real LXC container.
+
+``start`` mounts the container's rootfs object (squashfs, read-only, through
+a loop device), its ``volumes`` objects likewise, lays a writable overlay on
+the rootfs whose upper layer lives under ``<storage>/disks/`` by the
+``lxc-overlay`` persistence, writes the LXC config (:mod:`pv_lxc.config`) and
+runs ``lxc-start -F`` as a supervised process whose output is the console
+log. ``stop`` asks LXC to halt it (``lxc-stop -t``: the config's halt
+signal, SIGKILL after the timeout), then unmounts everything.
+
+Every host resource is written to ``<lxc_path>/<name>/record.json`` *before*
+it is taken, so :func:`cleanup_leftovers` can undo the work of a worker that
+was killed with SIGKILL: kill what still runs in the container's cgroups,
+remove those cgroups, unmount, release the loop devices.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import structlog
+
+from pvcore.fsutil import atomic_write
+from pvcore.supervisor import proc_stat, start_time
+
+from . import config as lxc_config
+from . import mounts
+
+log = structlog.get_logger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_VOLUME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+PERSISTENCE = ("permanent", "revision", "boot")
+OVERLAY = "lxc-overlay"
+
+
+class StartError(RuntimeError):
+    """The container could not be set up or started (the message says why)."""
+
+
+# -- records -------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    """What one container holds on the host; saved before each resource is taken."""
+
+    path: str
+    name: str
+    lxc_path: str
+    mounts: List[str] = field(default_factory=list)
+    loops: List[Tuple[str, str]] = field(default_factory=list)
+    init: Optional[Tuple[int, str]] = None
+    cgroups: List[str] = field(default_factory=list)
+
+    def save(self) -> None:
+        data = {"name": self.name, "lxc_path": self.lxc_path, "mounts": self.mounts,
+                "loops": [list(item) for item in self.loops], "init": list(self.init) if self.init else None,
+                "cgroups": self.cgroups}
+        atomic_write(self.path, json.dumps(data))
+
+    @classmethod
+    def load(cls, path: str) -> Optional["Record"]:
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+            return cls(path, str(data["name"]), str(data["lxc_path"]), [str(m) for m in data["mounts"]],
+                       [(str(d), str(b)) for d, b in data["loops"]],
+                       tuple(data["init"]) if data.get("init") else None, [str(c) for c in data["cgroups"]])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+# -- cgroups -------------------------------------------------------------------
+
+
+def read_cgroups(pid: int) -> Dict[str, str]:
+    """``/proc/<pid>/cgroup`` as ``{"<id>:<controllers>": path}``; empty if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as fh:
+            text = fh.read()
+    except OSError:
+        return {}
+    result = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            result[f"{parts[0]}:{parts[1]}"] = parts[2]
+    return result
+
+
+def _cgroup_mounts() -> List[Tuple[str, str, set]]:
+    """``(mount point, root, controllers)`` of every cgroup mount; cgroup2 has no controllers."""
+    found = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            left, _, right = line.partition(" - ")
+            fields, rfields = left.split(), right.split()
+            if rfields and rfields[0] in ("cgroup", "cgroup2"):
+                opts = set(rfields[2].split(",")) if len(rfields) > 2 and rfields[0] == "cgroup" else set()
+                found.append((fields[4], fields[3], opts if rfields[0] == "cgroup" else None))
+    return found
+
+
+def cgroup_dirs(cgroups: Mapping[str, str]) -> List[str]:
+    """The cgroupfs directories of a ``read_cgroups`` result (one per mounted hierarchy)."""
+    dirs = []
+    table = _cgroup_mounts()
+    for key, path in cgroups.items():
+        controllers = key.split(":", 1)[1]
+        wanted = set(controllers.split(",")) if controllers else None
+        for point, root, opts in table:
+            if (wanted is None and opts is None) or (wanted and opts is not None and wanted <= opts):
+                if path == root or path.startswith(root.rstrip("/") + "/"):
+                    dirs.append(point + path[len(root.rstrip("/")):])
+                    break
+    return dirs
+
+
+def kill_cgroups(dirs: List[str], timeout: float = 3.0) -> int:
+    """SIGKILL every process in the cgroup ``dirs`` (and below); return how many were signalled."""
+    killed = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = set()
+        for top in dirs:
+            for root, _subdirs, files in os.walk(top):
+                if "cgroup.procs" in files:
+                    try:
+                        with open(os.path.join(root, "cgroup.procs")) as fh:
+                            pids.update(int(p) for p in fh.read().split())
+                    except (OSError, ValueError):
+                        pass
+        pids.discard(os.getpid())
+        if not pids or time.monotonic() > deadline:
+            return killed
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+        time.sleep(0.02)
+
+
+def remove_cgroups(dirs: List[str]) -> None:
+    """rmdir the (empty) cgroups ``dirs``, children first, and LXC's monitor sibling of each."""
+    for top in dirs:
+        leaf = os.path.basename(top)
+        extra = [os.path.join(os.path.dirname(top), "lxc.monitor." + leaf[len("lxc.payload."):])] \
+            if leaf.startswith("lxc.payload.") else []
+        for path in [top] + extra:
+            if not os.path.isdir(path):
+                continue
+            for root, subdirs, _files in os.walk(path, topdown=False):
+                for sub in subdirs:
+                    try:
+                        os.rmdir(os.path.join(root, sub))
+                    except OSError:
+                        pass
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+
+# -- teardown ------------------------------------------------------------------
+
+
+def teardown(record: Record) -> None:
+    """Undo everything ``record`` lists: processes, cgroups, mounts, loops, files."""
+    if record.init and start_time(int(record.init[0])) == record.init[1]:
+        try:
+            os.kill(int(record.init[0]), signal.SIGKILL)
+        except OSError:
+            pass
+    if record.cgroups:
+        kill_cgroups(record.cgroups)
+        remove_cgroups(record.cgroups)
+    for point in reversed(record.mounts):
+        try:
+            mounts.unmount(point)
+        except OSError as exc:
+            log.error("lxc_unmount_failed", container=record.name, mount=point, error=str(exc))
+    for device, backing in record.loops:
+        if mounts.release_loop(device, backing):
+            log.warning("lxc_loop_released", container=record.name, device=device)
+    base = os.path.dirname(record.path)
+    for leftover in mounts.mounted_under(base):
+        mounts.unmount(leftover)
+    # NOTE: never rmtree through a mount: the overlay's upper layer may be a permanent disk.
+    if not mounts.mounted_under(base):
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def cleanup_leftovers(lxc_path: str) -> int:
+    """Tear down every container a previous worker left behind; return how many."""
+    try:
+        names = sorted(os.listdir(lxc_path))
+    except FileNotFoundError:
+        return 0
+    count = 0
+    for name in names:
+        path = os.path.join(lxc_path, name, "record.json")
+        record = Record.load(path)
+        if record is None:
+            if os.path.isdir(os.path.join(lxc_path, name)):
+                for point in mounts.mounted_under(os.path.join(lxc_path, name)):
+                    mounts.unmount(point)
+                if not mounts.mounted_under(os.path.join(lxc_path, name)):
+                    shutil.rmtree(os.path.join(lxc_path, name), ignore_errors=True)
+            continue
+        log.warning("lxc_leftover_cleaned", container=record.name, mounts=record.mounts,
+                    loops=[d for d, _ in record.loops], init=record.init)
+        teardown(record)
+        count += 1
+    return count
+
+
+# -- the runtime -----------------------------------------------------------------
+
+
+@dataclass
+class LxcHandle:
+    """A started container: the ``lxc-start -F`` process and what it holds."""
+
+    name: str
+    proc: subprocess.Popen
+    init_pid: int
+    cgroups: Dict[str, str]
+    record: Record
+
+
+def _folder(state: Mapping[str, Any], name: str) -> str:
+    """The state folder of container ``name`` (the ``<folder>/run.json`` naming it)."""
+    for key, value in state.items():
+        if key.endswith("/run.json") and key.count("/") == 1 and isinstance(value, Mapping) \
+                and value.get("name", key.split("/", 1)[0]) == name:
+            return key.split("/", 1)[0]
+    return name
+
+
+def _children(pid: int) -> List[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except OSError:
+        return []
+
+
+def _ns(pid: int, kind: str) -> Optional[str]:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return None
+
+
+class LxcRuntime:
+    """Containers as LXC containers, through the ``lxc-*`` tools (see the module docstring).
+
+    :param core: the core (settings, supervisor, hooks for objects and states).
+    """
+
+    name = "lxc"
+
+    def __init__(self, core):
+        self._core = core
+        settings = core.settings
+        self.storage = os.path.abspath(settings.storage_dir)
+        self.lxc_path = os.path.abspath(settings.get("lxc_path") or os.path.join(settings.run_dir, "lxc"))
+        self.start_timeout = settings.get("lxc_start_timeout")
+        self._running: Dict[str, LxcHandle] = {}
+
+    # -- engine interface ------------------------------------------------------
+
+    def start(self, container) -> LxcHandle:
+        name = container.name
+        if not _NAME.match(name):
+            raise StartError(f"container name {name!r} is not a valid LXC name")
+        base = os.path.join(self.lxc_path, name)
+        leftover = Record.load(os.path.join(base, "record.json"))
+        if leftover is not None:
+            teardown(leftover)
+        os.makedirs(base, exist_ok=True)
+        record = Record(os.path.join(base, "record.json"), name, self.lxc_path)
+        record.save()
+        try:
+            return self._start(container, base, record)
+        except BaseException:
+            teardown(record)
+            raise
+
+    def _object(self, state: Mapping[str, Any], folder: str, file: str) -> str:
+        sha = state.get(f"{folder}/{file}")
+        if not isinstance(sha, str):
+            raise StartError(f"{folder}/{file} is not an object of the revision")
+        path = self._core.hook.pvcore_object_path(core=self._core, sha=sha)
+        if not path:
+            raise StartError(f"object {sha} ({folder}/{file}) is not stored")
+        return path
+
+    def _mount_image(self, record: Record, image: str, target: str) -> None:
+        os.makedirs(target, exist_ok=True)
+        record.mounts.append(target)
+        record.save()
+        device = mounts.mount_squashfs(image, target)
+        record.loops.append((device, os.path.realpath(image)))
+        record.save()
+
+    def _disk(self, container, folder: str, volume: str, spec: Any) -> str:
+        """The host directory of storage ``volume`` by its persistence (device-model layout)."""
+        persistence = spec.get("persistence") if isinstance(spec, Mapping) else None
+        if persistence == "permanent":
+            path = os.path.join(self.storage, "disks", "perm", folder, volume)
+        elif persistence == "revision":
+            path = os.path.join(self.storage, "disks", "rev", container.rev, folder, volume)
+        else:  # "boot" and anything unknown: emptied at every pvcore start
+            path = os.path.join(self.storage, "disks", "boot", folder, volume)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def _start(self, container, base: str, record: Record) -> LxcHandle:
+        core, name, run = self._core, container.name, container.run
+        state = core.hook.pvcore_revision_state(core=core, rev=container.rev)
+        if not isinstance(state, Mapping):
+            raise StartError(f"revision {container.rev} has no state")
+        folder = _folder(state, name)
+        root_volume = run.get("root-volume")
+        if not isinstance(root_volume, str) or not _VOLUME.match(root_volume):
+            raise StartError(f"{folder}/run.json has no valid root-volume")
+        volumes: Dict[str, str] = {}
+        lower = os.path.join(base, "mnt", root_volume)
+        self._mount_image(record, self._object(state, folder, root_volume), lower)
+        volumes[root_volume] = lower
+        for volume in run.get("volumes") or ():
+            if isinstance(volume, str) and _VOLUME.match(volume) and volume != root_volume:
+                target = os.path.join(base, "mnt", volume)
+                self._mount_image(record, self._object(state, folder, volume), target)
+                volumes[volume] = target
+        storage = run.get("storage") if isinstance(run.get("storage"), Mapping) else {}
+        for volume, spec in storage.items():
+            if isinstance(volume, str) and _VOLUME.match(volume) and volume != OVERLAY:
+                volumes[volume] = self._disk(container, folder, volume, spec)
+        overlay = self._disk(container, folder, OVERLAY, storage.get(OVERLAY))
+        upper, work = os.path.join(overlay, "upper"), os.path.join(overlay, "work")
+        os.makedirs(upper, exist_ok=True)
+        os.makedirs(work, exist_ok=True)
+        volumes[OVERLAY] = overlay
+        rootfs = os.path.join(base, "rootfs")
+        os.makedirs(rootfs, exist_ok=True)
+        record.mounts.append(rootfs)
+        record.save()
+        mounts.mount_overlay(lower, upper, work, rootfs)
+
+        source = ""
+        config_file = run.get("config")
+        if isinstance(config_file, str) and config_file:
+            with open(self._object(state, folder, config_file), errors="replace") as fh:
+                source = fh.read()
+        socket_path = os.path.abspath(core.settings.socket_path)
+        text = lxc_config.compose(name, source, rootfs, volumes, socket_path)
+        atomic_write(os.path.join(base, "config"), text)
+
+        lxc_log = os.path.join(base, "lxc.log")
+        console = os.path.join(self.storage, "logs", container.rev, name, "console.log")
+        proc = core.supervisor.spawn(
+            "lxc-" + name,
+            ["lxc-start", "-F", "-n", name, "-P", self.lxc_path, "-o", lxc_log, "-l", "WARN"],
+            cwd=base, log_path=console,
+        )
+        try:
+            init_pid = self._wait_init(proc, lxc_log)
+        except BaseException:
+            core.supervisor.stop(proc, 1.0)
+            raise
+        cgroups = read_cgroups(init_pid)
+        record.init = (init_pid, start_time(init_pid) or "")
+        record.cgroups = cgroup_dirs(cgroups)
+        record.save()
+        handle = LxcHandle(name, proc, init_pid, cgroups, record)
+        self._running[name] = handle
+        log.info("lxc_started", container=name, init_pid=init_pid, rootfs=root_volume,
+                 overlay=overlay, cgroup=cgroups.get("0:", next(iter(cgroups.values()), None)))
+        return handle
+
+    def _wait_init(self, proc: subprocess.Popen, lxc_log: str) -> int:
+        """The container's init: the child of ``lxc-start`` in another pid namespace and cgroup."""
+        own_ns = _ns(os.getpid(), "pid")
+        monitor_cgroups = None
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if proc.poll() is not None:
+                raise StartError(f"lxc-start exited with {proc.returncode}: {_tail(lxc_log)}")
+            if monitor_cgroups is None:
+                monitor_cgroups = read_cgroups(proc.pid)
+            for child in _children(proc.pid):
+                stat = proc_stat(child)
+                cgroups = read_cgroups(child)
+                if stat and _ns(child, "pid") not in (None, own_ns) and cgroups and cgroups != monitor_cgroups:
+                    return child
+            if time.monotonic() > deadline:
+                raise StartError(f"container init did not appear within {self.start_timeout}s: {_tail(lxc_log)}")
+            time.sleep(0.005)
+
+    def stop(self, handle: LxcHandle, timeout: float) -> None:
+        proc = handle.proc
+        if proc.poll() is None:
+            wait = max(0, math.ceil(timeout))
+            argv = ["lxc-stop", "-n", handle.name, "-P", self.lxc_path]
+            argv += ["-k"] if wait == 0 else ["-t", str(wait)]
+            try:
+                subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, timeout=wait + 5, check=False)
+            except subprocess.TimeoutExpired:
+                log.warning("lxc_stop_timeout", container=handle.name)
+            try:
+                proc.wait(2)
+            except subprocess.TimeoutExpired:
+                log.warning("lxc_monitor_kill", container=handle.name)
+        self._core.supervisor.stop(proc, 1.0)
+        self._release(handle)
+
+    def pid(self, handle: LxcHandle) -> int:
+        return handle.init_pid
+
+    def poll(self, handle: LxcHandle) -> Optional[int]:
+        code = handle.proc.poll()
+        if code is None:
+            return None
+        self._core.supervisor.reaped(handle.proc)
+        self._release(handle)
+        return code
+
+    # -- identity ----------------------------------------------------------------
+
+    def cgroup(self, handle: LxcHandle) -> Dict[str, str]:
+        """The container's cgroups, ``{"<id>:<controllers>": path}`` (as its init saw them at start)."""
+        return dict(handle.cgroups)
+
+    def identify(self, pid: int) -> Optional[str]:
+        """The running container whose cgroup holds process ``pid`` (or a cgroup below it).
+
+        A process in an LXC payload cgroup that no running container owns gets
+        an impossible name, so it is an unknown caller, never the host.
+        """
+        peer = read_cgroups(pid)
+        if not peer:
+            return None
+        for name, handle in list(self._running.items()):
+            for key, path in handle.cgroups.items():
+                theirs = peer.get(key)
+                if path not in ("", "/") and theirs is not None and (theirs == path or theirs.startswith(path + "/")):
+                    return name
+        for path in peer.values():
+            if "/lxc.payload." in path or path.startswith("lxc.payload."):
+                return "lxc:" + path
+        return None
+
+    def running(self) -> List[str]:
+        return sorted(self._running)
+
+    # -- internals -------------------------------------------------------------
+
+    def _release(self, handle: LxcHandle) -> None:
+        self._running.pop(handle.name, None)
+        teardown(handle.record)
+        log.info("lxc_released", container=handle.name)
+
+    def cleanup(self) -> int:
+        """At service start: tear down leftovers, empty the ``boot`` disks."""
+        count = cleanup_leftovers(self.lxc_path)
+        shutil.rmtree(os.path.join(self.storage, "disks", "boot"), ignore_errors=True)
+        return count
+
+
+def _tail(path: str, size: int = 600) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - size))
+            return fh.read().decode(errors="replace").strip()
+    except OSError:
+        return ""

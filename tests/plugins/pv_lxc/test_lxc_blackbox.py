@@ -1,0 +1,227 @@
+"""The LXC runtime over the real socket: real squashfs rootfs, real LXC containers, real mounts.
+
+Skipped (with the reason) only where the machine cannot run LXC: not root,
+tools missing, no loop devices, no squashfs/overlay. As root on Debian with
+``make test`` (which installs the tools) they run.
+"""
+import json
+import os
+import shutil
+import signal
+
+import pytest
+
+from lxc_device import (assert_clean, attach, console, containers, init_pid, install, leftovers, loops_backed_under,
+                        lxc_path, mounts_under, request_from, revision, unavailable, unique)
+from pv_lxc import demo
+from pvcore.supervisor import process_running as alive
+from pvcore.testing import GunicornServer, short_tempdir, wait_until
+
+REASON = unavailable()
+pytestmark = [pytest.mark.gunicorn, pytest.mark.skipif(REASON is not None, reason=f"LXC runtime: {REASON}")]
+
+ENV = {"PVCORE_CONTAINER_RUNTIME": "lxc", "PVCORE_STOP_TIMEOUT": "3", "PVCORE_UPDATE_COMMIT_DELAY": "0.3"}
+FORBIDDEN = '{"Error":"Request not sent from a mgmt platform"}'
+
+
+@pytest.fixture(scope="module", name="image")
+def _image():
+    workdir = short_tempdir("pvimg")
+    yield demo.build_rootfs(workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+class Device:
+    def __init__(self, server, mgmt, plain, rev, state, progress):
+        self.server, self.mgmt, self.plain, self.rev, self.state, self.progress = \
+            server, mgmt, plain, rev, state, progress
+
+
+@pytest.fixture(scope="module", name="device")
+def _device(image):
+    """One server running a two-container LXC revision: a mgmt one and an unprivileged one."""
+    server = GunicornServer(short_tempdir(), ENV)
+    mgmt, plain = unique("mgmt"), unique("plain")
+    try:
+        server.start()
+        state, files = revision(image, {
+            mgmt: {"group": "platform", "roles": ["mgmt"], "status_goal": "READY"},
+            plain: {"group": "app", "roles": [], "status_goal": "READY"},
+        })
+        progress = install(server, "locals/lxc", state, files)
+        yield Device(server, mgmt, plain, "locals/lxc", state, progress)
+        server.stop()
+        assert_clean(server, [mgmt, plain])
+        errors = [e for e in server.log_events() if e.get("event") == "unhandled_error"]
+        assert errors == []
+    finally:
+        server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)
+
+
+def _ready(device):
+    listing = containers(device.server)
+    return listing if all(c["status"] == "READY" for c in listing.values()) else None
+
+
+def test_local_run_boots_real_containers_from_the_revision(device):
+    server = device.server
+    assert device.progress["status"] in ("UPDATED", "DONE"), device.progress
+    listing = wait_until(lambda: _ready(device), 20, message="both containers READY")
+    assert listing[device.mgmt]["roles"] == ["mgmt"] and listing[device.plain]["roles"] == []
+    rootfs_object = os.path.join(server.storage_dir, "objects", device.state[f"{device.mgmt}/root.squashfs"])
+    for name in (device.mgmt, device.plain):
+        pid = init_pid(server, name)
+        assert pid and alive(pid)
+        # its own pid and mount namespaces
+        for ns in ("pid", "mnt"):
+            assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
+        # it saw itself as pid 1, found the socket inside, and its ready signal moved it to READY
+        text = console(server, device.rev, name)
+        assert f"pvdemo {name}: init pid 1, /pantavisor/pv-ctrl /pantavisor/pv-ctrl" in text
+        assert f"pvdemo {name}: ready signal accepted" in text
+        # the rootfs object is mounted read-only through a loop device, under an overlay
+        base = os.path.join(lxc_path(server), name)
+        with open("/proc/self/mountinfo") as fh:
+            table = {line.split()[4]: line for line in fh}
+        lower = table[os.path.join(base, "mnt", "root.squashfs")]
+        assert " - squashfs /dev/loop" in lower and " ro," in lower.split(" - ")[1] + ","
+        assert " - overlay overlay " in table[os.path.join(base, "rootfs")]
+    assert len([l for l in loops_backed_under(server.base) if l.endswith(rootfs_object)]) == 2
+    signallers = {e.get("caller") for e in server.log_events() if e.get("path") == "/signal"}
+    assert {device.mgmt, device.plain} <= signallers
+
+
+def test_writable_layer_and_volumes_land_under_disks(device):
+    server, name = device.server, device.plain
+    wait_until(lambda: _ready(device), 20)
+    assert "pvcore's LXC demo init" in attach(server, name, "head -n 2 /sbin/pvdemo-init")
+    attach(server, name, "echo scratch > /tmp/scratch; echo kept > /data/kept")
+    upper = os.path.join(server.storage_dir, "disks", "boot", name, "lxc-overlay", "upper")
+    with open(os.path.join(upper, "tmp", "scratch")) as fh:
+        assert fh.read() == "scratch\n"
+    # the "data" storage entry (persistence permanent), bound where the container's config says
+    with open(os.path.join(server.storage_dir, "disks", "perm", name, "data", "kept")) as fh:
+        assert fh.read() == "kept\n"
+    # a new file in the rootfs goes to the upper layer; the squashfs below stays as it was
+    attach(server, name, "touch /bin/added")
+    assert os.path.exists(os.path.join(upper, "bin", "added"))
+    assert not os.path.exists(os.path.join(lxc_path(server), name, "mnt", "root.squashfs", "bin", "added"))
+
+def test_callers_identified_by_cgroup_and_roles_enforced(device):
+    server = device.server
+    wait_until(lambda: _ready(device), 20)
+    # lxc-attach runs outside init's process tree, inside the container's cgroup
+    reply = request_from(server, device.plain, "GET", "/containers")
+    assert reply.startswith("HTTP/1.0 403") and reply.endswith(FORBIDDEN), reply
+    assert request_from(server, device.mgmt, "GET", "/containers").startswith("HTTP/1.0 200")
+    # a process that escapes its tree (setsid, double fork) is still that container
+    request = "GET /containers HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n"
+    out = attach(server, device.plain,
+                 f"(setsid sh -c \"printf '{request}' | nc.openbsd -U /pantavisor/pv-ctrl > /tmp/escaped\" &); "
+                 "i=0; while [ ! -s /tmp/escaped ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; "
+                 "head -n 1 /tmp/escaped")
+    assert out.startswith("HTTP/1.0 403"), out
+    accesses = [e for e in server.log_events() if e.get("path") == "/containers" and e.get("logger") == "gunicorn.access"]
+    assert {device.plain, device.mgmt} <= {e.get("caller") for e in accesses}
+
+
+def test_stop_start_restart_by_api(device):
+    server, name = device.server, device.plain
+    wait_until(lambda: _ready(device), 20)
+    first = init_pid(server, name)
+    base = os.path.join(lxc_path(server), name)
+    assert server.request("PUT", f"/containers/{name}", b'{"action":"stop"}')[0] == 200
+    wait_until(lambda: containers(server)[name]["status"] == "STOPPED", 15)
+    assert init_pid(server, name) is None and not alive(first)
+    assert mounts_under(base) == [] and not os.path.exists(base)
+    assert len(loops_backed_under(server.base)) == 1  # only the mgmt container's
+    assert server.request("PUT", f"/containers/{name}", b'{"action":"start"}')[0] == 200
+    wait_until(lambda: _ready(device), 20, message="READY after start")
+    second = init_pid(server, name)
+    assert second and second != first
+    assert server.request("PUT", f"/containers/{name}", b'{"action":"restart"}')[0] == 200
+    wait_until(lambda: init_pid(server, name) not in (None, second) and _ready(device), 20,
+               message="READY after restart")
+    assert not alive(second)
+    assert console(server, device.rev, name).count("ready signal accepted") == 3
+    assert len(mounts_under(base)) == 2 and len(loops_backed_under(server.base)) == 2
+
+
+def test_revision_switch_stops_them_and_shutdown_leaves_nothing(image):
+    server = GunicornServer(short_tempdir(), ENV)
+    first, second = unique("first"), unique("second")
+    try:
+        server.start()
+        state, files = revision(image, {first: {"status_goal": "READY"}})
+        assert install(server, "locals/one", state, files)["status"] in ("UPDATED", "DONE")
+        old = init_pid(server, first)
+        assert old and containers(server)[first]["status"] == "READY"
+        state, files = revision(image, {second: {"status_goal": "READY"}})
+        assert install(server, "locals/two", state, files)["status"] in ("UPDATED", "DONE")
+        assert list(containers(server)) == [second] and containers(server)[second]["status"] == "READY"
+        assert not alive(old) and init_pid(server, first) is None
+        assert mounts_under(os.path.join(lxc_path(server), first)) == []
+        assert len(loops_backed_under(server.base)) == 1
+        assert f"pvdemo {first}: halting" in console(server, "locals/one", first)  # asked politely first
+        pid = init_pid(server, second)
+        assert server.stop() == 0
+        assert not alive(pid)
+        assert_clean(server, [first, second])
+    finally:
+        server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)
+
+
+def test_worker_killed_with_sigkill_is_cleaned_up_at_next_start(image):
+    server = GunicornServer(short_tempdir(), ENV)
+    names = [unique("crash")]
+    try:
+        server.start()
+        state, files = revision(image, {names[0]: {"status_goal": "READY"}})
+        install(server, "locals/crash", state, files)
+        before = init_pid(server, names[0])
+        assert before and len(mounts_under(lxc_path(server))) == 2
+        worker = server.worker_pid()
+        os.kill(worker, signal.SIGKILL)
+        wait_until(lambda: server.worker_pid() not in (None, worker), 30, message="a new worker")
+        server.wait_healthy()
+        wait_until(lambda: any(e.get("event") == "lxc_leftover_cleaned" and e.get("container") == names[0]
+                               for e in server.log_events()), 20, message="leftover cleaned")
+        assert not alive(before)
+        # whatever the device runs now, nothing of the dead worker's container is left twice
+        now = init_pid(server, names[0])
+        assert len(mounts_under(lxc_path(server))) == (2 if now else 0)
+        assert len(loops_backed_under(server.base)) == (1 if now else 0)
+        assert server.stop() == 0
+        assert_clean(server, names)
+    finally:
+        server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)
+
+
+def test_a_crashing_container_is_recovered_and_releases_its_mounts(image):
+    server = GunicornServer(short_tempdir(), ENV)
+    name = unique("flaky")
+    try:
+        server.start()
+        state, files = revision(image, {name: {
+            "args": "exit 0.3 3", "status_goal": "STARTED", "group": "app",
+            "auto_recovery": {"policy": "on-failure", "max_retries": 0, "retry_delay": 0.2},
+        }})
+        install(server, "locals/flaky", state, files)
+        wait_until(lambda: containers(server)[name]["auto_recovery"]["current_retries"] >= 2, 20,
+                   message="two recoveries")
+        assert console(server, "locals/flaky", name).count(f"pvdemo {name}: exiting with 3") >= 2
+        assert len(mounts_under(lxc_path(server))) <= 2 and len(loops_backed_under(server.base)) <= 1
+        assert server.stop() == 0
+        assert_clean(server, [name])
+    finally:
+        server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)
+
+
+def test_runtime_is_chosen_by_setting(device):
+    events = [e for e in device.server.log_events() if e.get("event") == "container_runtime"]
+    assert [e["runtime"] for e in events] == ["LxcRuntime"]
+    assert json.loads(device.server.request("GET", "/containers")[2])  # and it serves them
