@@ -32,12 +32,15 @@ APPLETS = ("sh", "echo", "cat", "sleep", "printf", "grep", "hostname", "ls", "he
 INIT = r"""#!/bin/sh
 # pvcore's LXC demo init: says who it is, signals READY over pv-ctrl when
 # asked to ("ready"), then idles until halted (SIGPWR from lxc-stop, or TERM).
+# The process runtime can run it too (make bench): it names the socket in
+# PVCORE_CTRL_SOCKET.
+socket="${PVCORE_CTRL_SOCKET:-/pantavisor/pv-ctrl}"
 trap 'echo "pvdemo $(hostname): halting"; exit 0' PWR TERM INT
-echo "pvdemo $(hostname): init pid $$, /pantavisor/pv-ctrl $(ls /pantavisor/pv-ctrl 2>&1)"
+echo "pvdemo $(hostname): init pid $$, $socket $(ls "$socket" 2>&1)"
 signal_ready() {
     body='{"type":"ready","payload":""}'
     printf 'POST /signal HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
-        ${#body} "$body" | nc.openbsd -U /pantavisor/pv-ctrl 2>&1 | head -n 1
+        ${#body} "$body" | nc.openbsd -U "$socket" 2>&1 | head -n 1
 }
 if [ "$1" = ready ]; then
     i=0
@@ -58,6 +61,14 @@ if [ "$1" = exit ]; then
 fi
 while :; do sleep 1 & wait $!; done
 """
+
+
+def write_init(path: str) -> str:
+    """Write the demo init script to ``path`` (executable); return ``path``."""
+    with open(path, "w") as fh:
+        fh.write(INIT)
+    os.chmod(path, 0o755)
+    return path
 
 
 def _libraries(binary: str) -> Iterable[str]:
@@ -99,10 +110,7 @@ def build_rootfs(workdir: str) -> str:
     _install(netcat, root, "/bin/nc.openbsd")
     for applet in APPLETS:
         os.symlink("busybox", os.path.join(root, "bin", applet))
-    init = os.path.join(root, "sbin", "pvdemo-init")
-    with open(init, "w") as fh:
-        fh.write(INIT)
-    os.chmod(init, 0o755)
+    write_init(os.path.join(root, "sbin", "pvdemo-init"))
     with open(os.path.join(root, "etc", "hostname"), "w") as fh:
         fh.write("pvdemo\n")
     image = os.path.join(workdir, "root.squashfs")
