@@ -50,7 +50,7 @@ import structlog
 from pvcore import hookimpl
 from pvcore.app import StashKey
 from pvcore.services import Service
-from pvcore.settings import Setting
+from pvcore.settings import Setting, SettingsError
 
 from .runtime import LxcRuntime
 
@@ -88,7 +88,10 @@ def pvcore_declare_settings():
 
 
 def _selected(core) -> bool:
-    return core.settings.get("container_runtime") == "lxc"
+    try:
+        return core.settings.get("container_runtime") == "lxc"
+    except SettingsError:  # no container engine loaded: no runtime to provide
+        return False
 
 
 @hookimpl

@@ -441,9 +441,9 @@ class LxcRuntime:
 
     # -- identity ----------------------------------------------------------------
 
-    def cgroup(self, handle: LxcHandle) -> Dict[str, str]:
-        """The container's cgroups, ``{"<id>:<controllers>": path}`` (as its init saw them at start)."""
-        return dict(handle.cgroups)
+    def cgroups(self, handle: LxcHandle) -> List[str]:
+        """The cgroups LXC made for the container, as ``"<controllers>:<path>"`` (one per hierarchy)."""
+        return [f"{key.split(':', 1)[1]}:{path}" for key, path in handle.cgroups.items() if path not in ("", "/")]
 
     def identify(self, pid: int) -> Optional[str]:
         """The running container whose cgroup holds process ``pid`` (or a cgroup below it).

@@ -77,7 +77,9 @@ def test_local_run_boots_real_containers_from_the_revision(device):
         for ns in ("pid", "mnt"):
             assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
         # it saw itself as pid 1, found the socket inside, and its ready signal moved it to READY
-        text = console(server, device.rev, name)
+        # (the line after the signal may land a moment after READY)
+        text = wait_until(lambda: (lambda t: "ready signal accepted" in t and t)(console(server, device.rev, name)),
+                          10, message="the ready line in the console")
         assert f"pvdemo {name}: init pid 1, /pantavisor/pv-ctrl /pantavisor/pv-ctrl" in text
         assert f"pvdemo {name}: ready signal accepted" in text
         # the rootfs object is mounted read-only through a loop device, under an overlay
@@ -144,7 +146,8 @@ def test_stop_start_restart_by_api(device):
     wait_until(lambda: init_pid(server, name) not in (None, second) and _ready(device), 20,
                message="READY after restart")
     assert not alive(second)
-    assert console(server, device.rev, name).count("ready signal accepted") == 3
+    wait_until(lambda: console(server, device.rev, name).count("ready signal accepted") == 3, 10,
+               message="three ready lines in the console")
     assert len(mounts_under(base)) == 2 and len(loops_backed_under(server.base)) == 2
 
 
