@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import structlog
 
 from pvcore.fsutil import atomic_write
-from pvcore.supervisor import proc_stat, start_time
+from pvcore.supervisor import start_time
 
 from . import config as lxc_config
 from . import mounts
@@ -151,13 +151,22 @@ def kill_cgroups(dirs: List[str], timeout: float = 3.0) -> int:
         time.sleep(0.02)
 
 
-def remove_cgroups(dirs: List[str]) -> None:
-    """rmdir the (empty) cgroups ``dirs``, children first, and LXC's monitor sibling of each."""
+def remove_cgroups(dirs: List[str], timeout: float = 3.0) -> None:
+    """rmdir the cgroups ``dirs``, children first, and LXC's monitor sibling of each.
+
+    A cgroup whose last process was just killed stays busy until that process
+    is reaped, so a busy one is retried for up to ``timeout`` seconds.
+    """
+    paths = []
     for top in dirs:
         leaf = os.path.basename(top)
-        extra = [os.path.join(os.path.dirname(top), "lxc.monitor." + leaf[len("lxc.payload."):])] \
-            if leaf.startswith("lxc.payload.") else []
-        for path in [top] + extra:
+        paths.append(top)
+        if leaf.startswith("lxc.payload."):
+            paths.append(os.path.join(os.path.dirname(top), "lxc.monitor." + leaf[len("lxc.payload."):]))
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = []
+        for path in paths:
             if not os.path.isdir(path):
                 continue
             for root, subdirs, _files in os.walk(path, topdown=False):
@@ -168,8 +177,15 @@ def remove_cgroups(dirs: List[str]) -> None:
                         pass
             try:
                 os.rmdir(path)
-            except OSError:
+            except FileNotFoundError:
                 pass
+            except OSError:
+                busy.append(path)
+        if not busy or time.monotonic() > deadline:
+            if busy:
+                log.warning("lxc_cgroup_busy", cgroups=busy)
+            return
+        time.sleep(0.02)
 
 
 # -- teardown ------------------------------------------------------------------
@@ -261,6 +277,26 @@ def _ns(pid: int, kind: str) -> Optional[str]:
         return os.readlink(f"/proc/{pid}/ns/{kind}")
     except OSError:
         return None
+
+
+def _exe(pid: int) -> Optional[str]:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
+def own_cgroups(cgroups: Mapping[str, str]) -> Dict[str, str]:
+    """The entries of ``cgroups`` that are the container's own: never a root, never pvcore's cgroup
+    or one of its ancestors (so a teardown can never kill or remove what is not the container's)."""
+    ours = read_cgroups(os.getpid())
+    result = {}
+    for key, path in cgroups.items():
+        mine = ours.get(key, "/")
+        if path in ("", "/") or path == mine or mine.startswith(path.rstrip("/") + "/"):
+            continue
+        result[key] = path
+    return result
 
 
 class LxcRuntime:
@@ -381,7 +417,7 @@ class LxcRuntime:
         except BaseException:
             core.supervisor.stop(proc, 1.0)
             raise
-        cgroups = read_cgroups(init_pid)
+        cgroups = own_cgroups(read_cgroups(init_pid))
         record.init = (init_pid, start_time(init_pid) or "")
         record.cgroups = cgroup_dirs(cgroups)
         record.save()
@@ -392,19 +428,25 @@ class LxcRuntime:
         return handle
 
     def _wait_init(self, proc: subprocess.Popen, lxc_log: str) -> int:
-        """The container's init: the child of ``lxc-start`` in another pid namespace and cgroup."""
-        own_ns = _ns(os.getpid(), "pid")
-        monitor_cgroups = None
+        """The container's init, once it runs: the child of ``lxc-start`` that exec'd another program
+        in a new pid namespace.
+
+        LXC moves the child into the container's namespaces and cgroups
+        before it execs init, so from then on its cgroups are the container's.
+        """
+        monitor_exe = _exe(proc.pid)
+        host_pid_ns = _ns(os.getpid(), "pid")
         deadline = time.monotonic() + self.start_timeout
         while True:
             if proc.poll() is not None:
                 raise StartError(f"lxc-start exited with {proc.returncode}: {_tail(lxc_log)}")
-            if monitor_cgroups is None:
-                monitor_cgroups = read_cgroups(proc.pid)
+            if monitor_exe is None:
+                monitor_exe = _exe(proc.pid)
             for child in _children(proc.pid):
-                stat = proc_stat(child)
-                cgroups = read_cgroups(child)
-                if stat and _ns(child, "pid") not in (None, own_ns) and cgroups and cgroups != monitor_cgroups:
+                # (a hook LXC runs is another program too, but in the host's pid namespace)
+                exe = _exe(child)
+                if exe is not None and monitor_exe is not None and exe != monitor_exe \
+                        and _ns(child, "pid") not in (None, host_pid_ns):
                     return child
             if time.monotonic() > deadline:
                 raise StartError(f"container init did not appear within {self.start_timeout}s: {_tail(lxc_log)}")
@@ -443,7 +485,7 @@ class LxcRuntime:
 
     def cgroups(self, handle: LxcHandle) -> List[str]:
         """The cgroups LXC made for the container, as ``"<controllers>:<path>"`` (one per hierarchy)."""
-        return [f"{key.split(':', 1)[1]}:{path}" for key, path in handle.cgroups.items() if path not in ("", "/")]
+        return [f"{key.split(':', 1)[1]}:{path}" for key, path in handle.cgroups.items()]
 
     def identify(self, pid: int) -> Optional[str]:
         """The running container whose cgroup holds process ``pid`` (or a cgroup below it).
@@ -457,7 +499,7 @@ class LxcRuntime:
         for name, handle in list(self._running.items()):
             for key, path in handle.cgroups.items():
                 theirs = peer.get(key)
-                if path not in ("", "/") and theirs is not None and (theirs == path or theirs.startswith(path + "/")):
+                if theirs is not None and (theirs == path or theirs.startswith(path + "/")):
                     return name
         for path in peer.values():
             if "/lxc.payload." in path or path.startswith("lxc.payload."):

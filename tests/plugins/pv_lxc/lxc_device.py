@@ -117,14 +117,15 @@ def loops_backed_under(path: str) -> List[str]:
 
 
 def payload_cgroups(names) -> List[str]:
-    """LXC payload cgroups (any hierarchy) still present for container ``names``."""
+    """LXC cgroups (any hierarchy, renamed ``-1`` ones too) still present for container ``names``."""
     found = []
     for hierarchy in os.listdir("/sys/fs/cgroup"):
         top = os.path.join("/sys/fs/cgroup", hierarchy)
-        for name in names:
-            for leaf in (f"lxc.payload.{name}", f"lxc.monitor.{name}"):
-                if os.path.isdir(os.path.join(top, leaf)):
-                    found.append(os.path.join(top, leaf))
+        if not os.path.isdir(top):
+            continue
+        for entry in os.listdir(top):
+            if any(entry.startswith((f"lxc.payload.{name}", f"lxc.monitor.{name}")) for name in names):
+                found.append(os.path.join(top, entry))
     return found
 
 
