@@ -28,10 +28,12 @@ artifacts (``<c>/run.json``: ``root-volume``, ``volumes``, ``config``,
   default, then SIGKILL), then every mount is undone and every loop device
   released.
 
-Callers are identified by cgroup: a peer whose ``/proc/<pid>/cgroup`` lies
-in (or below) the cgroup LXC made for a running container is that container,
-whatever its ancestry (``lxc-attach`` included). A peer in an LXC payload
-cgroup that no running container owns is an unknown caller, never the host.
+Callers are identified by cgroup: the runtime reports the cgroups LXC made
+for each running container (``cgroups(handle)``), so the core's resolver
+names any process in (or below) them that container, ``lxc-attach`` and
+escaped processes included. This plugin also resolves first: a peer in an
+LXC payload cgroup that no running container owns is an unknown caller —
+never the host, although it runs as uid 0 like pvcore.
 
 Crash safety: each host resource is recorded in ``<lxc_path>/<c>/record.json``
 before it is taken; the next worker's start (:class:`LxcCleanup`) kills what
@@ -42,6 +44,8 @@ bindings as ``python3-lxc`` for the system interpreter only, not for pvcore's
 virtualenv (nor PyPI wheels); the tools are the stable interface every LXC
 release keeps, and ``lxc-start -F`` gives a plain child process the existing
 supervisor already knows how to record, signal and reap.
+
+docs/architecture.md, "Container runtimes", has the whole picture.
 """
 from __future__ import annotations
 
