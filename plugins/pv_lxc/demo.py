@@ -117,7 +117,7 @@ def build_rootfs(workdir: str) -> str:
     if os.path.exists(image):
         os.unlink(image)
     subprocess.run(["mksquashfs", root, image, "-noappend", "-quiet", "-no-progress", "-all-root",
-                    "-no-xattrs"], check=True, stdout=subprocess.DEVNULL)
+                    "-no-xattrs", "-mkfs-time", "0", "-all-time", "0"], check=True, stdout=subprocess.DEVNULL)
     shutil.rmtree(root, ignore_errors=True)
     return image
 
