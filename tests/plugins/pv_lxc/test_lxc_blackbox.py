@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -229,3 +231,41 @@ def test_runtime_is_chosen_by_setting(device):
     events = [e for e in device.server.log_events() if e.get("event") == "container_runtime"]
     assert [e["runtime"] for e in events] == ["LxcRuntime"]
     assert json.loads(device.server.request("GET", "/containers")[2])  # and it serves them
+
+
+STRAY = r"""
+import os, socket, sys
+with open(os.path.join(sys.argv[1], "cgroup.procs"), "w") as fh:
+    fh.write(str(os.getpid()))
+with socket.socket(socket.AF_UNIX) as sock:
+    sock.connect(sys.argv[2])
+    sock.sendall(b"GET /containers HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    print(sock.makefile("rb").readline().decode().strip())
+"""
+
+
+def test_a_process_in_a_foreign_lxc_cgroup_is_unknown_never_the_host(device):
+    # root like pvcore, outside its tree, in an LXC payload cgroup no running container owns:
+    # "host by uid" must not apply (it would be mgmt)
+    cgroup = os.path.join("/sys/fs/cgroup/unified", f"lxc.payload.{unique('stray')}")
+    if not os.path.isdir("/sys/fs/cgroup/unified"):
+        cgroup = os.path.join("/sys/fs/cgroup/pids", os.path.basename(cgroup))
+    os.mkdir(cgroup)
+    try:
+        out = subprocess.run([sys.executable, "-c", STRAY, cgroup, device.server.socket],
+                             capture_output=True, text=True, timeout=30)
+        assert out.stdout.startswith("HTTP/1.0 500"), (out.stdout, out.stderr)
+        # the same process outside that cgroup is the host
+        assert device.server.request("GET", "/containers")[0] == 200
+    finally:
+        wait_until(lambda: not _rmdir_failed(cgroup), 5)
+
+
+def _rmdir_failed(path):
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return False
