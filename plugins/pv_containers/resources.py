@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import falcon
 
-from pvcore.body import dumps, parse_json_object, read_small_body
+from pvcore.body import parse_json_object, read_small_body
 from pvcore.errors import BadRequest, Forbidden, NotFound, PvError
 
 BODY_LIMIT = 1024
@@ -18,11 +18,11 @@ class ContainerList:
         self._engine = engine
 
     def on_get(self, req, resp):
-        entries = self._engine.container_list()
-        if entries is None:
+        body = self._engine.container_list_json()
+        if body is None:
             raise PvError(NOT_LOADED, 500)
         resp.content_type = falcon.MEDIA_JSON
-        resp.data = dumps(entries)
+        resp.data = body
 
 
 class ContainerControl:

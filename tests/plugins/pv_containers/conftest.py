@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 
@@ -30,7 +31,11 @@ class Device:
         return self.engine.container(name).status.name
 
     def entry(self, name):
-        return next(e for e in self.engine.container_list() if e["name"] == name)
+        listing = self.engine.container_list()
+        # The kept response body must show what a fresh rendering shows, at
+        # every point any test looks.
+        assert json.loads(self.engine.container_list_json()) == listing
+        return next(e for e in listing if e["name"] == name)
 
 
 @pytest.fixture(name="make_device")

@@ -1,5 +1,7 @@
 """The status machine with a fake runtime and a hand-moved clock: gating, goals,
 aggregation, recovery timing, user actions."""
+import json
+
 import pytest
 
 from engine_fakes import run_json, state_of
@@ -309,3 +311,17 @@ def test_start_while_stopping_restarts_once_stopped(make_device):
     assert dev.status("client") == "STARTED"
     assert dev.runtime.started.count("client") == 2
     assert dev.entry("client")["user_stopped"] == "false"
+
+
+def test_listing_body_is_kept_until_something_shown_changes(make_device):
+    dev = make_device(demo_like())
+    assert dev.engine.container_list_json() is None
+    dev.step()
+    first = dev.engine.container_list_json()
+    assert dev.engine.container_list_json() is first  # nothing changed: nothing rendered
+    dev.step()
+    second = dev.engine.container_list_json()
+    assert second != first and json.loads(second) == dev.engine.container_list()
+    dev.engine.control("client", "stop")
+    dev.step()
+    assert dev.entry("client")["status"] == "STOPPED" and dev.entry("client")["user_stopped"] == "true"
