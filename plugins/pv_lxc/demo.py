@@ -54,6 +54,9 @@ if [ "$1" = ready ]; then
         sleep 0.2
     done
 fi
+if [ "$1" = stubborn ]; then
+    trap '' PWR TERM INT  # ignores every polite request: only SIGKILL ends it
+fi
 if [ "$1" = exit ]; then
     sleep "${2:-1}"
     echo "pvdemo $(hostname): exiting with ${3:-1}"

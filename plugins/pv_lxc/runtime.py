@@ -258,9 +258,10 @@ class LxcHandle:
 def _folder(state: Mapping[str, Any], name: str) -> str:
     """The state folder of container ``name`` (the ``<folder>/run.json`` naming it)."""
     for key, value in state.items():
+        folder = key.split("/", 1)[0]
         if key.endswith("/run.json") and key.count("/") == 1 and isinstance(value, Mapping) \
-                and value.get("name", key.split("/", 1)[0]) == name:
-            return key.split("/", 1)[0]
+                and value.get("name", folder) == name and _NAME.match(folder):  # never "..": it names paths
+            return folder
     return name
 
 

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -231,6 +232,28 @@ def test_runtime_is_chosen_by_setting(device):
     events = [e for e in device.server.log_events() if e.get("event") == "container_runtime"]
     assert [e["runtime"] for e in events] == ["LxcRuntime"]
     assert json.loads(device.server.request("GET", "/containers")[2])  # and it serves them
+
+
+def test_a_container_ignoring_the_halt_signal_is_killed_after_the_stop_timeout(image):
+    server = GunicornServer(short_tempdir(), dict(ENV, PVCORE_STOP_TIMEOUT="1"))
+    name = unique("stubborn")
+    try:
+        server.start()
+        state, files = revision(image, {name: {"args": "stubborn", "status_goal": "STARTED", "group": "app"}})
+        install(server, "locals/stubborn", state, files)
+        pid = init_pid(server, name)
+        assert pid
+        t0 = time.monotonic()
+        assert server.request("PUT", f"/containers/{name}", b'{"action":"stop"}')[0] == 200
+        wait_until(lambda: containers(server)[name]["status"] == "STOPPED", 15)
+        assert time.monotonic() - t0 >= 1.0  # it was asked first, and waited for
+        assert not alive(pid) and "halting" not in console(server, "locals/stubborn", name)
+        assert mounts_under(lxc_path(server)) == [] and loops_backed_under(server.base) == []
+        assert server.stop() == 0
+        assert_clean(server, [name])
+    finally:
+        server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)
 
 
 STRAY = r"""
