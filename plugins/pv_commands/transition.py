@@ -85,8 +85,11 @@ def begin(core, cstate: CommandState, op: str, rev: str, timeout: float, commit_
     core.hook.pvcore_activity(core=core, name="update", active=True)
     try:
         core.hook.pvcore_revision_changing(core=core, old=old, new=rev)
-        _progress(core, rev, "INPROGRESS", TRANSITIONING)
+        # NOTE: the try is recorded before its progress says INPROGRESS: a
+        # crash between the two then leaves a recorded try that the next boot
+        # rolls back and marks ERROR, never an INPROGRESS that nothing ends.
         if core.hook.pvcore_set_running_revision(core=core, rev=rev, try_once=(op == TRY_ONCE)):
+            _progress(core, rev, "INPROGRESS", TRANSITIONING)
             ok, message = _run(core, rev, state, op == LOCAL_APPLY, timeout)
         else:
             log.error("running_revision_not_set", rev=rev)
