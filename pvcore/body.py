@@ -13,7 +13,9 @@ from pvcore.errors import BadRequest, InsufficientStorage
 
 try:  # the server's own body-framing errors (bad chunk size, body cut short)
     from gunicorn.http.errors import NoMoreData as _NoMoreData, ParseException as _ParseException
-    _FRAMING_ERRORS: tuple = (_NoMoreData, _ParseException)
+    # OSError: the peer reset the connection or stalled past io_timeout
+    # (pvcore/connections.py) in the middle of its body.
+    _FRAMING_ERRORS: tuple = (_NoMoreData, _ParseException, OSError)
 except ImportError:  # pragma: no cover - gunicorn is a dependency
     _FRAMING_ERRORS = ()
 

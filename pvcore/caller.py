@@ -213,6 +213,16 @@ def pvcore_revision_changed(core):
     core.caller_cache.invalidate()
 
 
+def connection_key(core, sock) -> Optional[str]:
+    """Who holds connection ``sock``, for per-caller caps (pvcore/connections.py).
+
+    The caller's name (a container, ``_pv_``), or ``None`` for every caller
+    that cannot be identified (they share their caps).
+    """
+    caller = identify(core, {"gunicorn.socket": sock})
+    return caller.name if caller is not None else None
+
+
 def identify(core, environ) -> Optional[Caller]:
     """The :class:`Caller` of a request, or ``None`` when it cannot be identified."""
     sock = environ.get("gunicorn.socket")

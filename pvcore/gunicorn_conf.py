@@ -30,6 +30,7 @@ bind = "unix:" + os.path.abspath(_settings.socket_path)
 umask = 0o117
 workers = 1
 worker_class = "pvcore.worker.PvThreadWorker"  # gthread + pv-ctrl shims
+# At most caller_threads of them per caller (pvcore/connections.py).
 threads = _settings.threads
 preload_app = False
 max_requests = 0
@@ -53,6 +54,7 @@ def on_starting(server):
 def post_worker_init(worker):
     if _PVCORE_APP:
         # NOTE: the same module object gunicorn imported for the app.
+        from pvcore.caller import connection_key
         from pvcore.errors import StartupError
         from pvcore.wsgi import BootFailed, core
 
@@ -60,6 +62,8 @@ def post_worker_init(worker):
             core.start()
         except StartupError as exc:
             raise BootFailed(exc) from None
+        # Per-caller caps count callers as the app identifies them.
+        worker.caller_key = lambda sock: connection_key(core, sock)
 
 
 def post_request(worker, req, environ, resp):

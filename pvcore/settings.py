@@ -87,6 +87,15 @@ CORE_SETTINGS = (
     Setting("cgroups", str, "auto",
             "Containers in cgroups of their own: auto (when pvcore can create cgroups, v1 or v2) or off "
             "(the process-tree fallback, as on a non-root laptop)."),
+    Setting("header_timeout", float, 10.0,
+            "Seconds a connection has to deliver a request head (and a small body) before it is closed unanswered."),
+    Setting("io_timeout", float, 10.0,
+            "Seconds a request being served may wait for its peer to send or read more before it is ended."),
+    Setting("caller_threads", int, 4,
+            "Requests one caller (a container, the host, the unknown) may have in gunicorn's threads at once; "
+            "its others wait, holding no thread."),
+    Setting("caller_connections", int, 128,
+            "Connections one caller may hold open at once; more are closed at accept."),
     Setting("buildinfo", str, "",
             "The build manifest served by GET /buildinfo (text); empty, as in CMake builds, by default."),
     Setting("init_mode", str, "appengine",
@@ -99,8 +108,9 @@ CORE_SETTINGS = (
             "Streams open at once (/_pvcore/events, log follow); the next caller gets 503 with Retry-After."),
     Setting("stream_stall_timeout", float, 10.0,
             "Seconds a stream's client may leave its socket full before it is dropped."),
-    Setting("threads", int, 8,
-            "gthread threads serving requests in the one worker (read by gunicorn when it starts)."),
+    Setting("threads", int, 16,
+            "gthread threads serving requests in the one worker (read by gunicorn when it starts); at most "
+            "caller_threads of them per caller, so callers stuck on slow peers leave the others threads."),
     Setting("disable_plugins", str, "",
             "Comma-separated plugin names to leave out; their routes answer unknown endpoint."),
     Setting("trace_hooks", bool, False,

@@ -1,4 +1,7 @@
-"""pvcore's gunicorn worker: gthread, with pv-ctrl compatibility shims.
+"""pvcore's gunicorn worker: gthread, fair to its callers, with pv-ctrl compatibility shims.
+
+Connections are handled by :class:`pvcore.connections.FairThreadWorker`
+(request heads read in the poll loop, per-caller caps, deadlines). The shims:
 
 1. ``pvcontrol objects put`` sends ``Transfer-Encoding: identity`` together
    with a ``Content-Length`` (docs/protocol.md). libevent treats any non-chunked
@@ -40,7 +43,8 @@ from gunicorn.http.body import LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.message import Request
 from gunicorn.http.parser import RequestParser
-from gunicorn.workers.gthread import ThreadWorker
+from pvcore.connections import FairThreadWorker
+from pvcore.settings import Settings
 
 FRAMEWORK_ERROR = b'{"Error": "Unsupported protocol"}'
 #: Bytes a closing connection may still discard (gunicorn's default: 64 KiB);
@@ -166,12 +170,18 @@ class PvResponse(wsgi.Response):
             self.must_close = True
 
 
-class PvThreadWorker(ThreadWorker):
+class PvThreadWorker(FairThreadWorker):
     """``worker_class = "pvcore.worker.PvThreadWorker"``."""
 
     def init_process(self):
+        settings = Settings()
+        self.header_timeout = settings.header_timeout
+        self.io_timeout = settings.io_timeout
+        self.caller_threads = max(1, settings.caller_threads)
+        self.caller_connections = max(1, settings.caller_connections)
         RequestParser.mesg_class = PvRequest
         wsgi.Response = PvResponse
         util.close_graceful = functools.partial(util.close_graceful, max_drain=LINGER_DRAIN)
+        self.linger_bytes = LINGER_DRAIN  # the poll loop's own graceful close, likewise
         util.write_error = write_framework_error
         super().init_process()

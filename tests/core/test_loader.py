@@ -37,7 +37,7 @@ def test_plugins_are_disabled_through_the_setting_from_any_source(tmp_path, make
     assert make_client(core).simulate_get("/buildinfo").status_code == 400
     settings = {entry["name"]: entry for entry in make_client(core).simulate_get("/_pvcore/settings").json}
     assert (settings["disable_plugins"]["value"], settings["disable_plugins"]["source"]) == ("pv_buildinfo", "file")
-    assert settings["threads"]["value"] == 8
+    assert settings["threads"]["value"] == 16
 
 
 def test_trace_hooks_is_a_setting(tmp_path, log_output):

@@ -1,0 +1,358 @@
+"""No caller can starve the others: gthread with reads in the poll loop and per-caller caps.
+
+gunicorn's gthread worker gives every new connection a thread that blocks
+reading the request head, and the body, and writing the response. Its
+threads are few (``threads``), so a handful of callers that stop mid-request
+(partial headers, a body trickling at 1 byte/s, a download never read, idle
+connections) hold all of them and every other caller waits. Since callers
+are the device's own containers, :class:`FairThreadWorker` changes where
+and for whom threads are spent (docs/architecture.md, "Connections"):
+
+1. **The request head is read in the poll loop**, without blocking, together
+   with a body of at most ``SMALL_BODY`` bytes (every JSON body pv-ctrl
+   takes). Only a complete request goes to a thread, so partial headers,
+   trickled small bodies and idle keep-alives hold no thread at all. A
+   connection has ``header_timeout`` seconds to deliver that much; then it
+   is closed without an answer (libevent does the same).
+2. **Per-caller caps.** At accept, the caller is identified once from the
+   peer (the app's own identification, ``worker.caller_key``): a container
+   by its name, so all its processes share its caps. A caller may hold at
+   most ``caller_threads`` threads; its further complete requests wait in the
+   poll loop (holding no thread) until one of its own finishes. A caller
+   may keep at most ``caller_connections`` connections open; more are
+   closed at accept. One container can only ever slow itself down.
+3. **Deadlines in threads.** What a thread still does for a slow peer — a
+   large body (an object upload), a large response (a download) — waits at
+   most ``io_timeout`` seconds for the peer to make progress
+   (:class:`PeerSocket`); then the request ends as if the peer had gone.
+
+The thread pool is FIFO across callers; the caps keep any one caller from
+filling it. Everything else (keep-alive, pipelining, HTTP/1.0, half-closed
+sockets, ``Expect: 100-continue``) is gunicorn's own behaviour.
+"""
+from __future__ import annotations
+
+import errno
+import re
+import selectors
+import socket
+import struct
+import time
+from collections import defaultdict, deque
+from functools import partial
+from typing import Callable, Deque, Dict, Hashable, Optional
+
+import structlog
+from gunicorn import http
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+log = structlog.get_logger(__name__)
+
+#: A body up to this size is read in the poll loop with the head.
+SMALL_BODY = 64 * 1024
+#: A head not complete after this many bytes is handed to the parser as is
+#: (which refuses it with gunicorn's limits: 414, 431, 400).
+MAX_HEAD = 64 * 1024
+_RECV = 64 * 1024
+#: A closing connection is drained this long at most (gunicorn's own limit).
+LINGER = 2.0
+_CONTENT_LENGTH = re.compile(rb"\r?\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*\r?\n", re.I)
+_TRANSFER_ENCODING = re.compile(rb"\r?\ntransfer-encoding[ \t]*:", re.I)
+_EXPECT = re.compile(rb"\r?\nexpect[ \t]*:", re.I)
+_PEERCRED = struct.Struct("3i")
+
+
+class PeerSocket(socket.socket):
+    """A client socket whose blocking operations give up on a stalled peer.
+
+    gunicorn puts the socket in blocking mode (``setblocking(True)``) when a
+    thread takes it; here that means "block, but at most ``io_timeout``
+    seconds without progress". A peer that stalls longer looks like one that
+    reset the connection (``ECONNRESET``), which gunicorn and pvcore's body
+    readers already handle quietly.
+    """
+
+    __slots__ = ("io_timeout",)
+
+    def setblocking(self, flag: bool) -> None:
+        if flag:
+            self.settimeout(self.io_timeout)
+        else:
+            super().setblocking(False)
+
+    def recv(self, *args):
+        try:
+            return super().recv(*args)
+        except socket.timeout:
+            raise _stalled("sending") from None
+
+    def recv_into(self, *args):
+        try:
+            return super().recv_into(*args)
+        except socket.timeout:
+            raise _stalled("sending") from None
+
+    def sendall(self, data, flags: int = 0) -> None:
+        # NOTE: socket.sendall's timeout bounds the whole call; a slow reader
+        # that keeps reading must not be cut, so each send gets its own.
+        if self.gettimeout() == 0.0:
+            return super().sendall(data, flags)
+        view = memoryview(data).cast("B")
+        try:
+            while view:
+                sent = self.send(view, flags)
+                view = view[sent:]
+        except socket.timeout:
+            raise _stalled("reading") from None
+        return None
+
+    def sendfile(self, file, offset: int = 0, count: Optional[int] = None):
+        try:
+            return super().sendfile(file, offset, count)
+        except socket.timeout:
+            raise _stalled("reading") from None
+
+
+def _stalled(what: str) -> ConnectionResetError:
+    log.info("client_stalled", stopped=what)
+    return ConnectionResetError(errno.ECONNRESET, f"peer stopped {what}")
+
+
+class PvConn(TConn):
+    """gunicorn's connection, plus its caller key and read-ahead buffer.
+
+    A graceful close (after ``Connection: close``) lingers in the poll loop:
+    gunicorn's own blocks the loop for up to 2 s on a peer that never closes.
+    """
+
+    def __init__(self, worker, key, *args):
+        super().__init__(*args)
+        self.pv_worker = worker
+        self.pv_key = key
+        self.pv_closed = False
+        self.pv_buf = bytearray()
+        self.pv_eof = False
+
+    def close(self, graceful=False):
+        if graceful:
+            self.pv_worker._linger(self)
+        else:
+            self.pv_worker._forget(self)
+            super().close()
+
+
+def peer_uid(sock) -> Hashable:
+    """The default caller key: the peer's uid (``SO_PEERCRED``)."""
+    try:
+        _pid, uid, _gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    except OSError:
+        return None
+    return ("uid", uid)
+
+
+def request_ready(buf: bytes, eof: bool) -> bool:
+    """Whether ``buf`` holds what a thread needs to serve without waiting.
+
+    That is a complete head plus, for a ``Content-Length`` body of at most
+    :data:`SMALL_BODY`, the whole body. A chunked body, a large one, or one
+    the client will only send after ``100 Continue`` is read by the thread.
+    """
+    end = buf.find(b"\r\n\r\n")
+    size = 4
+    if end < 0:
+        end, size = buf.find(b"\n\n"), 2
+    if end < 0:
+        return eof or len(buf) >= MAX_HEAD
+    head = buf[:end + size]
+    if eof or _TRANSFER_ENCODING.search(head) or _EXPECT.search(head):
+        return True
+    match = _CONTENT_LENGTH.search(head)
+    if match is None:
+        return True
+    length = int(match.group(1))
+    return length > SMALL_BODY or len(buf) - len(head) >= length
+
+
+class FairThreadWorker(ThreadWorker):
+    """gthread, reading heads in its poll loop and capping each caller (module docstring).
+
+    :ivar caller_key: ``function(sock) -> key``; callers with equal keys share
+        their caps. pvcore's ``post_worker_init`` sets it to the app's caller
+        identification; the default is the peer's uid.
+    """
+
+    caller_key: Callable = staticmethod(peer_uid)
+    header_timeout = 10.0
+    io_timeout = 10.0
+    caller_threads = 4
+    caller_connections = 128
+    #: bytes a closing connection may still discard (see :meth:`_linger`).
+    linger_bytes = 64 * 1024
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._reading: Dict[TConn, float] = {}  # conn -> deadline of its head
+        self._lingering: Dict[TConn, float] = {}  # conn -> when to stop draining it
+        self._in_threads: Dict[Hashable, int] = defaultdict(int)
+        self._waiting: Dict[Hashable, Deque[TConn]] = defaultdict(deque)
+        self._open: Dict[Hashable, int] = defaultdict(int)
+
+    # -- accepting -------------------------------------------------------------
+
+    def accept(self, listener):
+        try:
+            client, addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        sock = PeerSocket(client.family, client.type, client.proto, fileno=client.detach())
+        sock.io_timeout = self.io_timeout
+        try:
+            key = self.caller_key(sock)
+        except Exception:  # identification must never take the poll loop down
+            log.exception("caller_key_failed")
+            key = None
+        if self._open[key] >= self.caller_connections:
+            log.warning("caller_connection_refused", caller=str(key), open=self._open[key])
+            sock.close()
+            return
+        self._open[key] += 1
+        self.nr_conns += 1
+        conn = PvConn(self, key, self.cfg, sock, addr, listener.getsockname())
+        self._read_head(conn, time.monotonic() + self.header_timeout)
+
+    def _forget(self, conn) -> None:
+        """Count ``conn`` as closed for its caller (once)."""
+        if not conn.pv_closed:
+            conn.pv_closed = True
+            self._open[conn.pv_key] -= 1
+            if self._open[conn.pv_key] <= 0:
+                self._open.pop(conn.pv_key, None)
+
+    # -- reading the head in the poll loop -----------------------------------------
+
+    def _read_head(self, conn, deadline: float, keep: bool = False) -> None:
+        if not keep:
+            conn.pv_buf = bytearray()
+        conn.pv_eof = False
+        conn.sock.setblocking(False)
+        self._reading[conn] = deadline
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head_readable, conn))
+
+    def _on_head_readable(self, conn, _sock) -> None:
+        try:
+            data = conn.sock.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, conn.pv_buf = b"", bytearray()
+        if data:
+            conn.pv_buf += data
+        else:
+            conn.pv_eof = True
+        if conn.pv_eof and not conn.pv_buf:
+            self._drop(conn)
+        elif request_ready(conn.pv_buf, conn.pv_eof):
+            self._stop_reading(conn)
+            if conn.parser is None:
+                conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+            data, conn.pv_buf = bytes(conn.pv_buf), bytearray()
+            conn.parser.unreader.unread(data)
+            conn.data_ready = True
+            self.enqueue_req(conn)
+
+    def _stop_reading(self, conn) -> None:
+        self._reading.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def _drop(self, conn) -> None:
+        self._stop_reading(conn)
+        self.nr_conns -= 1
+        conn.close()
+
+    def _linger(self, conn) -> None:
+        """Half-close, then drain what the peer still sends, for at most
+        ``LINGER`` seconds and ``linger_bytes``, in the poll loop (RFC 9112
+        §9.6), then close: gunicorn's ``close_graceful`` does the same but
+        blocks the loop meanwhile."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+            conn.sock.setblocking(False)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_linger_readable, conn))
+        except (OSError, ValueError, KeyError):
+            conn.close()
+            return
+        conn.pv_drained = 0
+        self._lingering[conn] = time.monotonic() + LINGER
+
+    def _on_linger_readable(self, conn, _sock) -> None:
+        try:
+            data = conn.sock.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        conn.pv_drained += len(data)
+        if not data or conn.pv_drained >= self.linger_bytes:
+            self._end_linger(conn)
+
+    def _end_linger(self, conn) -> None:
+        self._lingering.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        conn.close()
+
+    def on_client_socket_readable(self, conn, client):
+        """A kept-alive connection has bytes: read its next head here too."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self._read_head(conn, time.monotonic() + self.header_timeout)
+        self._on_head_readable(conn, client)
+
+    def murder_pending(self):
+        super().murder_pending()
+        now = time.monotonic()
+        for conn in [c for c, deadline in self._lingering.items() if deadline <= now or not self.alive]:
+            self._end_linger(conn)
+        # NOTE: a stopping worker does not wait for heads still coming.
+        expired = [conn for conn, deadline in self._reading.items() if deadline <= now or not self.alive]
+        for conn in expired:
+            if self.alive:
+                log.info("client_head_timeout", caller=str(conn.pv_key), received=len(conn.pv_buf))
+            self._drop(conn)
+
+    # -- per-caller thread caps -------------------------------------------------------
+
+    def enqueue_req(self, conn):
+        if conn.parser is not None and not conn.pv_buf:
+            # NOTE: gunicorn hands over a pipelined next request as soon as a
+            # byte of it was read ahead; the rest of its head is read here.
+            ahead = conn.parser.unreader.buf.getvalue()
+            if ahead and not request_ready(ahead, conn.pv_eof):
+                conn.pv_buf = bytearray(conn.parser.unreader.take_buffered())
+                self._read_head(conn, time.monotonic() + self.header_timeout, keep=True)
+                return
+        key = getattr(conn, "pv_key", None)
+        if self._in_threads[key] >= self.caller_threads:
+            self._waiting[key].append(conn)
+            return
+        self._in_threads[key] += 1
+        super().enqueue_req(conn)
+
+    def finish_request(self, conn, fs):
+        key = getattr(conn, "pv_key", None)
+        self._in_threads[key] -= 1
+        if self._in_threads[key] <= 0:
+            self._in_threads.pop(key, None)
+        super().finish_request(conn, fs)
+        waiting = self._waiting.get(key)
+        while waiting and self._in_threads[key] < self.caller_threads:
+            self.enqueue_req(waiting.popleft())
+        if waiting is not None and not waiting:
+            self._waiting.pop(key, None)
