@@ -233,9 +233,20 @@ class Core:
         that owns the state. Listeners run in the publisher's thread, one event
         at a time, in id order; they must be quick and must not raise.
         """
-        with self._events.lock:
-            event = self._events.make(type, subject, data or {})
-            self.hook.pvcore_event(core=self, event=event)
+        events = self._events
+        with events.lock:
+            event = events.make(type, subject, data or {})
+            events.pending.append(event)
+            if events.delivering:
+                # Published by a listener: delivered right after the event
+                # being delivered, so every listener still sees id order.
+                return event
+            events.delivering = True
+            try:
+                while events.pending:
+                    self.hook.pvcore_event(core=self, event=events.pending.popleft())
+            finally:
+                events.delivering = False
         return event
 
     @property
@@ -243,9 +254,24 @@ class Core:
         """The id of this worker's first event; earlier ids are from earlier workers."""
         return self._events.first
 
-    def running_revision(self) -> Optional[str]:
-        """Shortcut for the ``pvcore_running_revision`` hook."""
-        return self.hook.pvcore_running_revision(core=self)
+    def call(self, hook_name: str, default: Any = None, **kwargs: Any) -> Any:
+        """Call another plugin's contract hook ``hook_name`` with ``core=self``.
+
+        The way to use a contract whose owner may be missing (disabled with
+        ``PVCORE_DISABLE_PLUGINS``, or not installed): a contract exists only
+        while its owner is loaded (:func:`pvcore.hookspecs.pvcore_addhooks`).
+
+        :return: the hook's answer; ``default`` when the hook is not declared
+            or a *firstresult* hook got no answer.
+
+        Grep ``hook_name`` to find its documented spec in the owner's
+        ``hookspecs.py`` (docs/architecture.md §3).
+        """
+        caller = getattr(self.hook, hook_name, None)
+        if caller is None or caller.spec is None:
+            return default
+        result = caller(core=self, **kwargs)
+        return default if result is None else result
 
 
 # ---------------------------------------------------------------------------

@@ -204,13 +204,10 @@ class CallerCache:
 
 
 @hookimpl
-def pvcore_container_status_changed(core):
-    core.caller_cache.invalidate()
-
-
-@hookimpl
-def pvcore_revision_changed(core):
-    core.caller_cache.invalidate()
+def pvcore_event(core, event):
+    # Who a pid is, and what it may do, change with containers and revisions.
+    if event.type in ("container.status", "revision.running"):
+        core.caller_cache.invalidate()
 
 
 def connection_key(core, sock) -> Optional[str]:

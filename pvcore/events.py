@@ -7,6 +7,7 @@ hook directly, so ids stay strictly increasing across threads.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import threading
@@ -51,7 +52,11 @@ class EventCounter:
     def __init__(self, first: Optional[int] = None) -> None:
         self.first = time.time_ns() // 1000 if first is None else first
         self._ids = itertools.count(self.first)
-        self.lock = threading.Lock()
+        # NOTE: re-entrant, so a listener may publish (metadata follows
+        # revision events); see Core.publish for the delivery order.
+        self.lock = threading.RLock()
+        self.pending: "collections.deque[Event]" = collections.deque()
+        self.delivering = False
 
     def make(self, type: str, subject: str, data: Mapping[str, Any]) -> Event:
         return Event(next(self._ids), time.time(), type, subject, dict(data or {}))

@@ -1,11 +1,16 @@
 """Render the hook reference in docs/plugins.md from the hookspec docstrings.
 
+The core's hooks (:mod:`pvcore.hookspecs`) come first, then each installed
+plugin's contract (its ``hookspecs`` module, docs/architecture.md §3).
+
 ``python -m pvcore.hookdoc docs/plugins.md`` rewrites the part between the
 ``<!-- hooks:begin -->`` and ``<!-- hooks:end -->`` markers;
 ``--check`` exits 1 instead when the committed reference is stale.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import inspect
 import re
 import sys
@@ -27,7 +32,29 @@ def _sections():
             sections.append(current)
         elif hook and current is not None:
             current[1].append(getattr(hookspecs, hook.group(1)))
-    return [s for s in sections if s[1]]
+    return [s for s in sections if s[1]] + contract_sections()
+
+
+def contract_modules():
+    """``(plugin, hookspecs module)`` of every installed plugin that owns a contract."""
+    names = sorted({ep.value.split(":")[0] for ep in importlib.metadata.entry_points(group="pvcore")})
+    found = []
+    for name in names:
+        try:
+            found.append((name, importlib.import_module(name + ".hookspecs")))
+        except ImportError:
+            continue
+    return found
+
+
+def contract_sections():
+    """One section per plugin contract: ``Contract of <plugin>``, hooks in source order."""
+    sections = []
+    for name, module in contract_modules():
+        hooks = [getattr(module, m.group(1)) for m in re.finditer(r"^def (\w+)\(", inspect.getsource(module), re.M)]
+        if hooks:
+            sections.append((f"Contract of {name} (`{name}/hookspecs.py`)", hooks))
+    return sections
 
 
 def render() -> str:

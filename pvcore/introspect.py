@@ -5,7 +5,11 @@ They live outside the pv-ctrl namespace so no upstream client ever meets them.
 from __future__ import annotations
 
 from pvcore import hookimpl
+from pvcore.app import StashKey
 from pvcore.body import dumps
+
+#: The running revision, as last published in a ``revision.running`` event.
+RUNNING: StashKey[str] = StashKey()
 
 
 class Health:
@@ -21,7 +25,7 @@ class Health:
         resp.data = dumps({
             "status": "ok" if core.started else "starting",
             "services": [service.name for service in core._services],
-            "revision": core.running_revision(),
+            "revision": core.stash.get(RUNNING),
         })
 
 
@@ -79,3 +83,9 @@ def pvcore_routes(core):
         ("/_pvcore/plugins", Plugins(core)),
         ("/_pvcore/settings", SettingsList(core)),
     ]
+
+
+@hookimpl
+def pvcore_event(core, event):
+    if event.type == "revision.running":
+        core.stash[RUNNING] = event.subject

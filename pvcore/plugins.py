@@ -131,6 +131,9 @@ def get_plugin_manager(
     """
     pm = pluggy.PluginManager("pvcore")
     pm.add_hookspecs(hookspecs)
+    # NOTE: historic, so every plugin registered below gets to add the
+    # contract hookspecs it owns before check_pending() validates impls.
+    pm.hook.pvcore_addhooks.call_historic(kwargs=dict(pluginmanager=pm))
     if os.environ.get("PVCORE_TRACE_HOOKS") if trace is None else trace:
         _trace(pm)
     for module in ESSENTIAL_PLUGINS:

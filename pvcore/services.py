@@ -77,7 +77,7 @@ class LoopService(Service):
 
 @dataclass
 class DaemonSpec:
-    """A daemon for the daemons plugin to supervise (``pvcore_daemons``).
+    """A daemon for the daemons plugin to supervise (``pv_daemons_declare``).
 
     :ivar name: as listed by ``GET /daemons``.
     :ivar argv: the command line; ``argv[0]`` must exist or the daemon is

@@ -2,14 +2,17 @@
 
 The plugin owns the slot (contract §7.6) and the update progress of the
 transitions it drives (device-model §3); the work itself is done by other
-plugins through hooks: storage (``pvcore_revision_state``,
-``pvcore_set_running_revision``, ``pvcore_commit_revision`` …), the engine
-(``pvcore_run_revision``, ``pvcore_stop_containers``), daemons
-(``pvcore_daemon_control``), config and metadata. A worker thread
+plugins through their contracts: storage (``pv_steps_revision_state``,
+``pv_steps_set_running_revision``, ``pv_steps_commit_revision`` …), the engine
+(``pv_containers_run_revision``, ``pv_containers_stop``), daemons
+(``pv_daemons_control``) and config. A worker thread
 (:class:`pv_commands.worker.CommandWorker`) carries out one command at a
-time; every op also fires ``pvcore_command``. A container of a revision
-being tested that dies on its own (``pvcore_container_status_changed``) fails
-the transition, which is then rolled back.
+time; an op pv_commands does not own goes to its owner through
+``pv_commands_run`` (:mod:`pv_commands.hookspecs`). A container of a
+revision being tested that dies on its own (a ``container.status`` event)
+fails the transition, which is then rolled back. The device's mode is
+published as ``commands.mode`` (``local``/``remote``) and an unclaim as
+``commands.unclaimed``.
 
 Settings: ``update_goals_timeout``, ``update_commit_delay``,
 ``reboot_delay``, ``power_backend`` (``demo``/``system``), ``power_kill``
@@ -57,6 +60,13 @@ SETTINGS = (
 
 
 @hookimpl
+def pvcore_addhooks(pluginmanager):
+    from pv_commands import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@hookimpl
 def pvcore_declare_settings():
     return SETTINGS
 
@@ -81,13 +91,13 @@ def pvcore_services(core):
     return [CommandWorker(core, core.stash[STATE])]
 
 
-@hookimpl
-def pvcore_revisions_in_use(core):
+@hookimpl(optionalhook=True)
+def pv_steps_revisions_in_use(core):
     return core.stash[STATE].revisions_in_use()
 
 
 @hookimpl(trylast=True)
-def pvcore_power_backend(core):
+def pv_commands_power_backend(core):
     backend = core.stash.get(POWER)
     if backend is None:
         kind = core.settings.get("power_backend")
@@ -104,8 +114,12 @@ _UP = ("STARTING", "STARTED", "READY")
 
 
 @hookimpl
-def pvcore_container_status_changed(core, name, old, new):
+def pvcore_event(core, event):
     # A container of the revision being tested died without recovery: that
     # revision failed (device-model §3.2 failure edges); the worker rolls back.
-    if new == "STOPPED" and old in _UP and core.stash[STATE].fail_testing(name, NOT_STARTED):
-        log.error("container_died_while_testing", container=name, old=old)
+    if event.type != "container.status":
+        return
+    old, new = event.data.get("old"), event.data.get("new")
+    cstate = core.stash.get(STATE)
+    if new == "STOPPED" and old in _UP and cstate is not None and cstate.fail_testing(event.subject, NOT_STARTED):
+        log.error("container_died_while_testing", container=event.subject, old=old)

@@ -1,6 +1,6 @@
 """Device facts the pre-checks need: config flags, remote mode, claim state.
 
-* A config flag is asked through ``pvcore_config_get``; when no plugin
+* A config flag is asked through ``pv_config_get``; when no plugin
   answers, the upstream default applies.
 * Remote mode: there is no Hub here, so the device starts local (as the
   metadata plugin's ``pantavisor.mode`` says); GO_REMOTE makes it remote until
@@ -39,7 +39,7 @@ def as_flag(value: Any, default: bool) -> bool:
 
 
 def config_flag(core, key: str, default: bool) -> bool:
-    return as_flag(core.hook.pvcore_config_get(core=core, key=key), default)
+    return as_flag(core.call("pv_config_get", key=key), default)
 
 
 def is_remote(cstate: CommandState) -> bool:

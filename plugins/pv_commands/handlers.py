@@ -1,13 +1,11 @@
 """What each op does when the worker carries it out (device-model §11).
 
-pv_commands owns the slot and the progress; the work itself is done by the
-plugins answering the hooks called here. Every op also fires
-``pvcore_command`` so other plugins can act on (or extend) any op.
+pv_commands owns the slot, power and the device's mode; every other op goes
+to the plugin that owns it through ``pv_commands_run``
+(:mod:`pv_commands.hookspecs`).
 """
 from __future__ import annotations
 
-import json
-import os
 import time
 from typing import Callable, Dict, Optional
 
@@ -18,9 +16,6 @@ from pv_commands.ops import Command
 from pv_commands.state import CommandState
 
 log = structlog.get_logger(__name__)
-
-PENDING_DEVMETA = os.path.join("cache", "pending-devmeta.jsonl")
-
 
 class Executor:
     """Carries out commands for one core; called from the worker thread only."""
@@ -34,7 +29,6 @@ class Executor:
             ops.TRY_ONCE: self._transition,
             ops.LOCAL_APPLY: self._transition,
             ops.MAKE_FACTORY: self._make_factory,
-            ops.RUN_GC: self._run_gc,
             ops.REBOOT_DEVICE: self._reboot,
             ops.POWEROFF_DEVICE: self._poweroff,
             ops.DEFER_REBOOT: self._defer_reboot,
@@ -42,8 +36,6 @@ class Executor:
             ops.DISABLE_SSH: self._ssh,
             ops.GO_REMOTE: self._go_remote,
             ops.UNCLAIM: self._unclaim,
-            ops.XCONNECT_GRAPH: self._xconnect,
-            ops.UPDATE_METADATA: self._update_metadata,
         }
 
     # -- entry points --------------------------------------------------------------
@@ -58,10 +50,13 @@ class Executor:
         log.info("command_started", op=command.op, payload=command.payload)
         ok: Optional[bool] = False
         try:
-            ok = self._handlers[command.op](command)
-            others = self.core.hook.pvcore_command(core=self.core, op=command.op, payload=command.payload)
-            if ok is None and not any(others):
-                log.warning("command_unhandled", op=command.op)
+            handler = self._handlers.get(command.op)
+            if handler is not None:
+                ok = handler(command)
+            else:
+                ok = self.core.hook.pv_commands_run(core=self.core, op=command.op, payload=command.payload)
+                if ok is None:
+                    log.warning("command_unhandled", op=command.op)
         except Exception:
             log.exception("command_failed", op=command.op, payload=command.payload)
             ok = False
@@ -100,7 +95,7 @@ class Executor:
     def _transition(self, command: Command, prepare=None, rev: Optional[str] = None) -> bool:
         rev = rev if rev is not None else command.payload
         if rev == "current":
-            rev = self.core.running_revision() or rev
+            rev = self.core.call("pv_steps_running_revision") or rev
         reached = transition.begin(
             self.core, self.cstate, command.op, rev,
             timeout=self._setting("update_goals_timeout"),
@@ -114,29 +109,22 @@ class Executor:
         return reached
 
     def _make_factory(self, command: Command) -> bool:
-        source = command.payload or self.core.running_revision()
+        source = command.payload or self.core.call("pv_steps_running_revision")
         if not source:
             log.error("make_factory_failed", reason="no running revision")
             return False
 
         def prepare() -> bool:
-            done = self.core.hook.pvcore_make_factory(core=self.core, rev=source)
+            done = self.core.call("pv_steps_make_factory", rev=source)
             log.info("factory_made", source=source, ok=bool(done))
             return bool(done)
 
         return self._transition(command, prepare=prepare, rev="0")
 
-    # -- storage ----------------------------------------------------------------------
-
-    def _run_gc(self, command: Command) -> bool:
-        reclaimed = sum(r or 0 for r in self.core.hook.pvcore_garbage_collect(core=self.core))
-        log.info("garbage_collected", reclaimed=reclaimed, trigger="command")
-        return True
-
     # -- power --------------------------------------------------------------------------
 
     def _power(self, action: str, message: str) -> bool:
-        backend = self.core.hook.pvcore_power_backend(core=self.core)
+        backend = self.core.hook.pv_commands_power_backend(core=self.core)
         if backend is None:
             log.error("power_backend_missing", action=action)
             return False
@@ -167,16 +155,16 @@ class Executor:
 
     def _ssh(self, command: Command) -> bool:
         enable = command.op == ops.ENABLE_SSH
-        configured = self.core.hook.pvcore_config_set(core=self.core, key="PV_DEBUG_SSH", value=enable,
+        configured = self.core.call("pv_config_set", key="PV_DEBUG_SSH", value=enable,
                                                       level="command")
-        done = self.core.hook.pvcore_daemon_control(core=self.core, name="ssh",
+        done = self.core.call("pv_daemons_control", name="ssh",
                                                     action="start" if enable else "stop")
         log.info("ssh_toggled", enabled=enable, configured=bool(configured), daemon=bool(done))
         return bool(done)
 
     def _announce_mode(self) -> None:
         mode = "remote" if device.is_remote(self.cstate) else "local"
-        self.core.hook.pvcore_set_device_meta(core=self.core, key="pantavisor.mode", value=mode)
+        self.core.publish("commands.mode", mode, {})
 
     def _go_remote(self, command: Command) -> bool:
         if not device.config_flag(self.core, "PV_CONTROL_REMOTE", True):
@@ -192,33 +180,6 @@ class Executor:
             log.info("already_unclaimed")
             return True
         device.mark_unclaimed(self.core)
-        self.core.hook.pvcore_set_device_meta(core=self.core, key="pantahub.claimed", value=None)
+        self.core.publish("commands.unclaimed", "", {})
         log.warning("device_unclaimed")
         return True
-
-    def _xconnect(self, command: Command) -> bool:
-        answers = self.core.hook.pvcore_xconnect_reconcile(core=self.core)
-        log.info("xconnect_reconcile_requested", plugins=len(answers))
-        return True
-
-    def _update_metadata(self, command: Command) -> bool:
-        key, value = next(iter(command.meta.items()))
-        if not isinstance(value, str):
-            value = json.dumps(value, separators=(",", ":"))
-        # Queued for upstream first, so whoever sees the new device meta can
-        # rely on it being recorded for the push too.
-        self._queue_upstream(key, value)
-        stored = self.core.hook.pvcore_set_device_meta(core=self.core, key=key, value=value)
-        log.info("device_meta_queued", key=key, stored=bool(stored))
-        return True
-
-    def _queue_upstream(self, key: str, value: str) -> None:
-        path = os.path.join(self.core.settings.storage_dir, PENDING_DEVMETA)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        line = json.dumps({"key": key, "value": value, "time": int(time.time())}, separators=(",", ":"))
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode("utf-8") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -1,7 +1,7 @@
-"""Power backends for REBOOT_DEVICE and POWEROFF_DEVICE (``pvcore_power_backend``).
+"""Power backends for REBOOT_DEVICE and POWEROFF_DEVICE (``pv_commands_power_backend``).
 
 Both backends first stop every container in reverse group order (through
-``pvcore_stop_containers``), then:
+``pv_containers_stop``), then:
 
 * :class:`DemoPower` (the embedded demo device) ends processes of pvcore
   itself. Poweroff sends SIGTERM to gunicorn's master: the worker stops every
@@ -27,7 +27,7 @@ log = structlog.get_logger(__name__)
 def _prepare(core, action: str, message: str) -> None:
     log.warning("power_action", action=action, message=message)
     core.hook.pvcore_activity(core=core, name="shutdown", active=True)
-    core.hook.pvcore_stop_containers(core=core, timeout=core.settings.stop_timeout)
+    core.call("pv_containers_stop", timeout=core.settings.stop_timeout)
 
 
 class DemoPower:

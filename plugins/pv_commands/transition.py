@@ -32,7 +32,7 @@ COMMITTING = (LOCAL_RUN_COMMIT, MAKE_FACTORY)
 
 
 def _progress(core, rev: str, status: str, message: str, logs: Optional[str] = None) -> None:
-    written = core.hook.pvcore_set_progress(core=core, rev=rev, status=status, message=message, logs=logs)
+    written = core.call("pv_steps_set_progress", rev=rev, status=status, message=message, logs=logs)
     log.info("revision_progress", rev=rev, status=status, message=message, written=bool(written))
 
 
@@ -41,14 +41,13 @@ def _log_line(message: str) -> str:
 
 
 def _missing_objects(core, rev: str) -> list:
-    shas = core.hook.pvcore_revision_objects(core=core, rev=rev) or ()
-    return [sha for sha in shas if core.hook.pvcore_object_path(core=core, sha=sha) is None]
+    shas = core.call("pv_steps_revision_objects", rev=rev) or ()
+    return list(core.call("pv_objects_missing", default=shas, shas=shas)) if shas else []
 
 
 def _run(core, rev: str, state: Mapping[str, Any], only_changed: bool, timeout: float):
-    result = core.hook.pvcore_run_revision(
-        core=core, rev=rev, state=state, only_changed=only_changed, timeout=timeout
-    )
+    result = core.call("pv_containers_run_revision", rev=rev, state=state, only_changed=only_changed,
+                       timeout=timeout)
     if result is None:
         return False, "No container engine"
     ok, message = result
@@ -63,11 +62,11 @@ def begin(core, cstate: CommandState, op: str, rev: str, timeout: float, commit_
         ``rev`` is loaded (MAKE_FACTORY rewrites revision ``0`` here); a
         false answer abandons the transition.
     """
-    old = core.running_revision()
-    old_state = core.hook.pvcore_revision_state(core=core, rev=old) if old is not None else None
+    old = core.call("pv_steps_running_revision")
+    old_state = core.call("pv_steps_revision_state", rev=old) if old is not None else None
     if prepare is not None and not prepare():
         return False
-    state = core.hook.pvcore_revision_state(core=core, rev=rev)
+    state = core.call("pv_steps_revision_state", rev=rev)
     if state is None:
         log.warning("revision_transition_refused", op=op, rev=rev, reason=STATE_NOT_FOUND)
         _progress(core, rev, "WONTGO", STATE_NOT_FOUND)
@@ -84,11 +83,10 @@ def begin(core, cstate: CommandState, op: str, rev: str, timeout: float, commit_
     log.info("revision_transition_started", op=op, rev=rev, old=old)
     core.hook.pvcore_activity(core=core, name="update", active=True)
     try:
-        core.hook.pvcore_revision_changing(core=core, old=old, new=rev)
         # NOTE: the try is recorded before its progress says INPROGRESS: a
         # crash between the two then leaves a recorded try that the next boot
         # rolls back and marks ERROR, never an INPROGRESS that nothing ends.
-        if core.hook.pvcore_set_running_revision(core=core, rev=rev, try_once=(op == TRY_ONCE)):
+        if core.call("pv_steps_set_running_revision", rev=rev, try_once=(op == TRY_ONCE)):
             _progress(core, rev, "INPROGRESS", TRANSITIONING)
             ok, message = _run(core, rev, state, op == LOCAL_APPLY, timeout)
         else:
@@ -111,7 +109,7 @@ def _roll_back(core, cstate: CommandState, op: str, rev: str, old: Optional[str]
     log.error("revision_transition_failed", op=op, rev=rev, old=old, reason=message)
     try:
         if old is not None and old_state is not None:
-            core.hook.pvcore_set_running_revision(core=core, rev=old, try_once=False)
+            core.call("pv_steps_set_running_revision", rev=old, try_once=False)
             ok, back_message = _run(core, old, old_state, False, timeout)
             if ok:
                 log.info("revision_rolled_back", rev=rev, to=old)
@@ -120,7 +118,6 @@ def _roll_back(core, cstate: CommandState, op: str, rev: str, old: Optional[str]
         else:
             log.error("revision_rollback_impossible", rev=rev, old=old)
         _progress(core, rev, "ERROR", message, _log_line(message))
-        core.hook.pvcore_revision_changed(core=core, old=old, new=rev, ok=False)
     finally:
         cstate.set_update(None)
         _end(core)
@@ -137,7 +134,7 @@ def finish(core, cstate: CommandState, update: Update, timeout: float) -> None:
         return
     try:
         if update.op in COMMITTING:
-            committed = core.hook.pvcore_commit_revision(core=core, rev=update.rev)
+            committed = core.call("pv_steps_commit_revision", rev=update.rev)
             if not committed:
                 log.error("revision_commit_failed", rev=update.rev)
             _progress(core, update.rev, "DONE", DONE)
@@ -145,7 +142,6 @@ def finish(core, cstate: CommandState, update: Update, timeout: float) -> None:
             _progress(core, update.rev, "UPDATED", UPDATED)
         log.info("revision_transition_done", op=update.op, rev=update.rev, old=update.old,
                  committed=update.op in COMMITTING)
-        core.hook.pvcore_revision_changed(core=core, old=update.old, new=update.rev, ok=True)
     finally:
         cstate.set_update(None)
         _end(core)

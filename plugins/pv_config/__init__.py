@@ -4,8 +4,9 @@ Every entry of upstream's table (:mod:`pv_config.table`) holds one value per
 level (:mod:`pv_config.state`); levels used here, low → high: ``default``
 (with the demo device's paths and init mode), ``pv conf file``
 (``KEY=VALUE`` lines of ``pantavisor.config``), ``env`` (variables named
-like the keys), ``metadata`` (user metadata, through ``pvcore_meta_changed``)
-and ``command`` (``pvcore_config_set``).
+like the keys), ``metadata`` (user metadata, learnt from ``meta.user``
+events) and ``command`` (``pv_config_set``). The contract is in
+:mod:`pv_config.hookspecs`; pv_config depends on no other plugin.
 """
 from __future__ import annotations
 
@@ -76,9 +77,18 @@ def _entries(settings):
 
 
 @hookimpl
+def pvcore_addhooks(pluginmanager):
+    from pv_config import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+# NOTE: tryfirst: pv_config depends on nothing, and the metadata loaded by
+# later start-ups reaches it as meta.user events.
+@hookimpl(tryfirst=True)
 def pvcore_startup(core):
     settings = core.settings
-    config = Config(_entries(settings), lambda: core.hook.pvcore_user_meta(core=core))
+    config = Config(_entries(settings))
     path = settings.get("pv_config_file") or os.path.join(settings.storage_dir, "config", "pantavisor.config")
     config.load_pairs(read_config_file(path), "pv conf file", path)
     environ = settings.get("config_environ")()
@@ -93,13 +103,15 @@ def pvcore_routes(core):
 
 
 @hookimpl
-def pvcore_meta_changed(core, kind, key, value):
-    if kind == "user":
-        core.stash[CONFIG].meta_changed(key, value)
+def pvcore_event(core, event):
+    if event.type == "meta.user":
+        config = core.stash.get(CONFIG)
+        if config is not None:
+            config.meta_changed(event.subject, event.data.get("value"))
 
 
 @hookimpl
-def pvcore_config_get(core, key):
+def pv_config_get(core, key):
     config = core.stash[CONFIG]
     entry = config.resolve(key)
     if entry is None:
@@ -109,5 +121,5 @@ def pvcore_config_get(core, key):
 
 
 @hookimpl
-def pvcore_config_set(core, key, value, level):
+def pv_config_set(core, key, value, level):
     return core.stash[CONFIG].set(key, value, level)

@@ -7,7 +7,7 @@ Keeping every level's value (rather than only the winner) is what makes
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import structlog
 
@@ -21,19 +21,19 @@ class Config:
     """Configuration entries and their per-level values.
 
     :param entries: the entry table (:func:`pv_config.table.build_entries`).
-    :param user_meta: ``() -> mapping or None``, the current user metadata,
-        read once (lazily) to apply the metadata present at start-up.
+
+    The metadata level follows the user metadata through :meth:`meta_changed`
+    (fed by ``meta.user`` events), which keeps its own copy of the keys.
     """
 
-    def __init__(self, entries: Sequence[Entry], user_meta: Callable[[], Optional[Mapping[str, str]]]):
+    def __init__(self, entries: Sequence[Entry]):
         self.entries = list(entries)
         self._by_key = {entry.key: entry for entry in self.entries}
         self._aliases: Dict[str, Entry] = {e.alias: e for e in self.entries if e.alias}
         self._aliases.update({alias: self._by_key[key] for alias, key in INPUT_ALIASES.items()})
         self._levels: Dict[str, Dict[str, Any]] = {e.key: {"default": e.default} for e in self.entries}
         self._lock = threading.Lock()
-        self._user_meta = user_meta
-        self._meta_applied = False
+        self._meta: Dict[str, str] = {}
         self._meta_lock = threading.Lock()
 
     # -- lookup -----------------------------------------------------------------
@@ -76,21 +76,13 @@ class Config:
 
     # -- the metadata level ---------------------------------------------------------
 
-    def ensure_user_meta(self) -> None:
-        """Apply the user metadata present at start-up, once."""
-        if self._meta_applied:
-            return
-        with self._meta_lock:
-            if self._meta_applied:
-                return
-            meta = self._user_meta() or {}
-            for name, value in meta.items():
-                self._apply_meta(name, value)
-            self._meta_applied = True
-
     def meta_changed(self, name: str, value: Optional[str]) -> None:
         """A user-meta key changed (``value=None``: deleted)."""
-        if self._meta_applied:
+        with self._meta_lock:
+            if value is None:
+                self._meta.pop(name, None)
+            else:
+                self._meta[name] = value
             entry = self._runtime_entry(name)
             if entry is None:
                 return
@@ -101,11 +93,9 @@ class Config:
             # ``PV_LOG_LEVEL``): fall back to it, else to the pre-metadata value.
             with self._lock:
                 self._levels[entry.key].pop("metadata", None)
-            for other, other_value in (self._user_meta() or {}).items():
+            for other, other_value in self._meta.items():
                 if self._runtime_entry(other) is entry:
                     self._apply_meta(other, other_value)
-        else:
-            self.ensure_user_meta()  # the snapshot already holds this change
 
     def _runtime_entry(self, name: str) -> Optional[Entry]:
         entry = self.resolve(name)
@@ -119,7 +109,6 @@ class Config:
 
     def effective(self, entry: Entry) -> Tuple[Any, str]:
         """``(value, level)`` of the highest level set for ``entry``."""
-        self.ensure_user_meta()
         with self._lock:
             levels = self._levels[entry.key]
             level = max(levels, key=RANK.__getitem__)
@@ -127,5 +116,4 @@ class Config:
 
     def rows(self) -> List[Tuple[Entry, Any, str]]:
         """``(entry, value, level)`` for every entry, in table order."""
-        self.ensure_user_meta()
         return [(entry, *self.effective(entry)) for entry in self.entries]

@@ -114,7 +114,7 @@ def as_text(type_: str, value: Any) -> str:
 
 
 def as_python(type_: str, value: Any) -> Optional[Any]:
-    """What ``pvcore_config_get`` returns: enums by name, the rest as stored."""
+    """What ``pv_config_get`` returns: enums by name, the rest as stored."""
     if type_ in ENUMS:
         return ENUMS[type_][value]
     return value

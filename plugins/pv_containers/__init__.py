@@ -1,15 +1,14 @@
 """pv_containers: the container engine of the running revision.
 
-Owns the parsed running revision (from the storage plugin's
-``pvcore_revision_state``), its groups and containers, their status machine,
-restart policies and auto-recovery (device-model §4, §5), and serves
+Owns the running revision's groups and containers, their status machine,
+restart policies and auto-recovery (docs/protocol.md §5), and serves
 ``GET /containers``, ``PUT /containers/{name}`` and the console logs,
 ``GET /_pvcore/logs/{name}``. Containers run through the
-runtime ``pvcore_container_runtime`` returns; the built-in one
+runtime ``pv_containers_runtime`` returns; the built-in one
 (:mod:`pv_containers.runtime`) runs each as a supervised process group. One
-engine service drives everything; other plugins use it through hooks
-(``pvcore_run_revision``, ``pvcore_stop_containers``, ``pvcore_container_pids``,
-``pvcore_container_signal``, ``pvcore_group_list``) and the caller hooks.
+engine service drives everything; the contract other plugins use is in
+:mod:`pv_containers.hookspecs`. Status changes are published as
+``container.status`` and ``revision.status`` events.
 """
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ from pvcore.settings import Setting
 from .engine import Engine
 from .logs import ContainerLog
 from .resources import ContainerControl, ContainerList
-from .runtime import pvcore_container_runtime  # noqa: F401  (the trylast default runtime)
+from .runtime import pv_containers_runtime  # noqa: F401  (the trylast default runtime)
 
 ENGINE: StashKey[Engine] = StashKey()
 
@@ -47,6 +46,13 @@ class EngineService(LoopService):
     def stop(self, timeout: float = 10.0) -> None:
         super().stop(timeout)
         self._engine.close()
+
+
+@hookimpl
+def pvcore_addhooks(pluginmanager):
+    from pv_containers import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 @hookimpl
@@ -98,25 +104,25 @@ def pvcore_caller_roles(core, name):
 
 
 @hookimpl
-def pvcore_container_pids(core):
+def pv_containers_pids(core):
     return core.stash[ENGINE].pids()
 
 
 @hookimpl
-def pvcore_container_signal(core, name, type, payload):
+def pv_containers_signal(core, name, type, payload):
     return core.stash[ENGINE].signal(name, type)
 
 
 @hookimpl
-def pvcore_group_list(core):
+def pv_containers_groups(core):
     return core.stash[ENGINE].group_list()
 
 
 @hookimpl
-def pvcore_run_revision(core, rev, state, only_changed, timeout):
+def pv_containers_run_revision(core, rev, state, only_changed, timeout):
     return core.stash[ENGINE].run_revision(rev, state, only_changed=only_changed, timeout=timeout)
 
 
 @hookimpl
-def pvcore_stop_containers(core, timeout):
+def pv_containers_stop(core, timeout):
     return core.stash[ENGINE].stop_all(timeout)

@@ -51,9 +51,9 @@ class Engine(Lifecycle, Transitions):
 
     @property
     def runtime(self):
-        """The runtime ``pvcore_container_runtime`` chose (asked once)."""
+        """The runtime ``pv_containers_runtime`` chose (asked once)."""
         if self._runtime is None:
-            self._runtime = self._core.hook.pvcore_container_runtime(core=self._core)
+            self._runtime = self._core.hook.pv_containers_runtime(core=self._core)
             if self._runtime is None:
                 raise RuntimeError("no installed plugin provides container runtime "
                                    f"{self._core.settings.get('container_runtime')!r}")
@@ -84,12 +84,13 @@ class Engine(Lifecycle, Transitions):
     def _fire(self, events: Events) -> None:
         """Tell the other plugins, outside the data lock."""
         core = self._core
+        rev_name = self._revision.rev if self._revision is not None else None
         for name, old, new in events:
             log.info("container_status_changed", container=name, old=old, new=new)
             try:
-                core.hook.pvcore_container_status_changed(core=core, name=name, old=old, new=new)
+                core.publish("container.status", name, {"old": old, "new": new, "rev": rev_name})
             except Exception:
-                log.exception("status_hook_failed", container=name)
+                log.exception("status_event_failed", container=name)
         with self._lock:
             rev = self._revision
             status = self._aggregate() if rev else None
@@ -98,9 +99,9 @@ class Engine(Lifecycle, Transitions):
         if changed and rev is not None:
             log.info("revision_status_changed", rev=rev.rev, status=status)
             try:
-                core.hook.pvcore_revision_status_changed(core=core, rev=rev.rev, status=status)
+                core.publish("revision.status", rev.rev, {"status": status})
             except Exception:
-                log.exception("status_hook_failed", rev=rev.rev)
+                log.exception("status_event_failed", rev=rev.rev)
         if events:
             self._changed.set()
 
@@ -114,8 +115,8 @@ class Engine(Lifecycle, Transitions):
     def load_current(self) -> bool:
         """Load the running revision from the storage hooks, once."""
         core = self._core
-        rev = core.running_revision()
-        state = core.hook.pvcore_revision_state(core=core, rev="current") if rev is not None else None
+        rev = core.call("pv_steps_running_revision")
+        state = core.call("pv_steps_revision_state", rev="current") if rev is not None else None
         if state is None:
             return False
         revision = parse_state(rev, state)
@@ -297,7 +298,7 @@ class Engine(Lifecycle, Transitions):
         core = self._core
         events: Events = []
         try:
-            core.hook.pvcore_container_starting(core=core, name=c.name, run=c.run)
+            core.hook.pv_containers_starting(core=core, name=c.name, run=c.run)
             handle = self.runtime.start(c)
             pid = self.runtime.pid(handle)
         except Exception:

@@ -1,7 +1,8 @@
 """Container runtimes: how a container becomes a running thing.
 
-The engine asks ``core.hook.pvcore_container_runtime(core=core)`` (firstresult)
-once, when its service starts, for an object with this interface:
+The engine asks ``core.hook.pv_containers_runtime(core=core)`` (firstresult,
+documented in :mod:`pv_containers.hookspecs`) once, when its service starts,
+for an object with this interface:
 
 ``start(container) -> handle``
     Start the container and return an opaque handle. ``container`` is a
@@ -110,7 +111,7 @@ class ProcessRuntime:
 
 
 @hookimpl(trylast=True)
-def pvcore_container_runtime(core):
+def pv_containers_runtime(core):
     if core.settings.get("container_runtime") == "process":
         return ProcessRuntime(core)
     return None

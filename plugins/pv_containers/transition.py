@@ -1,4 +1,4 @@
-"""Switching the engine to another revision (``pvcore_run_revision``).
+"""Switching the engine to another revision (``pv_containers_run_revision``).
 
 :class:`Transitions` is mixed into :class:`pv_containers.engine.Engine`.
 """

@@ -1,9 +1,9 @@
 """pv_daemons: Pantavisor's internal daemons as supervised process groups.
 
-Any plugin contributes daemons through ``pvcore_daemons`` (a list of
-:class:`pvcore.services.DaemonSpec`); this plugin contributes ``pv-xconnect``
-(a real reconciler, :mod:`pv_daemons.xconnect_daemon`) and ``ssh`` (started
-only on request, e.g. by ``ENABLE_SSH``). They start with ``core.start()``,
+Any plugin contributes daemons through ``pv_daemons_declare`` (a list of
+:class:`pvcore.services.DaemonSpec`; the contract is in
+:mod:`pv_daemons.hookspecs`); this plugin contributes ``ssh`` (started only
+on request, e.g. by ``ENABLE_SSH``). They start with ``core.start()``,
 are respawned with backoff when they crash, and are stopped with
 ``core.stop()``. Endpoints: ``GET /daemons``, ``PUT /daemons/{name}``
 (contract §7.4). Each daemon's output goes to ``<storage>/logs/daemons/<name>.log``.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import sys
 
 from pvcore import hookimpl
@@ -26,7 +25,6 @@ from pv_daemons.resources import DaemonItem, DaemonList
 from pv_daemons.supervision import DaemonSupervisor, DaemonTable
 
 TABLE = StashKey()
-XCONNECT = "pv-xconnect"
 SSH = "ssh"
 
 
@@ -44,7 +42,7 @@ def _collect(core):
         # NOTE: pluggy answers most-recently-registered first; reverse it so
         # the table follows registration (declaration) order.
         specs = []
-        for group in reversed(core.hook.pvcore_daemons(core=core)):
+        for group in reversed(core.hook.pv_daemons_declare(core=core)):
             specs.extend(group or ())
         return specs
 
@@ -73,26 +71,27 @@ def pvcore_services(core):
 
 
 @hookimpl
-def pvcore_daemons(core):
-    module = [sys.executable, "-m", "pv_daemons.xconnect_daemon"]
-    ssh = shlex.split(core.settings.get("ssh_command")) or module + ["--placeholder"]
-    return [
-        DaemonSpec(XCONNECT, module, env={"PVCORE_CTRL_SOCKET": os.path.abspath(core.settings.socket_path)}),
-        DaemonSpec(SSH, ssh, autostart=False),
-    ]
+def pvcore_addhooks(pluginmanager):
+    from pv_daemons import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 @hookimpl
-def pvcore_daemon_control(core, name, action):
+def pv_daemons_declare(core):
+    ssh = shlex.split(core.settings.get("ssh_command")) or [sys.executable, "-m", "pv_daemons.placeholder",
+                                                           "--placeholder"]
+    return [DaemonSpec(SSH, ssh, autostart=False)]
+
+
+@hookimpl
+def pv_daemons_control(core, name, action):
     return core.stash[TABLE].control(name, action)
 
 
 @hookimpl
-def pvcore_xconnect_reconcile(core):
-    core.stash[TABLE].signal(XCONNECT, signal.SIGUSR1)
-
-
-@hookimpl
-def pvcore_revision_changed(core, old, new, ok):
-    # A new revision means a new service graph: reconcile now, not in 5 s.
-    core.stash[TABLE].signal(XCONNECT, signal.SIGUSR1)
+def pv_daemons_signal(core, name, signum):
+    table = core.stash.get(TABLE)
+    if table is None or table.get(name) is None:
+        return None
+    return table.signal(name, signum)

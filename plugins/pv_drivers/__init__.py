@@ -3,7 +3,7 @@
 The running revision's ``bsp/drivers.json`` maps aliases to module lists
 (:mod:`pv_drivers.manifest`); containers reference aliases in their
 ``run.json`` as ``required``/``optional`` (loaded by
-``pvcore_container_starting``; a failing required one aborts the start) or
+``pv_containers_starting``; a failing required one aborts the start) or
 ``manual`` (loaded on request through the endpoints).
 
 Endpoints (contract §7.15), all scoped to the calling container:
@@ -19,7 +19,7 @@ Endpoints (contract §7.15), all scoped to the calling container:
   referenced by the caller → 404 ``Driver not found``; ``load``/``unload`` as
   name → 400 ``No driver name``; failed load → 400 ``Error loading driver``.
 
-Modules are loaded by the ``pvcore_driver_loader`` loader: this plugin's
+Modules are loaded by the ``pv_drivers_loader`` loader: this plugin's
 ``trylast`` default is ``modprobe`` when the ``driver_loader`` setting is
 ``modprobe``, else a dry-run recorder writing ``<run_dir>/drivers-dryrun.log``
 (the demo device's default).
@@ -43,6 +43,13 @@ __all__ = ["DriverLoadError"]
 
 
 @hookimpl
+def pvcore_addhooks(pluginmanager):
+    from pv_drivers import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@hookimpl
 def pvcore_declare_settings():
     return [
         Setting("driver_loader", str, "dryrun",
@@ -60,7 +67,7 @@ def _fitconfig(core):
     def fitconfig():
         name = core.settings.get("driver_fitconfig")
         if not name:
-            value = core.hook.pvcore_config_get(core=core, key="PV_BOOTLOADER_FITCONFIG")
+            value = core.call("pv_config_get", key="PV_BOOTLOADER_FITCONFIG")
             name = value if isinstance(value, str) else ""
         return name
 
@@ -71,9 +78,9 @@ def _fitconfig(core):
 def pvcore_startup(core):
     core.stash[DRY_RUN] = DryRunLoader(os.path.join(core.settings.run_dir, "drivers-dryrun.log"))
     core.stash[STATE] = DriverState(
-        revision_state=lambda: core.hook.pvcore_revision_state(core=core, rev="current"),
-        user_meta=lambda: core.hook.pvcore_user_meta(core=core),
-        loader=lambda: core.hook.pvcore_driver_loader(core=core),
+        revision_state=lambda: core.call("pv_steps_revision_state", rev="current"),
+        user_meta=lambda: core.call("pv_metadata_user"),
+        loader=lambda: core.hook.pv_drivers_loader(core=core),
         fitconfig=_fitconfig(core),
         publish=core.publish,
     )
@@ -92,12 +99,12 @@ def pvcore_routes(core):
 
 
 @hookimpl(trylast=True)
-def pvcore_driver_loader(core):
+def pv_drivers_loader(core):
     if core.settings.get("driver_loader") == "modprobe":
         return ModprobeLoader(core.settings.get("modprobe_runner"))
     return core.stash[DRY_RUN]
 
 
-@hookimpl
-def pvcore_container_starting(core, name, run):
+@hookimpl(optionalhook=True)
+def pv_containers_starting(core, name, run):
     core.stash[STATE].container_starting(name, run)

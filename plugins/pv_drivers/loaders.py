@@ -1,7 +1,7 @@
 """Module loaders: ``modprobe`` on a device, a recorder on the demo device.
 
 A loader has ``load(module, args) -> bool`` and ``unload(module) -> bool``
-(the ``pvcore_driver_loader`` hook returns one).
+(the ``pv_drivers_loader`` hook returns one).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""pv_groups: ``GET /groups`` (contract §7.3), rendered by the engine through ``pvcore_group_list``."""
+"""pv_groups: ``GET /groups`` (contract §7.3), rendered by the engine through ``pv_containers_groups``."""
 from __future__ import annotations
 
 import falcon
@@ -15,7 +15,7 @@ class GroupList:
         self._core = core
 
     def on_get(self, req, resp):
-        groups = self._core.hook.pvcore_group_list(core=self._core)
+        groups = self._core.call("pv_containers_groups")
         if groups is None:
             raise PvError("State not loaded yet", 500)
         resp.content_type = falcon.MEDIA_JSON

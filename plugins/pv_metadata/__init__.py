@@ -4,12 +4,16 @@ Two ordered stores persisted one file per key under ``<storage>/cache/meta``
 and ``<storage>/cache/devmeta`` (see :mod:`pv_metadata.store`), loaded at
 start-up so values survive a restart. Device metadata is populated when the
 services start and refreshed periodically (:mod:`pv_metadata.devinfo`);
-revision events keep ``pantavisor.status`` and ``pantavisor.revision``
-current. Other plugins read user metadata and write device metadata through
-``pvcore_user_meta`` / ``pvcore_set_device_meta``; every change is announced
-with ``pvcore_meta_changed``.
+events keep ``pantavisor.status``, ``pantavisor.revision`` and
+``pantavisor.mode`` current. The contract other plugins use is in
+:mod:`pv_metadata.hookspecs`; every change is published as a ``meta.user`` /
+``meta.device`` event. ``UPDATE_METADATA`` commands are carried out here.
 """
 from __future__ import annotations
+
+import json
+import os
+import time
 
 import structlog
 
@@ -27,6 +31,9 @@ log = structlog.get_logger(__name__)
 
 META = StashKey()
 
+#: Device metadata recorded for upstream (the Hub) by UPDATE_METADATA.
+PENDING_DEVMETA = os.path.join("cache", "pending-devmeta.jsonl")
+
 _DEFAULT_REFRESH = 10.0
 
 
@@ -42,7 +49,7 @@ def pvcore_declare_settings():
 
 
 def _config(core, key, default):
-    value = core.hook.pvcore_config_get(core=core, key=key)
+    value = core.call("pv_config_get", key=key)
     return default if value is None else value
 
 
@@ -110,12 +117,19 @@ def pvcore_services(core):
 
 
 @hookimpl
-def pvcore_user_meta(core):
+def pvcore_addhooks(pluginmanager):
+    from pv_metadata import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@hookimpl
+def pv_metadata_user(core):
     return core.stash[META].stores[USER.name].snapshot()
 
 
 @hookimpl
-def pvcore_set_device_meta(core, key, value):
+def pv_metadata_set_device(core, key, value):
     if not valid_key(key):
         return False
     core.stash[META].set(DEVICE.name, key, None if value is None else str(value))
@@ -123,12 +137,43 @@ def pvcore_set_device_meta(core, key, value):
 
 
 @hookimpl
-def pvcore_revision_status_changed(core, rev, status):
-    core.stash[META].set(DEVICE.name, "pantavisor.status", str(status))
+def pvcore_event(core, event):
+    meta = core.stash.get(META)
+    if meta is None:
+        return
+    if event.type == "revision.status":
+        meta.set(DEVICE.name, "pantavisor.status", str(event.data.get("status")))
+    elif event.type == "revision.running":
+        meta.set(DEVICE.name, "pantavisor.revision", event.subject)
+    elif event.type == "commands.mode":
+        meta.set(DEVICE.name, "pantavisor.mode", event.subject)
+    elif event.type == "commands.unclaimed":
+        meta.set(DEVICE.name, "pantahub.claimed", None)
 
 
-@hookimpl
-def pvcore_revision_changed(core, old, new, ok):
-    running = core.running_revision() or (new if ok else old)
-    if running:
-        core.stash[META].set(DEVICE.name, "pantavisor.revision", running)
+@hookimpl(optionalhook=True)
+def pv_commands_run(core, op, payload):
+    if op != "UPDATE_METADATA":
+        return None
+    doc = json.loads(payload)
+    key, value = next(iter(doc.items()))
+    if not isinstance(value, str):
+        value = json.dumps(value, separators=(",", ":"))
+    # Queued for upstream first, so whoever sees the new device meta can
+    # rely on it being recorded for the push too.
+    _queue_upstream(core, key, value)
+    stored = pv_metadata_set_device(core, key, value)
+    log.info("device_meta_queued", key=key, stored=bool(stored))
+    return True
+
+
+def _queue_upstream(core, key: str, value: str) -> None:
+    path = os.path.join(core.settings.storage_dir, PENDING_DEVMETA)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    line = json.dumps({"key": key, "value": value, "time": int(time.time())}, separators=(",", ":"))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode("utf-8") + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)

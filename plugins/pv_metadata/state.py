@@ -17,7 +17,7 @@ log = structlog.get_logger(__name__)
 class Kind:
     """What differs between the two stores (contract §7.10 / §7.11)."""
 
-    name: str  # "user" | "device", as in ``pvcore_meta_changed``
+    name: str  # "user" | "device": events are meta.user / meta.device
     activity: str  # ``pvcore_activity`` name
     persist: str  # under <storage>/cache/
     view: str  # under <run>/
@@ -49,15 +49,21 @@ class Metadata:
         self.kinds = {USER.name: USER, DEVICE.name: DEVICE}
 
     def load(self) -> None:
+        """Load both stores, then publish every user key as a ``meta.user`` event.
+
+        The events tell listeners (the configuration's metadata level) the
+        values present at boot without their asking (docs/architecture.md §4).
+        """
         for store in self.stores.values():
             store.load()
+        for key, value in self.stores[USER.name].snapshot().items():
+            self._core.publish(f"meta.{USER.name}", key, {"value": value})
 
     def set(self, kind: str, key: str, value: Optional[str]) -> bool:
         """Store (``value``) or delete (``None``) ``key``; ``True`` if anything changed.
 
-        ``pvcore_activity`` brackets the write; ``pvcore_meta_changed`` fires
-        after a real change, under the store's write lock so listeners see
-        changes in order.
+        ``pvcore_activity`` brackets the write; a ``meta.<kind>`` event is
+        published after a real change.
         """
         store = self.stores[kind]
         hook = self._core.hook
@@ -69,18 +75,20 @@ class Metadata:
                 changed = store.put(key, value) if value is not None else store.delete(key)
             finally:
                 hook.pvcore_activity(core=self._core, name=self.kinds[kind].activity, active=False)
-            if changed:
-                # NOTE: device keys change on every refresh (storage, interfaces): debug only.
-                (log.info if kind == USER.name else log.debug)("meta_changed", kind=kind, key=key,
-                                                               deleted=value is None)
-                hook.pvcore_meta_changed(core=self._core, kind=kind, key=key, value=value)
+        if changed:
+            # NOTE: device keys change on every refresh (storage, interfaces): debug only.
+            (log.info if kind == USER.name else log.debug)("meta_changed", kind=kind, key=key,
+                                                           deleted=value is None)
+            # NOTE: published outside the write lock: a listener may write
+            # metadata itself (events are delivered under their own lock).
+            self._core.publish(f"meta.{kind}", key, {"value": value})
         return changed
 
     # -- automatic device metadata ----------------------------------------------
 
     def refresh_device(self, boot: bool = False) -> None:
         """Write the automatic device keys (all of them at boot)."""
-        values = self.devinfo.collect(self._core.running_revision())
+        values = self.devinfo.collect(self._core.call("pv_steps_running_revision"))
         store = self.stores[DEVICE.name]
         keys = list(values) if boot else refreshable(values, store.snapshot())
         for key in keys:

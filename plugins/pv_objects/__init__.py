@@ -1,9 +1,8 @@
-"""pv_objects: the content-addressed object store and ``POST /storage/gc``.
+"""pv_objects: the content-addressed object store.
 
-Routes: ``GET /objects``, ``GET|PUT /objects/{sha}``, ``POST /storage/gc``.
-Hooks: ``pvcore_object_path`` (a complete object's path) and
-``pvcore_garbage_collect`` (objects no ``pvcore_objects_in_use`` answer names
-and older than the grace period, plus stale upload temp files).
+Routes: ``GET /objects``, ``GET|PUT /objects/{sha}``. The contract other
+plugins use (find objects, collect the unreferenced ones given a keep-set) is
+in :mod:`pv_objects.hookspecs`; pv_objects depends on no other plugin.
 """
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from pvcore import hookimpl
 from pvcore.app import StashKey
 from pvcore.settings import Setting
 
-from pv_objects.resources import GarbageCollect, ObjectItem, ObjectList
+from pv_objects.resources import ObjectItem, ObjectList
 from pv_objects.store import ObjectStore
 
 log = structlog.get_logger(__name__)
@@ -55,22 +54,27 @@ def pvcore_routes(core):
     return [
         ("/objects", ObjectList(store)),
         ("/objects/{sha}", ObjectItem(store)),
-        ("/storage/gc", GarbageCollect(core)),
     ]
 
 
 @hookimpl
-def pvcore_object_path(core, sha):
+def pvcore_addhooks(pluginmanager):
+    from pv_objects import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@hookimpl
+def pv_objects_object_path(core, sha):
     return core.stash[STORE].find(sha)
 
 
 @hookimpl
-def pvcore_garbage_collect(core):
-    if not core.hook.pvcore_objects_in_use.get_hookimpls():
-        # NOTE: with nobody able to say what is referenced, deleting would be a guess.
-        log.warning("objects_gc_skipped", reason="no pvcore_objects_in_use implementation")
-        return 0
-    in_use = set()
-    for answer in core.hook.pvcore_objects_in_use(core=core):
-        in_use.update(answer or ())
-    return core.stash[STORE].collect(in_use, core.settings.get("storage_gc_grace"))
+def pv_objects_missing(core, shas):
+    store = core.stash[STORE]
+    return [sha for sha in shas if store.find(sha) is None]
+
+
+@hookimpl
+def pv_objects_collect(core, keep):
+    return core.stash[STORE].collect(set(keep), core.settings.get("storage_gc_grace"))

@@ -1,4 +1,4 @@
-"""``/objects``, ``/objects/{sha}`` and ``/storage/gc`` (contract §7.7, §7.8)."""
+"""``/objects`` and ``/objects/{sha}`` (contract §7.8)."""
 from __future__ import annotations
 
 import falcon
@@ -64,21 +64,3 @@ class ObjectItem:
         stored = self._store.put(sha, body_stream(req), req.content_length)
         log.info("object_uploaded" if stored else "object_already_present", sha=sha)
         resp.content_type = falcon.MEDIA_JSON
-
-
-class GarbageCollect:
-    """``POST /storage/gc``: run every plugin's collector, report the bytes freed."""
-
-    def __init__(self, core):
-        self._core = core
-
-    def on_post(self, req, resp):
-        drain(req)
-        try:
-            reclaimed = sum(self._core.hook.pvcore_garbage_collect(core=self._core) or ())
-        except OSError:
-            log.exception("garbage_collect_failed")
-            raise PvError("Error running garbage collector", 500) from None
-        resp.content_type = falcon.MEDIA_JSON
-        # Hand-formatted, with the space after the colon (contract §7.7).
-        resp.data = b'{"reclaimed": %d}' % reclaimed

@@ -1,6 +1,6 @@
 """pv_signal: ``POST /signal`` (contract §7.5), the only endpoint non-mgmt containers may call.
 
-The signal is delivered to the engine through ``pvcore_container_signal`` under
+The signal is delivered to the engine through ``pv_containers_signal`` under
 the caller's container name; the host (``_pv_``) is no container, so its
 signals always fail, as upstream's do.
 """
@@ -27,7 +27,7 @@ class Signal:
 
     def on_post(self, req, resp):
         core = self._core
-        if core.hook.pvcore_group_list(core=core) is None:
+        if core.call("pv_containers_groups") is None:
             raise PvError("State not loaded yet", 500)
         doc = parse_json_object(read_small_body(req, BODY_LIMIT, BAD_FORMAT), BAD_FORMAT)
         kind = doc.get("type")
@@ -35,8 +35,8 @@ class Signal:
             raise BadRequest(BAD_FORMAT)
         payload = doc.get("payload", "")
         caller = req.context.caller
-        accepted = not caller.is_host and core.hook.pvcore_container_signal(
-            core=core, name=caller.name, type=kind, payload=payload if isinstance(payload, str) else str(payload))
+        accepted = not caller.is_host and core.call(
+            "pv_containers_signal", name=caller.name, type=kind, payload=payload if isinstance(payload, str) else str(payload))
         if accepted is not True:
             raise PvError(NOT_EXPECTED, 500)
         resp.status = 200

@@ -4,19 +4,26 @@ Routes: ``GET /steps``, ``GET /steps/{rev}``, ``GET /steps/{rev}/progress``,
 ``PUT /steps/{rev}/commitmsg`` and the same under ``/steps/locals/{name}``
 plus ``PUT /steps/locals/{name}`` (install a local revision).
 
-Hooks: the running revision and the boot record (``pv_rev``/``pv_try``),
-revision states and the objects they reference, progress, commit, factory,
-and revision garbage collection (``tryfirst``, before objects are collected).
+``POST /storage/gc`` and ``RUN_GC``: pv_steps decides which revisions go,
+then has the object store collect everything the kept ones do not reference.
+
+The contract other plugins use (the running revision, revision states,
+progress, the boot record) is in :mod:`pv_steps.hookspecs`. pv_steps
+publishes ``revision.running`` whenever the running revision changes.
 """
 from __future__ import annotations
 
+
+import structlog
 
 from pvcore import hookimpl
 from pvcore.app import StashKey
 from pvcore.settings import Setting
 
-from pv_steps.resources import CommitMessage, LocalStep, Progress, StepList, StepState
+from pv_steps.resources import CommitMessage, GarbageCollect, LocalStep, Progress, StepList, StepState
 from pv_steps.state import Steps
+
+log = structlog.get_logger(__name__)
 
 STEPS: StashKey[Steps] = StashKey()
 
@@ -30,10 +37,20 @@ def pvcore_declare_settings():
 
 
 @hookimpl
+def pvcore_addhooks(pluginmanager):
+    from pv_steps import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@hookimpl
 def pvcore_startup(core):
     steps = Steps(core.settings.storage_dir)
     steps.start()
     core.stash[STEPS] = steps
+    running = steps.trails.running()
+    if running is not None:
+        core.publish("revision.running", running, {"old": None})
 
 
 @hookimpl
@@ -52,58 +69,73 @@ def pvcore_routes(core):
                                            settings.init_mode)),
         ("/steps/locals/{name}/progress", progress),
         ("/steps/locals/{name}/commitmsg", commitmsg),
+        ("/storage/gc", GarbageCollect(lambda: collect_garbage(core))),
     ]
 
 
 @hookimpl
-def pvcore_running_revision(core):
+def pv_steps_running_revision(core):
     return core.stash[STEPS].trails.running()
 
 
 @hookimpl
-def pvcore_revision_state(core, rev):
+def pv_steps_revision_state(core, rev):
     return core.stash[STEPS].trails.state(rev)
 
 
 @hookimpl
-def pvcore_revision_objects(core, rev):
+def pv_steps_revision_objects(core, rev):
     return core.stash[STEPS].trails.objects(rev)
 
 
 @hookimpl
-def pvcore_revisions_in_use(core):
+def pv_steps_revisions_in_use(core):
     return core.stash[STEPS].in_use()
 
 
-@hookimpl
-def pvcore_objects_in_use(core):
-    return sorted(core.stash[STEPS].objects_in_use())
+def collect_garbage(core) -> int:
+    """Remove the revisions nobody needs, then their unreferenced objects.
 
-
-@hookimpl(tryfirst=True)
-def pvcore_garbage_collect(core):
+    :return: the bytes the object store reclaimed.
+    """
+    steps = core.stash[STEPS]
     keep = set()
-    for answer in core.hook.pvcore_revisions_in_use(core=core):
+    for answer in core.hook.pv_steps_revisions_in_use(core=core):
         keep.update(answer or ())
-    core.stash[STEPS].collect(keep)
-    return 0  # objects of removed revisions are counted by the objects plugin
+    steps.collect(keep)
+    return core.call("pv_objects_collect", default=0, keep=steps.objects_in_use())
+
+
+@hookimpl(optionalhook=True)
+def pv_commands_run(core, op, payload):
+    if op != "RUN_GC":
+        return None
+    reclaimed = collect_garbage(core)
+    log.info("garbage_collected", reclaimed=reclaimed, trigger="command")
+    return True
 
 
 @hookimpl
-def pvcore_set_progress(core, rev, status, message, logs=None):
+def pv_steps_set_progress(core, rev, status, message, logs=None):
     return True if core.stash[STEPS].trails.write_progress(rev, status, message, logs) else None
 
 
 @hookimpl
-def pvcore_set_running_revision(core, rev, try_once=False):
-    return core.stash[STEPS].set_running(rev, try_once)
+def pv_steps_set_running_revision(core, rev, try_once=False):
+    steps = core.stash[STEPS]
+    old = steps.trails.running()
+    done = steps.set_running(rev, try_once)
+    new = steps.trails.running()
+    if done and new != old:
+        core.publish("revision.running", new, {"old": old})
+    return done
 
 
 @hookimpl
-def pvcore_commit_revision(core, rev):
+def pv_steps_commit_revision(core, rev):
     return core.stash[STEPS].commit(rev)
 
 
 @hookimpl
-def pvcore_make_factory(core, rev):
+def pv_steps_make_factory(core, rev):
     return core.stash[STEPS].make_factory(rev)

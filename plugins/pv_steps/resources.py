@@ -8,8 +8,8 @@ from typing import Callable, Optional
 import falcon
 import structlog
 
-from pvcore.body import body_stream, read_small_body
-from pvcore.errors import BadRequest, Conflict, InsufficientStorage, NotFound, Unprocessable
+from pvcore.body import body_stream, drain, read_small_body
+from pvcore.errors import BadRequest, Conflict, InsufficientStorage, NotFound, PvError, Unprocessable
 
 from pv_steps import listing
 from pv_steps.names import LOCALS, valid_local_name
@@ -160,3 +160,21 @@ class CommitMessage:
         if not self._steps.trails.write_commitmsg(_rev(rev, name), message):
             raise NotFound(NOT_FOUND)
         resp.content_type = falcon.MEDIA_JSON
+
+
+class GarbageCollect:
+    """``POST /storage/gc``: prune revisions, then collect unreferenced objects (:func:`collect`)."""
+
+    def __init__(self, collect: Callable[[], int]):
+        self._collect = collect
+
+    def on_post(self, req, resp):
+        drain(req)
+        try:
+            reclaimed = self._collect()
+        except OSError:
+            log.exception("garbage_collect_failed")
+            raise PvError("Error running garbage collector", 500) from None
+        resp.content_type = falcon.MEDIA_JSON
+        # Hand-formatted, with the space after the colon (contract §7.7).
+        resp.data = b'{"reclaimed": %d}' % reclaimed

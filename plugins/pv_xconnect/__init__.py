@@ -1,13 +1,22 @@
-"""``GET /xconnect-graph``: the running revision's service links (contract §7.13).
+"""pv_xconnect: the service-mesh graph, its reconciler daemon and ``XCONNECT_GRAPH``.
+
+``GET /xconnect-graph`` serves the running revision's service links
+(contract §7.13). The reconciler, ``pv-xconnect``
+(:mod:`pv_xconnect.xconnect_daemon`), is declared to the daemon supervisor
+(``pv_daemons_declare``); the ``XCONNECT_GRAPH`` command and the running
+revision becoming READY ask it to reconcile at once (SIGUSR1).
 
 The graph is computed on every request from the running revision's state
-(``pvcore_revision_state``, rev ``current``) and the containers' pids
-(``pvcore_container_pids``); see :mod:`pv_xconnect.graph`. The hosted D-Bus
+(``pv_steps_revision_state``, rev ``current``) and the containers' pids
+(``pv_containers_pids``); see :mod:`pv_xconnect.graph`. The hosted D-Bus
 (``system-bus`` provided by ``_pv_``) is not built in, so such requirements
 link only to containers that export a service of that name.
 """
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from collections.abc import Mapping
 
 import falcon
@@ -15,6 +24,7 @@ import falcon
 from pvcore import hookimpl
 from pvcore.body import dumps
 from pvcore.errors import PvError
+from pvcore.services import DaemonSpec
 
 from pv_xconnect.graph import build_graph
 
@@ -27,10 +37,10 @@ class XconnectGraph:
 
     def on_get(self, req, resp):
         core = self._core
-        state = core.hook.pvcore_revision_state(core=core, rev="current")
+        state = core.call("pv_steps_revision_state", rev="current")
         if not isinstance(state, Mapping):
             raise PvError("State not loaded yet", 500)
-        pids = core.hook.pvcore_container_pids(core=core)
+        pids = core.call("pv_containers_pids")
         resp.content_type = falcon.MEDIA_JSON
         resp.data = dumps(build_graph(state, pids))
 
@@ -38,3 +48,35 @@ class XconnectGraph:
 @hookimpl
 def pvcore_routes(core):
     return [("/xconnect-graph", XconnectGraph(core))]
+
+
+XCONNECT = "pv-xconnect"
+
+
+# NOTE: the daemon table lists answers in registration order, trylast ones
+# first: pv-xconnect heads it, as in upstream's table.
+@hookimpl(optionalhook=True, trylast=True)
+def pv_daemons_declare(core):
+    argv = [sys.executable, "-m", "pv_xconnect.xconnect_daemon"]
+    return [DaemonSpec(XCONNECT, argv, env={"PVCORE_CTRL_SOCKET": os.path.abspath(core.settings.socket_path)})]
+
+
+def reconcile(core) -> None:
+    """Ask the reconciler daemon to reconcile now rather than in 5 s."""
+    core.call("pv_daemons_signal", name=XCONNECT, signum=signal.SIGUSR1)
+
+
+@hookimpl(optionalhook=True)
+def pv_commands_run(core, op, payload):
+    if op != "XCONNECT_GRAPH":
+        return None
+    reconcile(core)
+    return True
+
+
+@hookimpl
+def pvcore_event(core, event):
+    # The running revision became READY: its containers are up, so the graph
+    # is new. (Not on every status change: the daemon may be just starting.)
+    if event.type == "revision.status" and event.data.get("status") == "READY":
+        reconcile(core)

@@ -60,7 +60,7 @@ def test_callers_are_remembered_per_connection_until_the_device_changes(make_cor
         assert identify(core, environ).name == "app"
         assert identify(core, environ).name == "app"
         assert len(calls) == 1
-        core.hook.pvcore_container_status_changed(core=core, name="app", old="STARTED", new="STOPPING")
+        core.publish("container.status", "app", {"old": "STARTED", "new": "STOPPING", "rev": "0"})
         assert identify(core, environ).name == "app"
         assert len(calls) == 2
     finally:

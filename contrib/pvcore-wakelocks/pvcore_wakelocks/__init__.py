@@ -56,7 +56,7 @@ def pvcore_startup(core):
 
 
 def _mode(core) -> str:
-    value = core.hook.pvcore_config_get(core=core, key="PV_POWER_MODE")
+    value = core.call("pv_config_get", key="PV_POWER_MODE")
     if value is None:
         return "locks"  # upstream's default power mode
     if isinstance(value, str):
@@ -130,6 +130,8 @@ def pvcore_services(core):
 
 
 @hookimpl
-def pvcore_revision_status_changed(core, rev, status):
-    if status == "READY" and core.stash[WAKELOCKS].held("boot"):
+def pvcore_event(core, event):
+    if event.type != "revision.status":
+        return
+    if event.data.get("status") == "READY" and core.stash[WAKELOCKS].held("boot"):
         let_go(core, "boot")

@@ -59,9 +59,9 @@ def test_taking_and_letting_go_a_kernel_lock_are_published(core):
 def test_boot_is_held_until_the_revision_is_ready(core, make_client):
     core.start()
     assert make_client(core).simulate_get("/wakelocks").json["held"]["boot"] is True
-    core.hook.pvcore_revision_status_changed(core=core, rev="0", status="STARTED")
+    core.publish("revision.status", "0", {"status": "STARTED"})
     assert make_client(core).simulate_get("/wakelocks").json["held"]["boot"] is True
-    core.hook.pvcore_revision_status_changed(core=core, rev="0", status="READY")
+    core.publish("revision.status", "0", {"status": "READY"})
     assert make_client(core).simulate_get("/wakelocks").json["held"]["boot"] is False
 
 
@@ -77,7 +77,13 @@ def test_unwritable_interface_is_reported_degraded(make_core, make_client, tmp_p
 def test_power_mode_comes_from_configuration(make_core, make_client, tmp_path):
     class Config:
         @hookimpl
-        def pvcore_config_get(self, core, key):
+        def pvcore_addhooks(self, pluginmanager):
+            from pv_config import hookspecs
+
+            pluginmanager.add_hookspecs(hookspecs)
+
+        @hookimpl
+        def pv_config_get(self, core, key):
             return 2 if key == "PV_POWER_MODE" else None
 
     core = make_core(plugins=[pvcore_wakelocks, Config()], overrides={"wakelocks_sysfs_dir": str(tmp_path)})

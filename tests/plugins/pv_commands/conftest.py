@@ -40,41 +40,41 @@ class FakeStorage:
         return statuses[-1][0] if statuses else None
 
     @hookimpl
-    def pvcore_running_revision(self, core):
+    def pv_steps_running_revision(self, core):
         return self.running
 
     @hookimpl
-    def pvcore_revision_state(self, core, rev):
+    def pv_steps_revision_state(self, core, rev):
         state = self.revisions.get(self.running if rev == "current" else rev)
         return copy.deepcopy(state) if state is not None else None
 
     @hookimpl
-    def pvcore_revision_objects(self, core, rev):
+    def pv_steps_revision_objects(self, core, rev):
         return list(self.objects.get(rev, [])) if rev in self.revisions else None
 
     @hookimpl
-    def pvcore_object_path(self, core, sha):
+    def pv_objects_object_path(self, core, sha):
         return None if sha in self.missing else "/fake/objects/" + sha
 
     @hookimpl
-    def pvcore_set_progress(self, core, rev, status, message, logs):
+    def pv_steps_set_progress(self, core, rev, status, message, logs):
         self.progress.append((rev, status, message))
         return True if rev in self.revisions else None
 
     @hookimpl
-    def pvcore_set_running_revision(self, core, rev, try_once):
+    def pv_steps_set_running_revision(self, core, rev, try_once):
         self.calls.append(("set_running", rev, try_once))
         self.running, self.try_once = rev, try_once
         return True
 
     @hookimpl
-    def pvcore_commit_revision(self, core, rev):
+    def pv_steps_commit_revision(self, core, rev):
         self.calls.append(("commit", rev))
         self.committed = rev
         return True
 
     @hookimpl
-    def pvcore_make_factory(self, core, rev):
+    def pv_steps_make_factory(self, core, rev):
         self.calls.append(("make_factory", rev))
         if rev not in self.revisions:
             return None
@@ -83,9 +83,15 @@ class FakeStorage:
         return True
 
     @hookimpl
-    def pvcore_garbage_collect(self, core):
-        self.gc_in_use = sorted(r for group in core.hook.pvcore_revisions_in_use(core=core) for r in group)
-        return 123
+    def pv_objects_missing(self, core, shas):
+        return [sha for sha in shas if sha in self.missing]
+
+    @hookimpl
+    def pv_commands_run(self, core, op, payload):
+        if op != "RUN_GC":
+            return None
+        self.gc_in_use = sorted(r for group in core.hook.pv_steps_revisions_in_use(core=core) for r in group)
+        return True
 
 
 class FakeEngine:
@@ -100,7 +106,7 @@ class FakeEngine:
         self.stops = 0
 
     @hookimpl
-    def pvcore_run_revision(self, core, rev, state, only_changed, timeout):
+    def pv_containers_run_revision(self, core, rev, state, only_changed, timeout):
         self.runs.append(SimpleNamespace(rev=rev, state=state, only_changed=only_changed, timeout=timeout))
         self.running.set()
         if self.gate is not None:
@@ -112,7 +118,7 @@ class FakeEngine:
         return True, ""
 
     @hookimpl
-    def pvcore_stop_containers(self, core, timeout):
+    def pv_containers_stop(self, core, timeout):
         self.stops += 1
         return True
 
@@ -128,52 +134,56 @@ class FakeDevice:
         self.meta_calls = []
         self.reconciles = 0
         self.activity = []
-        self.changing = []
-        self.changed = []
+        self.running = []
         self.commands = []
 
     @hookimpl
-    def pvcore_config_get(self, core, key):
+    def pv_config_get(self, core, key):
         return self.config.get(key)
 
     @hookimpl
-    def pvcore_config_set(self, core, key, value, level):
+    def pv_config_set(self, core, key, value, level):
         self.config_sets.append((key, value, level))
         return True
 
     @hookimpl
-    def pvcore_daemon_control(self, core, name, action):
+    def pv_daemons_control(self, core, name, action):
         self.daemon_actions.append((name, action))
         return True if name == "ssh" else None
 
-    @hookimpl
-    def pvcore_set_device_meta(self, core, key, value):
+    def _set_device_meta(self, key, value):
         self.meta_calls.append((key, value))
         if value is None:
             self.device_meta.pop(key, None)
         else:
             self.device_meta[key] = value
-        return True
 
     @hookimpl
-    def pvcore_xconnect_reconcile(self, core):
-        self.reconciles += 1
+    def pvcore_event(self, core, event):
+        # Stands in for the metadata plugin, which follows these events.
+        if event.type == "commands.mode":
+            self._set_device_meta("pantavisor.mode", event.subject)
+        elif event.type == "commands.unclaimed":
+            self._set_device_meta("pantahub.claimed", None)
+        elif event.type == "revision.running":
+            self.running.append((event.data.get("old"), event.subject))
+
+    @hookimpl
+    def pv_commands_run(self, core, op, payload):
+        self.commands.append((op, payload))
+        if op == "XCONNECT_GRAPH":
+            self.reconciles += 1
+            return True
+        if op == "UPDATE_METADATA":
+            key, value = next(iter(json.loads(payload).items()))
+            self._set_device_meta(key, value if isinstance(value, str) else json.dumps(value, separators=(",", ":")))
+            return True
+        return None
 
     @hookimpl
     def pvcore_activity(self, core, name, active):
         self.activity.append((name, active))
 
-    @hookimpl
-    def pvcore_revision_changing(self, core, old, new):
-        self.changing.append((old, new))
-
-    @hookimpl
-    def pvcore_revision_changed(self, core, old, new, ok):
-        self.changed.append((old, new, ok))
-
-    @hookimpl
-    def pvcore_command(self, core, op, payload):
-        self.commands.append((op, payload))
 
 
 class Kills:

@@ -21,8 +21,7 @@ def test_run_gc_collects_and_logs_the_total(cmd_env, log_output):
     assert env.post("RUN_GC").status_code == 200
     wait_until(lambda: done(log_output, "RUN_GC"))
     assert env.storage.gc_in_use == []
-    [event] = [e for e in log_output if e["event"] == "garbage_collected"]
-    assert event["reclaimed"] == 123
+    assert done(log_output, "RUN_GC")[0]["ok"] is True
 
 
 @pytest.mark.parametrize("op, value, action", [("ENABLE_SSH", True, "start"), ("DISABLE_SSH", False, "stop")])
@@ -42,14 +41,31 @@ def test_xconnect_graph_asks_for_reconcile(cmd_env, log_output):
     assert env.device.reconciles == 1
 
 
-def test_update_metadata_stores_first_pair_and_queues_it(cmd_env, log_output):
+def test_update_metadata_goes_to_its_owner(cmd_env, log_output):
     env = cmd_env()
     env.post("UPDATE_METADATA", '{"site": "lab", "ignored": "x"}')
     wait_until(lambda: done(log_output, "UPDATE_METADATA"))
     env.post("UPDATE_METADATA", {"geo": {"lat": 1}})
     wait_until(lambda: len(done(log_output, "UPDATE_METADATA")) == 2)
+    assert env.device.commands == [("UPDATE_METADATA", '{"site": "lab", "ignored": "x"}'),
+                                   ("UPDATE_METADATA", '{"geo":{"lat":1}}')]
     assert env.device.device_meta == {"site": "lab", "geo": '{"lat":1}'}
-    path = os.path.join(env.core.settings.storage_dir, "cache", "pending-devmeta.jsonl")
+
+
+def test_update_metadata_stores_first_pair_and_queues_it(make_core, make_client, log_output):
+    import pv_commands
+    import pv_metadata
+
+    core = make_core(plugins=[pv_commands, pv_metadata])
+    core.start()
+    client = make_client(core)
+    for payload in ('{"site": "lab", "ignored": "x"}', {"geo": {"lat": 1}}):
+        client.simulate_post("/commands", body=json.dumps({"op": "UPDATE_METADATA", "payload": payload}))
+        wait_until(lambda: client.simulate_get("/commands").status_code and not core.stash[pv_commands.STATE].slot)
+    wait_until(lambda: len(done(log_output, "UPDATE_METADATA")) == 2)
+    meta = client.simulate_get("/device-meta").json
+    assert (meta["site"], meta["geo"]) == ("lab", {"lat": 1})
+    path = os.path.join(core.settings.storage_dir, "cache", "pending-devmeta.jsonl")
     with open(path) as fh:
         lines = [json.loads(line) for line in fh]
     assert [(line["key"], line["value"]) for line in lines] == [("site", "lab"), ("geo", '{"lat":1}')]
@@ -116,7 +132,7 @@ def test_a_plugin_power_backend_wins_over_the_demo_one(cmd_env):
 
     class BoardPlugin:
         @hookimpl
-        def pvcore_power_backend(self, core):
+        def pv_commands_power_backend(self, core):
             return Board()
 
     env = cmd_env(extra_plugins=[BoardPlugin()])
@@ -134,7 +150,7 @@ def test_system_backend_runs_the_system_commands(cmd_env):
         calls.append(argv)
         return SimpleNamespace(returncode=1 if argv == ["poweroff"] else 0)
 
-    backend = env.core.hook.pvcore_power_backend(core=env.core)
+    backend = env.core.hook.pv_commands_power_backend(core=env.core)
     assert isinstance(backend, SystemPower)
     backend = SystemPower(env.core, run=run)
     backend.reboot("r")
@@ -166,8 +182,9 @@ def test_unknown_power_backend_fails_the_boot(make_core):
 def test_hook_failure_is_logged_not_fatal(cmd_env, log_output):
     class Broken:
         @hookimpl
-        def pvcore_xconnect_reconcile(self, core):
-            raise RuntimeError("boom")
+        def pv_commands_run(self, core, op, payload):
+            if op == "XCONNECT_GRAPH":
+                raise RuntimeError("boom")
 
     env = cmd_env(extra_plugins=[Broken()])
     env.post("XCONNECT_GRAPH")

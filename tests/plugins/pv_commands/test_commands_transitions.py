@@ -31,9 +31,6 @@ def test_local_run_goes_through_testing_to_updated(cmd_env, log_output):
     assert (run.rev, run.only_changed, run.timeout) == ("locals/x", False, 7.0)
     assert run.state == env.storage.revisions["locals/x"]
     assert env.device.activity == [("update", True), ("update", False)]
-    assert env.device.changing == [("0", "locals/x")]
-    assert env.device.changed == [("0", "locals/x", True)]
-    assert ("LOCAL_RUN", "locals/x") in env.device.commands
     events = [e["event"] for e in log_output]
     for name in ("command_accepted", "command_started", "revision_transition_started", "revision_testing",
                  "revision_transition_done", "command_done"):
@@ -95,7 +92,6 @@ def test_failed_transition_rolls_back(cmd_env, log_output, failure):
     assert [run.rev for run in env.engine.runs] == ["locals/x", "0"]
     assert env.engine.runs[1].state == env.storage.revisions["0"]
     assert env.storage.running == "0"
-    assert env.device.changed == [("0", "locals/x", False)]
     assert env.device.activity == [("update", True), ("update", False)]
     failed = [e for e in log_output if e["event"] == "revision_transition_failed"]
     assert failed and failed[0]["reason"] == message
@@ -136,18 +132,18 @@ def test_revision_in_flight_is_in_use(cmd_env):
     try:
         env.post("LOCAL_RUN", "locals/x")
         assert env.engine.running.wait(5)
-        in_use = [r for group in env.core.hook.pvcore_revisions_in_use(core=env.core) for r in group]
+        in_use = [r for group in env.core.hook.pv_steps_revisions_in_use(core=env.core) for r in group]
         assert in_use == ["locals/x"]
     finally:
         env.engine.gate.set()
     final(env, "locals/x")
-    assert [r for group in env.core.hook.pvcore_revisions_in_use(core=env.core) for r in group] == []
+    assert [r for group in env.core.hook.pv_steps_revisions_in_use(core=env.core) for r in group] == []
 
 
 def test_pending_transition_revision_is_in_use(cmd_env):
     env = cmd_env(start=False)
     env.post("TRY_ONCE", "locals/x")
-    assert [r for group in env.core.hook.pvcore_revisions_in_use(core=env.core) for r in group] == ["locals/x"]
+    assert [r for group in env.core.hook.pv_steps_revisions_in_use(core=env.core) for r in group] == ["locals/x"]
 
 
 def test_stop_during_testing_abandons_the_update(cmd_env, log_output):
@@ -164,16 +160,17 @@ def test_container_dying_while_testing_rolls_back(cmd_env, log_output):
     env = cmd_env(update_commit_delay=30.0)
     env.post("LOCAL_RUN", "locals/x")
     wait_until(lambda: env.storage.last_status("locals/x") == "TESTING")
-    hook = env.core.hook.pvcore_container_status_changed
-    hook(core=env.core, name="two", old="STOPPING", new="STOPPED")  # a requested stop
-    hook(core=env.core, name="elsewhere", old="READY", new="STOPPED")  # not in the revision
+    def status(name, old, new):
+        env.core.publish("container.status", name, {"old": old, "new": new, "rev": "locals/x"})
+
+    status("two", "STOPPING", "STOPPED")  # a requested stop
+    status("elsewhere", "READY", "STOPPED")  # not in the revision
     assert env.storage.last_status("locals/x") == "TESTING"
-    hook(core=env.core, name="two", old="READY", new="STOPPED")
+    status("two", "READY", "STOPPED")
     statuses = final(env, "locals/x")
     assert statuses[-1] == ("ERROR", "A container could not be started")
     assert env.storage.calls[-1] == ("set_running", "0", False)
     assert [run.rev for run in env.engine.runs] == ["locals/x", "0"]
-    assert env.device.changed == [("0", "locals/x", False)]
     assert any(e["event"] == "container_died_while_testing" for e in log_output)
 
 
@@ -181,7 +178,7 @@ def test_container_dying_after_the_update_is_not_a_rollback(cmd_env):
     env = cmd_env()
     env.post("LOCAL_RUN", "locals/x")
     final(env, "locals/x")
-    env.core.hook.pvcore_container_status_changed(core=env.core, name="two", old="READY", new="STOPPED")
+    env.core.publish("container.status", "two", {"old": "READY", "new": "STOPPED", "rev": "locals/x"})
     assert env.storage.last_status("locals/x") == "UPDATED"
     assert [run.rev for run in env.engine.runs] == ["locals/x"]
 
@@ -192,7 +189,7 @@ def test_storage_refusing_the_switch_is_an_error(cmd_env):
 
     class Refusing:
         @hookimpl(tryfirst=True)
-        def pvcore_set_running_revision(self, core, rev, try_once):
+        def pv_steps_set_running_revision(self, core, rev, try_once):
             if rev == "locals/x":
                 refused.append(rev)
                 return False

@@ -4,26 +4,21 @@ import os
 import pytest
 
 import pv_config
-from pvcore import hookimpl
 
 
 class FakeUserMeta:
-    """Stands in for the metadata plugin: a dict plus the change event."""
+    """Stands in for the metadata plugin: a dict plus its ``meta.user`` events."""
 
     def __init__(self, initial=None):
         self.meta = dict(initial or {})
         self.core = None
-
-    @hookimpl
-    def pvcore_user_meta(self, core):
-        return dict(self.meta)
 
     def put(self, key, value):
         if value is None:
             self.meta.pop(key, None)
         else:
             self.meta[key] = value
-        self.core.hook.pvcore_meta_changed(core=self.core, kind="user", key=key, value=value)
+        self.core.publish("meta.user", key, {"value": value})
 
 
 @pytest.fixture
@@ -36,16 +31,18 @@ def make(make_core, tmp_path):
                 fh.write(conf_file)
             values["pv_config_file"] = path
         values.update(overrides or {})
-        fake = FakeUserMeta(meta)
+        fake = FakeUserMeta()
         core = make_core(plugins=[pv_config, fake], overrides=values)
         fake.core = core
+        for key, value in (meta or {}).items():  # what the metadata plugin publishes at start-up
+            fake.put(key, value)
         return core, fake
 
     return make
 
 
 def get(core, key):
-    return core.hook.pvcore_config_get(core=core, key=key)
+    return core.hook.pv_config_get(core=core, key=key)
 
 
 def config2(client):
@@ -62,9 +59,9 @@ def test_override_order_default_file_env_metadata_command(make, make_client):
     assert rows["PV_UPDATER_COMMIT_DELAY"] == ("25", "default")
     meta.put("log.level", "4")
     assert config2(client)["PV_LOG_LEVEL"] == ("4", "metadata")
-    assert core.hook.pvcore_config_set(core=core, key="PV_LOG_LEVEL", value=5, level="command") is True
+    assert core.hook.pv_config_set(core=core, key="PV_LOG_LEVEL", value=5, level="command") is True
     assert config2(client)["PV_LOG_LEVEL"] == ("5", "command")
-    assert core.hook.pvcore_config_set(core=core, key="PV_LOG_LEVEL", value=None, level="command") is True
+    assert core.hook.pv_config_set(core=core, key="PV_LOG_LEVEL", value=None, level="command") is True
     assert config2(client)["PV_LOG_LEVEL"] == ("4", "metadata")
     meta.put("log.level", None)
     assert config2(client)["PV_LOG_LEVEL"] == ("3", "env")
@@ -114,12 +111,12 @@ def test_a_second_key_for_the_same_entry_takes_over_on_delete(make):
 
 def test_config_set_rejects_what_it_cannot_apply(make):
     core, _ = make()
-    assert core.hook.pvcore_config_set(core=core, key="NOPE", value="1", level="command") is False
-    assert core.hook.pvcore_config_set(core=core, key="PV_SYSTEM_INIT_MODE", value="embedded",
+    assert core.hook.pv_config_set(core=core, key="NOPE", value="1", level="command") is False
+    assert core.hook.pv_config_set(core=core, key="PV_SYSTEM_INIT_MODE", value="embedded",
                                        level="command") is False
-    assert core.hook.pvcore_config_set(core=core, key="PV_LOG_LEVEL", value="x", level="command") is False
-    assert core.hook.pvcore_config_set(core=core, key="PV_LOG_LEVEL", value="1", level="bogus") is False
-    assert core.hook.pvcore_config_set(core=core, key="debug.ssh", value=False, level="command") is True
+    assert core.hook.pv_config_set(core=core, key="PV_LOG_LEVEL", value="x", level="command") is False
+    assert core.hook.pv_config_set(core=core, key="PV_LOG_LEVEL", value="1", level="bogus") is False
+    assert core.hook.pv_config_set(core=core, key="debug.ssh", value=False, level="command") is True
     assert get(core, "PV_DEBUG_SSH") is False
 
 

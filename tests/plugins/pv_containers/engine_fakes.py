@@ -27,18 +27,18 @@ def state_of(*runs, groups=None):
 
 
 class FakeStorage:
-    """``pvcore_running_revision`` / ``pvcore_revision_state`` from memory."""
+    """``pv_steps_running_revision`` / ``pv_steps_revision_state`` from memory."""
 
     def __init__(self, state=None, rev="0"):
         self.rev = rev
         self.state = state
 
     @hookimpl
-    def pvcore_running_revision(self, core):
+    def pv_steps_running_revision(self, core):
         return self.rev if self.state is not None else None
 
     @hookimpl
-    def pvcore_revision_state(self, core, rev):
+    def pv_steps_revision_state(self, core, rev):
         return self.state if rev in ("current", self.rev) else None
 
 
@@ -82,13 +82,13 @@ class FakeRuntime:
 
 
 class RuntimePlugin:
-    """Registers a runtime through ``pvcore_container_runtime``, as an LXC plugin would."""
+    """Registers a runtime through ``pv_containers_runtime``, as an LXC plugin would."""
 
     def __init__(self, runtime):
         self.runtime = runtime
 
     @hookimpl(tryfirst=True)
-    def pvcore_container_runtime(self, core):
+    def pv_containers_runtime(self, core):
         return self.runtime
 
 
@@ -115,15 +115,14 @@ class Recorder:
         self.refuse = set()
 
     @hookimpl
-    def pvcore_container_status_changed(self, core, name, old, new):
-        self.changes.append((name, old, new))
+    def pvcore_event(self, core, event):
+        if event.type == "container.status":
+            self.changes.append((event.subject, event.data["old"], event.data["new"]))
+        elif event.type == "revision.status":
+            self.revision.append((event.subject, event.data["status"]))
 
     @hookimpl
-    def pvcore_revision_status_changed(self, core, rev, status):
-        self.revision.append((rev, status))
-
-    @hookimpl
-    def pvcore_container_starting(self, core, name, run):
+    def pv_containers_starting(self, core, name, run):
         self.starting.append(name)
         if name in self.refuse:
             raise RuntimeError("driver missing")

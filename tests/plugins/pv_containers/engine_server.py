@@ -1,6 +1,6 @@
 """Black-box helpers: a real gunicorn serving the demo device (or a custom revision).
 
-The storage plugin provides ``pvcore_revision_state``; when it is not
+The storage plugin provides ``pv_steps_revision_state``; when it is not
 installed (this branch alone), :func:`storage_shim_path` builds a tiny
 stand-in distribution that reads ``trails/current`` and ``.pvr/json`` and
 gunicorn gets it on ``PYTHONPATH``, so the engine is tested through its hooks
@@ -23,7 +23,7 @@ def _trails(core):
 
 
 @hookimpl
-def pvcore_running_revision(core):
+def pv_steps_running_revision(core):
     try:
         return os.readlink(os.path.join(_trails(core), "current"))
     except OSError:
@@ -31,9 +31,9 @@ def pvcore_running_revision(core):
 
 
 @hookimpl
-def pvcore_revision_state(core, rev):
+def pv_steps_revision_state(core, rev):
     if rev == "current":
-        rev = pvcore_running_revision(core)
+        rev = pv_steps_running_revision(core)
     try:
         with open(os.path.join(_trails(core), rev, ".pvr", "json")) as fh:
             return json.load(fh)
@@ -45,7 +45,7 @@ def pvcore_revision_state(core, rev):
 def storage_shim_path():
     """A PYTHONPATH entry with the stand-in storage plugin, or ``None`` if a real one is installed."""
     pm = get_plugin_manager(load_entrypoints=True, disabled=())
-    if pm.hook.pvcore_revision_state.get_hookimpls():
+    if pm.hook.pv_steps_revision_state.get_hookimpls():
         return None
     base = tempfile.mkdtemp(prefix="pvshim")
     with open(os.path.join(base, "pvtest_engine_storage.py"), "w") as fh:

@@ -1,4 +1,4 @@
-"""``pvcore_run_revision`` and ``pvcore_stop_containers`` (for the commands plugin)."""
+"""``pv_containers_run_revision`` and ``pv_containers_stop`` (for the commands plugin)."""
 import threading
 import time
 
@@ -17,14 +17,14 @@ def test_run_revision_replaces_everything(make_device):
     dev.step(2)
     old = dict(dev.runtime.procs)
     new_state = state_of(run_json("sdk", group="platform"), run_json("a", **APP), run_json("c", **APP))
-    ok = dev.core.hook.pvcore_run_revision(core=dev.core, rev="1", state=new_state)
+    ok = dev.core.hook.pv_containers_run_revision(core=dev.core, rev="1", state=new_state)
     assert ok == (True, "")
     assert dev.runtime.stopped == ["b", "a", "sdk"]  # reverse group order
     assert all(proc.code == -15 for proc in old.values())
     assert [e["name"] for e in dev.engine.container_list()] == ["sdk", "a", "c"]
     assert {e["status"] for e in dev.engine.container_list()} == {"STARTED"}
     assert dev.recorder.revision[-1] == ("1", "READY")
-    pids = dev.core.hook.pvcore_container_pids(core=dev.core)
+    pids = dev.core.hook.pv_containers_pids(core=dev.core)
     assert set(pids) == {"sdk", "a", "c"} and all(pid > 0 for pid in pids.values())
 
 
@@ -65,7 +65,7 @@ def test_ready_signal_completes_the_run(make_device):
     worker = threading.Thread(target=lambda: result.append(dev.engine.run_revision("4", state)))
     worker.start()
     wait_until(lambda: dev.engine.container("x") and dev.status("x") == "STARTED", 5)
-    assert dev.core.hook.pvcore_container_signal(core=dev.core, name="x", type="ready", payload="") is True
+    assert dev.core.hook.pv_containers_signal(core=dev.core, name="x", type="ready", payload="") is True
     worker.join(5)
     assert result == [(True, "")]
 
@@ -92,6 +92,6 @@ def test_crash_without_recovery_is_reported(make_device):
 def test_stop_containers_hook(make_device):
     dev = make_device(first_state())
     dev.step(2)
-    assert dev.core.hook.pvcore_stop_containers(core=dev.core, timeout=1) is True
+    assert dev.core.hook.pv_containers_stop(core=dev.core, timeout=1) is True
     assert dev.runtime.stopped == ["b", "a", "sdk"]
-    assert dev.core.hook.pvcore_container_pids(core=dev.core) == {"sdk": -1, "a": -1, "b": -1}
+    assert dev.core.hook.pv_containers_pids(core=dev.core) == {"sdk": -1, "a": -1, "b": -1}

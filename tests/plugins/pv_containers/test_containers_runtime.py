@@ -20,7 +20,7 @@ class LaterRuntime:
         self.runtime = FakeRuntime()
 
     @hookimpl
-    def pvcore_container_runtime(self, core):
+    def pv_containers_runtime(self, core):
         return self.runtime
 
 

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 import pv_daemons
+import pv_xconnect
 from pvcore import hookimpl
 from pvcore.services import DaemonSpec
 from pvcore.supervisor import process_running as alive
@@ -20,7 +21,7 @@ class ExtraDaemons:
     """Another plugin contributing daemons."""
 
     @hookimpl
-    def pvcore_daemons(self, core):
+    def pv_daemons_declare(self, core):
         return [DaemonSpec("sleeper", SLEEPER), DaemonSpec("stubborn", STUBBORN, autostart=False),
                 DaemonSpec("missing", ["/nonexistent/bin/daemon"])]
 
@@ -43,13 +44,13 @@ def listing(client):
 
 @pytest.fixture
 def started(make_core, make_client):
-    core = make_core(plugins=[pv_daemons, ExtraDaemons()], overrides={"stop_timeout": 1.0})
+    core = make_core(plugins=[pv_daemons, pv_xconnect, ExtraDaemons()], overrides={"stop_timeout": 1.0})
     core.start()
     return core, make_client(core)
 
 
 def test_list_before_start_shows_declaration_order_and_no_pids(make_core, make_client):
-    core = make_core(plugins=[pv_daemons, ExtraDaemons()])
+    core = make_core(plugins=[pv_daemons, pv_xconnect, ExtraDaemons()])
     by_name, order = listing(make_client(core))
     assert order == ["pv-xconnect", "ssh", "sleeper", "stubborn", "missing"]
     assert by_name["pv-xconnect"] == {"name": "pv-xconnect", "pid": 0, "respawn": True}
@@ -117,14 +118,14 @@ def test_start_of_a_running_daemon_keeps_it(started):
     (json.dumps({"action": "stop", "pad": "x" * 1100}).encode(), 507, "Not enough disk space available"),
 ])
 def test_bad_bodies(make_core, make_client, body, status, message):
-    core = make_core(plugins=[pv_daemons])
+    core = make_core(plugins=[pv_daemons, pv_xconnect])
     resp = make_client(core).simulate_put("/daemons/pv-xconnect", body=body)
     assert resp.status_code == status
     assert resp.json == {"Error": message}
 
 
 def test_unknown_daemon_is_404_before_the_body(make_core, make_client):
-    core = make_core(plugins=[pv_daemons])
+    core = make_core(plugins=[pv_daemons, pv_xconnect])
     resp = make_client(core).simulate_put("/daemons/nonexistent-daemon", body=b"")
     assert resp.status_code == 404
     assert resp.json == {"Error": "Daemon not found"}
@@ -152,13 +153,13 @@ def test_stop_all_on_core_stop(started):
 
 def test_daemon_control_hook(started):
     core, client = started
-    assert core.hook.pvcore_daemon_control(core=core, name="ssh", action="start") is True
+    assert core.hook.pv_daemons_control(core=core, name="ssh", action="start") is True
     entry = listing(client)[0]["ssh"]
     assert entry["pid"] > 0 and entry["respawn"] is True
     assert b"--placeholder" in cmdline(entry["pid"])
-    assert core.hook.pvcore_daemon_control(core=core, name="ssh", action="stop") is True
+    assert core.hook.pv_daemons_control(core=core, name="ssh", action="stop") is True
     assert not alive(entry["pid"])
-    assert core.hook.pvcore_daemon_control(core=core, name="nope", action="stop") is None
+    assert core.hook.pv_daemons_control(core=core, name="nope", action="stop") is None
 
 
 def test_xconnect_reconcile_wakes_the_daemon(started):
@@ -174,9 +175,9 @@ def test_xconnect_reconcile_wakes_the_daemon(started):
     # No socket in a unit test: the first round logs one "unreachable".
     wait_until(lambda: unreachable_lines() == 1)
     pid = listing(client)[0]["pv-xconnect"]["pid"]
-    core.hook.pvcore_xconnect_reconcile(core=core)
+    pv_xconnect.pv_commands_run(core=core, op="XCONNECT_GRAPH", payload="")
     wait_until(lambda: open(log_path).read().count("xconnect_reconcile_requested") == 1)
-    core.hook.pvcore_revision_changed(core=core, old="0", new="1", ok=True)
+    core.publish("revision.status", "1", {"status": "READY"})
     wait_until(lambda: open(log_path).read().count("xconnect_reconcile_requested") == 2)
     assert alive(pid)
     assert listing(client)[0]["pv-xconnect"]["pid"] == pid

@@ -34,7 +34,7 @@ FAKE_PLUGIN = textwrap.dedent('''
         return ["mgmt"] if name == "%s" else None
 
     @hookimpl(trylast=True)
-    def pvcore_revision_state(core, rev):
+    def pv_steps_revision_state(core, rev):
         return demo_state()[0] if rev == "current" else None
 ''' % (CONTAINER, CONTAINER))
 

@@ -38,11 +38,11 @@ class FakeDevice:
         return ["mgmt"] if name in ("app", "bare") else None
 
     @hookimpl
-    def pvcore_revision_state(self, core, rev):
+    def pv_steps_revision_state(self, core, rev):
         return STATE if rev == "current" else None
 
     @hookimpl
-    def pvcore_user_meta(self, core):
+    def pv_metadata_user(self, core):
         return self.meta
 
 
@@ -65,7 +65,7 @@ class LoaderPlugin:
         self.loader = loader
 
     @hookimpl
-    def pvcore_driver_loader(self, core):
+    def pv_drivers_loader(self, core):
         return self.loader
 
 
@@ -211,12 +211,12 @@ def test_modprobe_loader_runs_the_injected_runner(device):
                    ["modprobe", "-r", "brcmfmac"], ["modprobe", "-r", "cfg80211"]]
     assert dry_calls(core) == []
     with pytest.raises(DriverLoadError):
-        core.hook.pvcore_container_starting(core=core, name="app", run=STATE["app/run.json"])
+        core.hook.pv_containers_starting(core=core, name="app", run=STATE["app/run.json"])
 
 
 def test_container_starting_loads_required_and_optional(device):
     core, client = device(overrides={"driver_fitconfig": "board-b"})
-    core.hook.pvcore_container_starting(core=core, name="app", run=STATE["app/run.json"])
+    core.hook.pv_containers_starting(core=core, name="app", run=STATE["app/run.json"])
     assert dry_calls(core) == [["modprobe", "usbserial"], ["modprobe", "ftdi_sio"], ["modprobe", "panfrost", "debug=1"]]
     statuses = {d["name"]: d["status"] for d in client.simulate_get("/drivers").json}
     assert statuses == {"usb-serial": "LOADED", "gpu": "LOADED", "wifi": "UNLOADED", "ghost": "UNKNOWN"}
@@ -225,7 +225,7 @@ def test_container_starting_loads_required_and_optional(device):
 def test_failing_optional_driver_does_not_abort_the_start(device):
     loader = FailingLoader("panfrost")
     core, client = device(extra=[LoaderPlugin(loader)], overrides={"driver_fitconfig": "board-b"})
-    core.hook.pvcore_container_starting(core=core, name="app", run=STATE["app/run.json"])
+    core.hook.pv_containers_starting(core=core, name="app", run=STATE["app/run.json"])
     assert [c[1] for c in loader.calls] == ["usbserial", "ftdi_sio", "panfrost"]
 
 

@@ -76,7 +76,7 @@ class FakeEngine:
         self.running = "0"
 
     @hookimpl
-    def pvcore_running_revision(self, core):
+    def pv_steps_running_revision(self, core):
         return self.running
 
 
@@ -107,10 +107,10 @@ def test_device_meta_is_populated_when_services_start(core, make_client):
 
 def test_status_and_revision_hooks_update_device_meta(core, make_client, engine):
     client = make_client(core)
-    core.hook.pvcore_revision_status_changed(core=core, rev="0", status="READY")
+    core.publish("revision.status", "0", {"status": "READY"})
     assert client.simulate_get("/device-meta").json["pantavisor.status"] == "READY"
     engine.running = "locals/new"
-    core.hook.pvcore_revision_changed(core=core, old="0", new="locals/new", ok=True)
+    core.publish("revision.running", "locals/new", {"old": "0"})
     assert client.simulate_get("/device-meta").json["pantavisor.revision"] == "locals/new"
 
 

@@ -20,8 +20,9 @@ class Recorder:
         self.activities = []
 
     @hookimpl
-    def pvcore_meta_changed(self, core, kind, key, value):
-        self.changes.append((kind, key, value))
+    def pvcore_event(self, core, event):
+        if event.type.startswith("meta."):
+            self.changes.append((event.type[len("meta."):], event.subject, event.data["value"]))
 
     @hookimpl
     def pvcore_activity(self, core, name, active):
@@ -126,18 +127,18 @@ def test_hooks_fire_on_real_changes_only(client, recorder):
 
 def test_user_meta_hook_returns_a_copy(core, client):
     client.simulate_put("/user-meta/a", body="1")
-    meta = core.hook.pvcore_user_meta(core=core)
+    meta = core.hook.pv_metadata_user(core=core)
     assert meta == {"a": "1"}
     meta["b"] = "2"
-    assert core.hook.pvcore_user_meta(core=core) == {"a": "1"}
+    assert core.hook.pv_metadata_user(core=core) == {"a": "1"}
 
 
 def test_set_device_meta_hook(core, client, recorder):
-    assert core.hook.pvcore_set_device_meta(core=core, key="from.plugin", value="x") is True
+    assert core.hook.pv_metadata_set_device(core=core, key="from.plugin", value="x") is True
     assert client.simulate_get("/device-meta").json == {"from.plugin": "x"}
-    assert core.hook.pvcore_set_device_meta(core=core, key="from.plugin", value=None) is True
+    assert core.hook.pv_metadata_set_device(core=core, key="from.plugin", value=None) is True
     assert client.simulate_get("/device-meta").json == {}
-    assert core.hook.pvcore_set_device_meta(core=core, key="bad/key", value="x") is False
+    assert core.hook.pv_metadata_set_device(core=core, key="bad/key", value="x") is False
     assert recorder.changes == [("device", "from.plugin", "x"), ("device", "from.plugin", None)]
 
 

@@ -8,14 +8,22 @@ from pvcore import hookimpl
 
 
 class FakeReferences:
-    """Stands in for pv_steps: answers ``pvcore_objects_in_use`` with ``self.shas``."""
+    """Stands in for the owner of revisions: serves ``POST /storage/gc``
+    collecting everything but ``self.shas`` through ``pv_objects_collect``."""
 
     def __init__(self):
         self.shas = set()
 
     @hookimpl
-    def pvcore_objects_in_use(self, core):
-        return sorted(self.shas)
+    def pvcore_routes(self, core):
+        refs = self
+
+        class GarbageCollect:
+            def on_post(self, req, resp):
+                reclaimed = core.hook.pv_objects_collect(core=core, keep=set(refs.shas))
+                resp.data = b'{"reclaimed": %d}' % reclaimed
+
+        return [("/storage/gc", GarbageCollect())]
 
 
 @pytest.fixture

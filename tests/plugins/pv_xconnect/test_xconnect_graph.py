@@ -91,12 +91,12 @@ class FakeRuntime:
         self.asked = []
 
     @hookimpl
-    def pvcore_revision_state(self, core, rev):
+    def pv_steps_revision_state(self, core, rev):
         self.asked.append(rev)
         return self.state
 
     @hookimpl
-    def pvcore_container_pids(self, core):
+    def pv_containers_pids(self, core):
         return self.pids
 
 

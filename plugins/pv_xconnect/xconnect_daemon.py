@@ -1,6 +1,6 @@
 """pv-xconnect: the demo device's service-mesh reconciler, as its own process.
 
-Run as ``python -m pv_daemons.xconnect_daemon`` with ``PVCORE_CTRL_SOCKET``
+Run as ``python -m pv_xconnect.xconnect_daemon`` with ``PVCORE_CTRL_SOCKET``
 naming the pv-ctrl socket. Every 5 seconds, and at once on SIGUSR1, it asks
 ``GET /xconnect-graph`` (HTTP/1.0 over the Unix socket, stdlib only) and
 prints the links as one JSON line on stdout whenever they change. A socket

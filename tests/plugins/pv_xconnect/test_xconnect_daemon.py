@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from pv_daemons import xconnect_daemon
+from pv_xconnect import xconnect_daemon
 from pvcore.testing import short_tempdir, wait_until
 
 LINK = {"consumer": "c", "consumer_pid": 5, "provider": "p", "provider_pid": 6, "name": "svc", "type": "unix",
@@ -100,7 +100,7 @@ def test_reconciler_tolerates_errors(server, capsys):
 
 def test_process_reconciles_on_sigusr1_and_exits_0_on_sigterm(server):
     env = dict(os.environ, PVCORE_CTRL_SOCKET=server.path)
-    proc = subprocess.Popen([sys.executable, "-m", "pv_daemons.xconnect_daemon"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "pv_xconnect.xconnect_daemon"], env=env,
                             stdout=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: len(server.requests) == 1)

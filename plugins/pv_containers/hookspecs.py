@@ -1,0 +1,99 @@
+"""The container engine contract, owned by pv_containers (docs/architecture.md §3).
+
+pv_containers runs the containers of the running revision: their status
+machine, restart policies, groups and pids are its state, changed only by
+the engine. Whoever owns revisions hands it a revision to run
+(:func:`pv_containers_run_revision`); power management stops everything
+(:func:`pv_containers_stop`). Status changes are published as
+``container.status``, ``group.status`` and ``revision.status`` events.
+
+How a container becomes a running thing is the *runtime*'s business
+(:func:`pv_containers_runtime`): the built-in one runs a supervised process
+group, a runtime plugin (LXC) returns its own object with the same methods.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from pvcore.app import Core
+
+hookspec = pluggy.HookspecMarker("pvcore")
+
+
+@hookspec(firstresult=True)
+def pv_containers_runtime(core: "Core") -> Any:
+    """The runtime that starts container processes. *firstresult*
+
+    Asked once, when the engine's service starts. The built-in process
+    runtime (:class:`pv_containers.runtime.ProcessRuntime`) is ``trylast``.
+    The returned object has these methods; their names and meaning are the
+    contract a runtime plugin implements:
+
+    ``start(container) -> handle``
+        Start the container and return an opaque handle. ``container`` is a
+        :class:`pv_containers.model.Container`; read ``name``, ``rev`` (the
+        revision), ``run`` (its run.json as a dict), ``group.name`` and
+        ``roles``. Raise to report a failed start (the engine treats it like
+        a crash).
+    ``stop(handle, timeout)``
+        Stop it: ask politely, force it after ``timeout`` seconds. Must
+        return within about ``timeout`` seconds and leave nothing behind.
+    ``pid(handle) -> int``
+        The container's init pid (the leader of its process tree).
+    ``poll(handle) -> int or None``
+        ``None`` while it runs, else its exit status (negative for a
+        signal). Called often from the engine's loop: must not block. Once it
+        returned a status the handle is dead; the engine never uses it again.
+    """
+
+
+@hookspec(firstresult=True)
+def pv_containers_run_revision(
+    core: "Core", rev: str, state: Mapping[str, Any], only_changed: bool = False, timeout: Optional[float] = None
+) -> Optional[tuple]:
+    """Stop the running containers and bring up revision ``rev``. *firstresult*
+
+    :param state: the revision's validated state JSON.
+    :param only_changed: restart only containers whose definition changed
+        (``LOCAL_APPLY``).
+    :param timeout: seconds to wait for every status goal.
+    :return: ``(ok, message)``; ``ok`` is ``False`` when a container did not
+        reach its status goal in time (the message says which).
+    """
+
+
+@hookspec(firstresult=True)
+def pv_containers_stop(core: "Core", timeout: Optional[float] = None) -> Optional[bool]:
+    """Stop every container in reverse group order (poweroff, reboot). *firstresult*"""
+
+
+@hookspec(firstresult=True)
+def pv_containers_pids(core: "Core") -> Optional[Mapping[str, int]]:
+    """Init pid of each container of the running revision (-1 if not running). *firstresult*"""
+
+
+@hookspec(firstresult=True)
+def pv_containers_signal(core: "Core", name: str, type: str, payload: str) -> Optional[bool]:
+    """Deliver a ``/signal`` sent by container ``name``. *firstresult*
+
+    :return: ``True`` if accepted, ``False`` if not expected from that
+        container (the endpoint then answers 500, docs/protocol.md §7.9).
+    """
+
+
+@hookspec(firstresult=True)
+def pv_containers_groups(core: "Core") -> Optional[Sequence[Mapping[str, Any]]]:
+    """The groups of the running revision as ``GET /groups`` objects. *firstresult*"""
+
+
+@hookspec
+def pv_containers_starting(core: "Core", name: str, run: Mapping[str, Any]) -> None:
+    """Container ``name`` (its ``run.json`` as ``run``) is about to start.
+
+    Whatever a container needs before it starts (kernel drivers) is prepared
+    here; an implementation that raises aborts the start, which the engine
+    then treats like a crash.
+    """
