@@ -83,6 +83,11 @@ def _check_run(key: str, run: Any, groups: List[str]) -> Optional[str]:
         return f"{key} is not an object"
     if not isinstance(run.get("name"), str) or not run["name"]:
         return f"{key} has no name"
+    if run["name"] != key[: -len("/run.json")]:
+        # One name per container (docs/protocol.md §6.1): the folder is how
+        # the revision's objects and the engine name it, so run.json's
+        # "name" must agree, or a rollback would look for the wrong one.
+        return f"{key} names another container"
     if "status_goal" in run and run["status_goal"] not in STATUS_GOALS:
         return f"{key} has a bad status_goal"
     if "restart_policy" in run and run["restart_policy"] not in RESTART_POLICIES:

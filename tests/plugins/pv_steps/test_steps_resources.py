@@ -108,6 +108,18 @@ def test_put_bad_local_names_are_400(device, name):
     assert sorted(os.listdir(trail(storage))) == ["0", "current"]
 
 
+def test_container_named_unlike_its_folder_is_422(device):
+    # Regression (issue 19): the engine named such a container by run.json's
+    # "name" and the transition by its folder, so when it died while TESTING
+    # nothing was rolled back. One name per container: refused up front.
+    core, client, storage = device
+    state = minimal_state(**{"app/run.json": {"name": "not-app", "group": "root"}})
+    result = client.simulate_put("/steps/locals/renamed", body=json.dumps(state))
+    assert result.status_code == 422
+    assert result.json == BAD_FORMAT
+    assert not os.path.exists(trail(storage, "locals", "renamed"))
+
+
 def test_64_char_local_name_is_accepted(device):
     core, client, storage = device
     assert client.simulate_put("/steps/locals/" + "x" * 64, body=json.dumps(minimal_state())).status_code == 200

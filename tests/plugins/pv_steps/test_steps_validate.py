@@ -58,6 +58,7 @@ def test_valid_states(doc):
     state(**{"../escape": "a" * 64}),
     state(**{"/abs/path": "a" * 64}),
     state(**{"c//x": "a" * 64}),
+    state(**{"c/run.json": dict(RUN, name="other")}),  # one container, one name
 ])
 def test_invalid_states(doc):
     assert check_state(doc, "appengine") is not None
