@@ -83,9 +83,7 @@ def pvcore_addhooks(pluginmanager):
     pluginmanager.add_hookspecs(hookspecs)
 
 
-# NOTE: tryfirst: pv_config depends on nothing, and the metadata loaded by
-# later start-ups reaches it as meta.user events.
-@hookimpl(tryfirst=True)
+@hookimpl
 def pvcore_startup(core):
     settings = core.settings
     config = Config(_entries(settings))

@@ -101,6 +101,7 @@ class DeviceMetaRefresh(Service):
         self._meta.refresh_device()
 
     def start(self) -> None:
+        self._meta.announce_user()
         try:
             self._meta.refresh_device(boot=True)
         except OSError:  # a full disk must not keep the worker from booting

@@ -49,13 +49,15 @@ class Metadata:
         self.kinds = {USER.name: USER, DEVICE.name: DEVICE}
 
     def load(self) -> None:
-        """Load both stores, then publish every user key as a ``meta.user`` event.
+        for store in self.stores.values():
+            store.load()
+
+    def announce_user(self) -> None:
+        """Publish every user key as a ``meta.user`` event (when the worker starts).
 
         The events tell listeners (the configuration's metadata level) the
         values present at boot without their asking (docs/architecture.md §4).
         """
-        for store in self.stores.values():
-            store.load()
         for key, value in self.stores[USER.name].snapshot().items():
             self._core.publish(f"meta.{USER.name}", key, {"value": value})
 

@@ -18,6 +18,7 @@ import structlog
 
 from pvcore import hookimpl
 from pvcore.app import StashKey
+from pvcore.services import Service
 from pvcore.settings import Setting
 
 from pv_steps.resources import CommitMessage, GarbageCollect, LocalStep, Progress, StepList, StepState
@@ -48,9 +49,32 @@ def pvcore_startup(core):
     steps = Steps(core.settings.storage_dir)
     steps.start()
     core.stash[STEPS] = steps
-    running = steps.trails.running()
-    if running is not None:
-        core.publish("revision.running", running, {"old": None})
+
+
+class BootAnnouncement(Service):
+    """Publishes the boot decision (``revision.running``, ``old`` null) when the worker starts.
+
+    Not from :func:`pvcore_startup`: listeners may not have built their state yet.
+    """
+
+    name = "pv_steps.boot"
+    priority = 10
+
+    def __init__(self, core):
+        self._core = core
+
+    def start(self) -> None:
+        running = self._core.stash[STEPS].trails.running()
+        if running is not None:
+            self._core.publish("revision.running", running, {"old": None})
+
+    def stop(self) -> None:
+        pass
+
+
+@hookimpl
+def pvcore_services(core):
+    return [BootAnnouncement(core)]
 
 
 @hookimpl

@@ -35,20 +35,21 @@ def test_events_arrive_in_order_and_a_reconnect_with_since_loses_nothing(start_g
         assert watcher.status == 200
         assert watcher.headers["content-type"] == "application/x-ndjson"
         write_meta(server, 3)
-        seen = [watcher.event(5) for _ in range(6)]
+        seen = [watcher.event(5) for _ in range(9)]
     assert [(e["type"], e["subject"]) for e in seen] == [
-        ("wakelock.taken", "usrmeta"), ("wakelock.released", "usrmeta")] * 3
+        event for i in range(3)
+        for event in (("wakelock.taken", "usrmeta"), ("wakelock.released", "usrmeta"), ("meta.user", f"k{i}"))]
     ids = [e["id"] for e in seen]
-    assert ids == sorted(ids) and len(set(ids)) == 6
+    assert ids == sorted(ids) and len(set(ids)) == 9
     assert all(set(e) == {"id", "time", "type", "subject", "data"} for e in seen)
 
     write_meta(server, 2, start=3)  # while nobody watches
     with StreamReader(server.socket, f"/_pvcore/events?since={ids[-1]}") as watcher:
-        replay = [watcher.event(5) for _ in range(4)]
+        replay = [watcher.event(5) for _ in range(6)]
         write_meta(server, 1, start=5)
-        live = [watcher.event(5) for _ in range(2)]
+        live = [watcher.event(5) for _ in range(3)]
     replayed = [e["id"] for e in replay + live]
-    assert replayed == list(range(ids[-1] + 1, ids[-1] + 7))  # no gap, no repeat
+    assert replayed == list(range(ids[-1] + 1, ids[-1] + 10))  # no gap, no repeat
     assert "pvcore.gap" not in {e["type"] for e in replay}
 
 
