@@ -1,22 +1,17 @@
-"""pv_commands: ``POST /commands``, the single command slot and revision transitions.
+"""pv_commands: ``POST /commands``, the single command slot, power and the device's mode.
 
-The plugin owns the slot (contract §7.6) and the update progress of the
-transitions it drives (device-model §3); the work itself is done by other
-plugins through their contracts: storage (``pv_steps_revision_state``,
-``pv_steps_set_running_revision``, ``pv_steps_commit_revision`` …), the engine
-(``pv_containers_run_revision``, ``pv_containers_stop``), daemons
-(``pv_daemons_control``) and config. A worker thread
-(:class:`pv_commands.worker.CommandWorker`) carries out one command at a
-time; an op pv_commands does not own goes to its owner through
-``pv_commands_run`` (:mod:`pv_commands.hookspecs`). A container of a
-revision being tested that dies on its own (a ``container.status`` event)
-fails the transition, which is then rolled back. The device's mode is
-published as ``commands.mode`` (``local``/``remote``) and an unclaim as
-``commands.unclaimed``.
+The plugin owns the slot (docs/protocol.md §7.6): it parses and admits a
+command, and a worker thread (:class:`pv_commands.worker.CommandWorker`)
+carries out one command at a time. Power (reboot, poweroff, a held reboot)
+and the remote/claimed mode are its own; every other op goes to the plugin
+that owns the state it changes through ``pv_commands_run``
+(:mod:`pv_commands.hookspecs`): revision transitions and GC to the owner of
+revisions, ``UPDATE_METADATA`` to metadata, ``XCONNECT_GRAPH`` to xconnect.
+The device's mode is published as ``commands.mode`` (``local``/``remote``),
+an unclaim as ``commands.unclaimed``.
 
-Settings: ``update_goals_timeout``, ``update_commit_delay``,
-``reboot_delay``, ``power_backend`` (``demo``/``system``), ``power_kill``
-and ``claimed`` (see :data:`SETTINGS`).
+Settings: ``reboot_delay``, ``power_backend`` (``demo``/``system``),
+``power_kill`` and ``claimed`` (see :data:`SETTINGS`).
 """
 import os
 
@@ -30,7 +25,6 @@ from pvcore.settings import Setting
 from pv_commands.power import DemoPower, SystemPower
 from pv_commands.resources import Commands
 from pv_commands.state import CommandState
-from pv_commands.transition import NOT_STARTED
 from pv_commands.worker import CommandWorker
 
 log = structlog.get_logger(__name__)
@@ -39,12 +33,6 @@ STATE: StashKey[CommandState] = StashKey()
 POWER: StashKey[object] = StashKey()
 
 SETTINGS = (
-    Setting("update_goals_timeout", float, 60.0,
-            "Seconds a revision transition waits for every container to reach its status goal "
-            "before rolling back (upstream PV_UPDATER_GOALS_TIMEOUT)."),
-    Setting("update_commit_delay", float, 2.0,
-            "Seconds a transitioned revision stays TESTING before it is final (UPDATED or DONE); "
-            "upstream's PV_UPDATER_COMMIT_DELAY is 25, the demo device uses 2."),
     Setting("reboot_delay", float, 0.0,
             "Seconds REBOOT_DEVICE is held before the reboot happens (0 = at once); "
             "DEFER_REBOOT <seconds> pushes a held reboot back."),
@@ -78,7 +66,7 @@ POWER_BACKENDS = ("demo", "system")
 def pvcore_startup(core):
     if core.settings.get("power_backend") not in POWER_BACKENDS:
         raise StartupError(f"power_backend must be one of {', '.join(POWER_BACKENDS)}")
-    core.stash[STATE] = CommandState()
+    core.stash[STATE] = CommandState(update_ongoing=lambda: bool(core.hook.pv_commands_update_ongoing(core=core)))
 
 
 @hookimpl
@@ -89,11 +77,6 @@ def pvcore_routes(core):
 @hookimpl
 def pvcore_services(core):
     return [CommandWorker(core, core.stash[STATE])]
-
-
-@hookimpl(optionalhook=True)
-def pv_steps_revisions_in_use(core):
-    return core.stash[STATE].revisions_in_use()
 
 
 @hookimpl(trylast=True)
@@ -107,19 +90,3 @@ def pv_commands_power_backend(core):
             backend = DemoPower(core, kill=core.settings.get("power_kill"))
         core.stash[POWER] = backend
     return backend
-
-
-#: Statuses a container leaves when it dies on its own (a stop goes through STOPPING).
-_UP = ("STARTING", "STARTED", "READY")
-
-
-@hookimpl
-def pvcore_event(core, event):
-    # A container of the revision being tested died without recovery: that
-    # revision failed (device-model §3.2 failure edges); the worker rolls back.
-    if event.type != "container.status":
-        return
-    old, new = event.data.get("old"), event.data.get("new")
-    cstate = core.stash.get(STATE)
-    if new == "STOPPED" and old in _UP and cstate is not None and cstate.fail_testing(event.subject, NOT_STARTED):
-        log.error("container_died_while_testing", container=event.subject, old=old)

@@ -11,7 +11,7 @@ from typing import Callable, Dict, Optional
 
 import structlog
 
-from pv_commands import device, ops, transition
+from pv_commands import device, ops
 from pv_commands.ops import Command
 from pv_commands.state import CommandState
 
@@ -24,11 +24,6 @@ class Executor:
         self.core = core
         self.cstate = cstate
         self._handlers: Dict[str, Callable[[Command], Optional[bool]]] = {
-            ops.LOCAL_RUN: self._transition,
-            ops.LOCAL_RUN_COMMIT: self._transition,
-            ops.TRY_ONCE: self._transition,
-            ops.LOCAL_APPLY: self._transition,
-            ops.MAKE_FACTORY: self._make_factory,
             ops.REBOOT_DEVICE: self._reboot,
             ops.POWEROFF_DEVICE: self._poweroff,
             ops.DEFER_REBOOT: self._defer_reboot,
@@ -46,6 +41,8 @@ class Executor:
         reason = self._refusal(command)
         if reason is not None:
             log.warning("command_dropped", op=command.op, payload=command.payload, reason=reason)
+            self.core.publish("command.finished", command.op,
+                              {"payload": command.payload, "ok": False, "error": reason})
             return
         log.info("command_started", op=command.op, payload=command.payload)
         ok: Optional[bool] = False
@@ -57,20 +54,17 @@ class Executor:
                 ok = self.core.hook.pv_commands_run(core=self.core, op=command.op, payload=command.payload)
                 if ok is None:
                     log.warning("command_unhandled", op=command.op)
+                elif ok and command.op in ops.TRANSITIONS:
+                    self._left_remote(command)
         except Exception:
             log.exception("command_failed", op=command.op, payload=command.payload)
             ok = False
         log.info("command_done", op=command.op, payload=command.payload, ok=bool(ok),
                  seconds=round(time.monotonic() - started, 3))
+        self.core.publish("command.finished", command.op, {"payload": command.payload, "ok": bool(ok)})
 
     def on_deadline(self) -> None:
-        """Finish a transition whose TESTING is over; reboot when a held reboot is due."""
-        update = self.cstate.commit_due()
-        if update is not None:
-            try:
-                transition.finish(self.core, self.cstate, update, self._setting("update_goals_timeout"))
-            except Exception:
-                log.exception("revision_finish_failed", rev=update.rev)
+        """Reboot when a held reboot is due."""
         if self.cstate.reboot_due():
             message = self.cstate.reboot_message
             self.cstate.cancel_reboot()
@@ -81,7 +75,7 @@ class Executor:
         # may have changed since (contract §12.26), so check again.
         if self.cstate.reboot_at is not None and command.op != ops.DEFER_REBOOT:
             return "reboot pending"
-        if command.op in ops.BLOCKED_BY_UPDATE and self.cstate.update is not None:
+        if command.op in ops.BLOCKED_BY_UPDATE and self.cstate.update_ongoing():
             return "update ongoing"
         return None
 
@@ -92,34 +86,12 @@ class Executor:
 
     # -- transitions -------------------------------------------------------------------
 
-    def _transition(self, command: Command, prepare=None, rev: Optional[str] = None) -> bool:
-        rev = rev if rev is not None else command.payload
-        if rev == "current":
-            rev = self.core.call("pv_steps_running_revision") or rev
-        reached = transition.begin(
-            self.core, self.cstate, command.op, rev,
-            timeout=self._setting("update_goals_timeout"),
-            commit_delay=self._setting("update_commit_delay"),
-            prepare=prepare,
-        )
-        if reached and self.cstate.remote and rev.startswith("locals/"):
+    def _left_remote(self, command: Command) -> None:
+        # Running a local revision ends remote mode, unless configured otherwise.
+        if self.cstate.remote and command.payload.startswith("locals/"):
             if not device.config_flag(self.core, "PV_CONTROL_REMOTE_ALWAYS", False):
                 self.cstate.remote = False
                 self._announce_mode()
-        return reached
-
-    def _make_factory(self, command: Command) -> bool:
-        source = command.payload or self.core.call("pv_steps_running_revision")
-        if not source:
-            log.error("make_factory_failed", reason="no running revision")
-            return False
-
-        def prepare() -> bool:
-            done = self.core.call("pv_steps_make_factory", rev=source)
-            log.info("factory_made", source=source, ok=bool(done))
-            return bool(done)
-
-        return self._transition(command, prepare=prepare, rev="0")
 
     # -- power --------------------------------------------------------------------------
 

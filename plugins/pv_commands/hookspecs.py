@@ -4,7 +4,9 @@ pv_commands owns the one command slot of ``POST /commands`` (docs/protocol.md
 §7.6): it parses and accepts a command, then its worker thread hands each op
 to the plugin that owns the state the op changes, through
 :func:`pv_commands_run`. Power ops (reboot, poweroff) and the device's
-remote/claimed mode are pv_commands' own.
+remote/claimed mode are pv_commands' own. It publishes ``command.accepted``
+when a command takes the slot and ``command.finished`` when it was carried
+out (``data``: ``payload``, ``ok``).
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ hookspec = pluggy.HookspecMarker("pvcore")
 def pv_commands_run(core: "Core", op: str, payload: str) -> Optional[bool]:
     """Carry out the accepted command ``op``, if this plugin owns it. *firstresult*
 
-    :param op: one of the ops of docs/protocol.md §7.6 (``RUN_GC``,
-        ``XCONNECT_GRAPH``, ``UPDATE_METADATA`` …).
+    :param op: one of the ops of docs/protocol.md §7.6 (``LOCAL_RUN``,
+        ``RUN_GC``, ``XCONNECT_GRAPH``, ``UPDATE_METADATA`` …).
     :param payload: the payload string as sent (``UPDATE_METADATA``: the
         JSON text of the object).
     :return: ``None`` when the op is not this plugin's; else ``True`` when it
@@ -40,4 +42,15 @@ def pv_commands_power_backend(core: "Core") -> Any:
 
     :return: an object with ``reboot(message)`` and ``poweroff(message)``.
         pv_commands' own (``trylast``) follows the ``power_backend`` setting.
+    """
+
+
+@hookspec(firstresult=True)
+def pv_commands_update_ongoing(core: "Core") -> Optional[bool]:
+    """Is a revision update in flight? *firstresult*
+
+    Answered by the owner of revisions. While it is, the ops that may not
+    interrupt an update (reboot, poweroff, another transition, unclaim) are
+    refused with 503 and ``Retry-After: 600``, and dropped if already queued
+    (docs/protocol.md §7.6).
     """

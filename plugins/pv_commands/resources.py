@@ -40,6 +40,7 @@ class Commands:
             log.info("command_rejected", op=command and command.op, status=exc.status, reason=exc.message)
             raise
         log.info("command_accepted", op=command.op, payload=command.payload)
+        self._core.publish("command.accepted", command.op, {"payload": command.payload})
         resp.content_type = falcon.MEDIA_JSON
 
     def _no_op(self, command: Command) -> bool:

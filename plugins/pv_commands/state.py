@@ -1,4 +1,4 @@
-"""The single command slot, the update in flight and the pending reboot.
+"""The single command slot and the pending reboot.
 
 One :class:`CommandState` per core, shared by the ``/commands`` resource
 (which fills the slot) and the worker thread (which empties it). Everything
@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, FrozenSet, List, Mapping, Optional
+from typing import Callable, Optional
 
 from pvcore.errors import Unavailable
 
@@ -21,38 +20,19 @@ SLOT_BUSY = "A command is already in progress. Try again"
 SLOT_RETRY_AFTER = 120
 
 
-@dataclass
-class Update:
-    """A revision transition from ``old`` to ``rev`` (device-model §3.2).
-
-    :ivar old_state: the previous revision's state JSON, to roll back to.
-    :ivar containers: names of ``rev``'s containers.
-    :ivar commit_at: monotonic time at which TESTING ends; ``None`` while the
-        containers are still being brought up.
-    """
-
-    op: str
-    rev: str
-    old: Optional[str]
-    old_state: Optional[Mapping[str, Any]] = None
-    containers: FrozenSet[str] = frozenset()
-    commit_at: Optional[float] = None
-    #: why the revision failed while TESTING (a container died); the worker rolls back.
-    failure: Optional[str] = None
-
-
 class CommandState:
     """Slot, update and reboot bookkeeping; thread-safe.
 
     :param clock: monotonic clock, injectable for tests.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 update_ongoing: Callable[[], bool] = lambda: False):
         self.clock = clock
+        self.update_ongoing = update_ongoing
         self.cond = threading.Condition()
         self.slot: Optional[Command] = None
         self.slot_taken = False
-        self.update: Optional[Update] = None
         self.reboot_at: Optional[float] = None
         self.reboot_message = ""
         #: remote mode: set by GO_REMOTE, cleared by running a ``locals/`` revision.
@@ -63,7 +43,7 @@ class CommandState:
 
     def check_update(self, op: str) -> None:
         """503 + ``Retry-After: 600`` if ``op`` may not run during an update."""
-        if op in BLOCKED_BY_UPDATE and self.update is not None:
+        if op in BLOCKED_BY_UPDATE and self.update_ongoing():
             raise Unavailable(UPDATE_ONGOING, UPDATE_RETRY_AFTER)
 
     def accept(self, command: Command) -> None:
@@ -83,8 +63,7 @@ class CommandState:
     # -- worker side ------------------------------------------------------------
 
     def next_deadline(self) -> Optional[float]:
-        deadlines = [t for t in (self.update and self.update.commit_at, self.reboot_at) if t is not None]
-        return min(deadlines) if deadlines else None
+        return self.reboot_at
 
     def wait_for_work(self, max_wait: Optional[float] = None) -> Optional[Command]:
         """Block until a command is waiting, a deadline passed or :meth:`stop`.
@@ -114,42 +93,9 @@ class CommandState:
             self.slot_taken = False
             self.cond.notify_all()
 
-    def commit_due(self) -> Optional[Update]:
-        with self.cond:
-            update = self.update
-            if update is not None and update.commit_at is not None and update.commit_at <= self.clock():
-                return update
-            return None
-
-    def fail_testing(self, container: str, reason: str) -> bool:
-        """Record that ``container`` of the revision being tested died; wake the worker.
-
-        :return: ``True`` if an update was TESTING with that container.
-        """
-        with self.cond:
-            update = self.update
-            if update is None or update.commit_at is None or container not in update.containers:
-                return False
-            if update.failure is None:
-                update.failure = reason
-                update.commit_at = self.clock()  # due now: the worker ends it at once
-            self.cond.notify_all()
-            return True
-
     def reboot_due(self) -> bool:
         with self.cond:
             return self.reboot_at is not None and self.reboot_at <= self.clock()
-
-    def set_update(self, update: Optional[Update]) -> None:
-        with self.cond:
-            self.update = update
-            self.cond.notify_all()
-
-    def schedule_commit(self, delay: float) -> None:
-        with self.cond:
-            if self.update is not None:
-                self.update.commit_at = self.clock() + delay
-            self.cond.notify_all()
 
     def schedule_reboot(self, delay: float, message: str) -> None:
         with self.cond:
@@ -169,13 +115,3 @@ class CommandState:
     def start(self) -> None:
         with self.cond:
             self.stopping = False
-
-    def revisions_in_use(self) -> List[str]:
-        """The revision being transitioned to, and one waiting in the slot."""
-        with self.cond:
-            revs = []
-            if self.update is not None:
-                revs.append(self.update.rev)
-            if self.slot is not None and self.slot.revision and self.slot.revision not in revs:
-                revs.append(self.slot.revision)
-            return revs

@@ -8,7 +8,6 @@ import structlog
 
 from pvcore.services import Service
 
-from pv_commands import transition
 from pv_commands.handlers import Executor
 from pv_commands.state import CommandState
 
@@ -44,7 +43,6 @@ class CommandWorker(Service):
             thread.join(self._join_timeout)
             if thread.is_alive():
                 log.error("command_worker_stuck", timeout=self._join_timeout)
-        transition.abandon(self._core, self._cstate)
         if self._cstate.slot is not None:
             log.warning("command_dropped", op=self._cstate.slot.op, reason="pvcore stopping")
             self._cstate.release()

@@ -124,5 +124,10 @@ def pv_containers_run_revision(core, rev, state, only_changed, timeout):
 
 
 @hookimpl
+def pv_containers_load(core, rev, state):
+    return core.stash[ENGINE].load(rev, state)
+
+
+@hookimpl
 def pv_containers_stop(core, timeout):
     return core.stash[ENGINE].stop_all(timeout)

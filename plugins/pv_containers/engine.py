@@ -41,9 +41,9 @@ class Engine(Lifecycle, Transitions):
         self._lock = threading.Lock()
         self._ops = threading.RLock()
         self._revision: Optional[Revision] = None
+        self._boot_events: Events = []
         self._runtime = None
         self._rev_status: Optional[str] = None
-        self._next_load = 0.0
         self._closed = False
         self.wake: Callable[[], None] = lambda: None
 
@@ -112,13 +112,18 @@ class Engine(Lifecycle, Transitions):
 
     # -- loading --------------------------------------------------------------
 
-    def load_current(self) -> bool:
-        """Load the running revision from the storage hooks, once."""
-        core = self._core
-        rev = core.call("pv_steps_running_revision")
-        state = core.call("pv_steps_revision_state", rev="current") if rev is not None else None
-        if state is None:
-            return False
+    @property
+    def loaded(self) -> bool:
+        """Whether a revision was handed over (:meth:`load` or :meth:`run_revision`)."""
+        with self._lock:
+            return self._revision is not None
+
+    def load(self, rev: str, state) -> bool:
+        """Take the revision running at boot; it comes up once the service runs.
+
+        Handed over by the owner of revisions (``pv_containers_load``);
+        ignored when a revision is already loaded.
+        """
         revision = parse_state(rev, state)
         events: Events = []
         with self._lock:
@@ -127,8 +132,10 @@ class Engine(Lifecycle, Transitions):
             for c in revision.containers.values():
                 self._set(c, Status.INSTALLED, events)
             self._revision = revision
+            # NOTE: published by the first step, once services run: the app
+            # may still be being built, its listeners not ready yet.
+            self._boot_events = events
         log.info("revision_loaded", rev=rev, containers=list(revision.containers))
-        self._fire(events)
         return True
 
     # -- the state machine ----------------------------------------------------
@@ -137,10 +144,10 @@ class Engine(Lifecycle, Transitions):
         """One round of work; safe to call from any thread."""
         with self._ops:
             if self._revision is None:
-                now = self._clock()
-                if now < self._next_load or self._closed or not self.load_current():
-                    self._next_load = max(self._next_load, now + 1.0)
-                    return
+                return
+            events, self._boot_events = self._boot_events, []
+            if events:
+                self._fire(events)
             self._reap()
             self._do_stops()
             self._timers()

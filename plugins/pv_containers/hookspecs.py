@@ -2,8 +2,10 @@
 
 pv_containers runs the containers of the running revision: their status
 machine, restart policies, groups and pids are its state, changed only by
-the engine. Whoever owns revisions hands it a revision to run
-(:func:`pv_containers_run_revision`); power management stops everything
+the engine. Whoever owns revisions hands it the revision to run at boot
+(:func:`pv_containers_load`) and each later one
+(:func:`pv_containers_run_revision`); the engine never asks for one, so it
+depends on no other plugin; power management stops everything
 (:func:`pv_containers_stop`). Status changes are published as
 ``container.status``, ``group.status`` and ``revision.status`` events.
 
@@ -47,6 +49,19 @@ def pv_containers_runtime(core: "Core") -> Any:
         ``None`` while it runs, else its exit status (negative for a
         signal). Called often from the engine's loop: must not block. Once it
         returned a status the handle is dead; the engine never uses it again.
+    """
+
+
+@hookspec(firstresult=True)
+def pv_containers_load(core: "Core", rev: str, state: Mapping[str, Any]) -> Optional[bool]:
+    """The revision running at boot: bring it up once the engine's service runs. *firstresult*
+
+    Handed over by the owner of revisions while the app is built; nothing
+    starts before :meth:`pvcore.app.Core.start`. Ignored when a revision is
+    already loaded.
+
+    :param state: the revision's validated state JSON.
+    :return: ``True`` once loaded.
     """
 
 

@@ -6,6 +6,9 @@ plus ``PUT /steps/locals/{name}`` (install a local revision).
 
 ``POST /storage/gc`` and ``RUN_GC``: pv_steps decides which revisions go,
 then has the object store collect everything the kept ones do not reference.
+Revision transitions (``LOCAL_RUN`` … ``MAKE_FACTORY`` and their rollback)
+are pv_steps' too (:mod:`pv_steps.transition`), reached through
+``pv_commands_run``.
 
 The contract other plugins use (the running revision, revision states,
 progress, the boot record) is in :mod:`pv_steps.hookspecs`. pv_steps
@@ -23,10 +26,12 @@ from pvcore.settings import Setting
 
 from pv_steps.resources import CommitMessage, GarbageCollect, LocalStep, Progress, StepList, StepState
 from pv_steps.state import Steps
+from pv_steps.transition import TRANSITIONS, Updater
 
 log = structlog.get_logger(__name__)
 
 STEPS: StashKey[Steps] = StashKey()
+UPDATER: StashKey[Updater] = StashKey()
 
 
 @hookimpl
@@ -34,6 +39,12 @@ def pvcore_declare_settings():
     return [
         Setting("steps_max_state_size", int, 16 << 20,
                 "Largest state JSON PUT /steps/locals/{name} accepts, in bytes; larger bodies get 507."),
+        Setting("update_goals_timeout", float, 60.0,
+                "Seconds a revision transition waits for every container to reach its status goal "
+                "before rolling back (upstream PV_UPDATER_GOALS_TIMEOUT)."),
+        Setting("update_commit_delay", float, 2.0,
+                "Seconds a transitioned revision stays TESTING before it is final (UPDATED or DONE); "
+                "upstream's PV_UPDATER_COMMIT_DELAY is 25, the demo device uses 2."),
     ]
 
 
@@ -44,11 +55,17 @@ def pvcore_addhooks(pluginmanager):
     pluginmanager.add_hookspecs(hookspecs)
 
 
-@hookimpl
+# NOTE: trylast, so the engine exists when the boot revision is handed to it.
+@hookimpl(trylast=True)
 def pvcore_startup(core):
     steps = Steps(core.settings.storage_dir)
     steps.start()
     core.stash[STEPS] = steps
+    running = steps.trails.running()
+    state = steps.trails.state(running) if running is not None else None
+    if state is not None:
+        core.call("pv_containers_load", rev=running, state=state)
+    core.stash[UPDATER] = Updater(core, steps, lambda rev, try_once: set_running(core, rev, try_once))
 
 
 class BootAnnouncement(Service):
@@ -74,7 +91,7 @@ class BootAnnouncement(Service):
 
 @hookimpl
 def pvcore_services(core):
-    return [BootAnnouncement(core)]
+    return [BootAnnouncement(core), core.stash[UPDATER]]
 
 
 @hookimpl
@@ -107,45 +124,55 @@ def pv_steps_revision_state(core, rev):
     return core.stash[STEPS].trails.state(rev)
 
 
-@hookimpl
-def pv_steps_revision_objects(core, rev):
-    return core.stash[STEPS].trails.objects(rev)
-
-
-@hookimpl
-def pv_steps_revisions_in_use(core):
-    return core.stash[STEPS].in_use()
-
-
 def collect_garbage(core) -> int:
     """Remove the revisions nobody needs, then their unreferenced objects.
 
-    :return: the bytes the object store reclaimed.
+    Kept: the boot record's revisions, the update in flight and a transition
+    waiting in the command slot. :return: the bytes the object store reclaimed.
     """
     steps = core.stash[STEPS]
-    keep = set()
-    for answer in core.hook.pv_steps_revisions_in_use(core=core):
-        keep.update(answer or ())
-    steps.collect(keep)
+    steps.collect(core.stash[UPDATER].in_use())
     return core.call("pv_objects_collect", default=0, keep=steps.objects_in_use())
 
 
 @hookimpl(optionalhook=True)
 def pv_commands_run(core, op, payload):
-    if op != "RUN_GC":
-        return None
-    reclaimed = collect_garbage(core)
-    log.info("garbage_collected", reclaimed=reclaimed, trigger="command")
-    return True
+    if op in TRANSITIONS:
+        return core.stash[UPDATER].run(op, payload)
+    if op == "RUN_GC":
+        reclaimed = collect_garbage(core)
+        log.info("garbage_collected", reclaimed=reclaimed, trigger="command")
+        return True
+    return None
+
+
+@hookimpl(optionalhook=True)
+def pv_commands_update_ongoing(core):
+    return core.stash[UPDATER].ongoing()
 
 
 @hookimpl
-def pv_steps_set_progress(core, rev, status, message, logs=None):
+def pvcore_event(core, event):
+    updater = core.stash.get(UPDATER)
+    if updater is None:
+        return
+    if event.type == "container.status":
+        updater.container_died(event.subject, event.data.get("old"), event.data.get("new"))
+    elif event.type == "command.accepted" and event.subject in TRANSITIONS:
+        with updater.cond:
+            updater.pending = event.data.get("payload") or None
+    elif event.type == "command.finished" and event.subject in TRANSITIONS:
+        with updater.cond:
+            updater.pending = None
+
+
+def set_progress(core, rev, status, message, logs=None):
+    """Write ``rev``'s progress; ``None`` when the revision does not exist."""
     return True if core.stash[STEPS].trails.write_progress(rev, status, message, logs) else None
 
 
-@hookimpl
-def pv_steps_set_running_revision(core, rev, try_once=False):
+def set_running(core, rev, try_once=False):
+    """Point ``current`` at ``rev`` (recorded as tried), then publish ``revision.running``."""
     steps = core.stash[STEPS]
     old = steps.trails.running()
     done = steps.set_running(rev, try_once)
@@ -155,11 +182,11 @@ def pv_steps_set_running_revision(core, rev, try_once=False):
     return done
 
 
-@hookimpl
-def pv_steps_commit_revision(core, rev):
+def commit(core, rev):
+    """``rev`` becomes the rollback point."""
     return core.stash[STEPS].commit(rev)
 
 
-@hookimpl
-def pv_steps_make_factory(core, rev):
+def make_factory(core, rev):
+    """Replace revision ``0`` with a copy of ``rev``'s state JSON."""
     return core.stash[STEPS].make_factory(rev)

@@ -3,8 +3,8 @@
 ``GET /xconnect-graph`` serves the running revision's service links
 (contract §7.13). The reconciler, ``pv-xconnect``
 (:mod:`pv_xconnect.xconnect_daemon`), is declared to the daemon supervisor
-(``pv_daemons_declare``); the ``XCONNECT_GRAPH`` command and the running
-revision becoming READY ask it to reconcile at once (SIGUSR1).
+(``pv_daemons_declare``); the ``XCONNECT_GRAPH`` command and the end of
+each revision transition ask it to reconcile at once (SIGUSR1).
 
 The graph is computed on every request from the running revision's state
 (``pv_steps_revision_state``, rev ``current``) and the containers' pids
@@ -74,9 +74,14 @@ def pv_commands_run(core, op, payload):
     return True
 
 
+#: Commands after which the running revision's containers may be others.
+_TRANSITIONS = ("LOCAL_RUN", "LOCAL_RUN_COMMIT", "TRY_ONCE", "LOCAL_APPLY", "MAKE_FACTORY")
+
+
 @hookimpl
 def pvcore_event(core, event):
-    # The running revision became READY: its containers are up, so the graph
-    # is new. (Not on every status change: the daemon may be just starting.)
-    if event.type == "revision.status" and event.data.get("status") == "READY":
+    # A transition was carried out (or rolled back): the service graph is new.
+    # NOTE: not on boot-time events: the daemon may still be starting, and a
+    # SIGUSR1 before its handler is installed would kill it.
+    if event.type == "command.finished" and event.subject in _TRANSITIONS:
         reconcile(core)

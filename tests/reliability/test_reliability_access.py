@@ -95,7 +95,7 @@ def test_the_route_table_holds_no_mgmt_route_the_list_misses(device):
 
 def test_signal_works_for_the_non_mgmt_container(device, make_client):
     import pv_containers
-    assert device.stash[pv_containers.ENGINE].load_current()
+    assert device.stash[pv_containers.ENGINE].loaded
     r = make_client(device, pid=USER_PID).simulate_post("/signal", body=b'{"type":"ready","payload":""}')
     # not a 403: it reached the signal handler (the container is not running here, so not expected)
     assert r.status_code != 403

@@ -126,7 +126,7 @@ def _fuzz_device(make_core, make_client, log_output):
     core = make_core(load_entrypoints=True, plugins=[InsideContainer()], overrides={
         "storage_dir": core.settings.storage_dir, "run_dir": core.settings.run_dir})
     # the engine parses the running revision; no service starts, so no container runs
-    assert core.stash[pv_containers.ENGINE].load_current()
+    assert core.stash[pv_containers.ENGINE].loaded
     client = make_client(core)
     client.container = make_client(core, pid=CONTAINER_PID)
     outside_before = files_under(base, skip=(core.settings.storage_dir, core.settings.run_dir))

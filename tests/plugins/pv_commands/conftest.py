@@ -1,5 +1,5 @@
-"""Fake storage, engine, daemons, config and metadata plugins for pv_commands' unit tests."""
-import copy
+"""pv_commands' unit tests: the real pv_steps (transitions), fake engine, daemons,
+config and metadata plugins."""
 import json
 import threading
 from types import SimpleNamespace
@@ -19,18 +19,46 @@ def state_of(*containers):
 
 
 class FakeStorage:
-    """Revisions in a dict; progress as a list of (rev, status, message)."""
+    """The real pv_steps (which carries out transitions and GC), watched: progress
+    writes, boot-record changes and the keep-set of each GC, in order."""
 
-    def __init__(self):
-        self.revisions = {"0": state_of("one"), "locals/x": state_of("one", "two")}
-        self.objects = {"0": [SHA_A], "locals/x": [SHA_A, SHA_B]}
-        self.missing = set()
-        self.running = "0"
-        self.committed = "0"
-        self.try_once = False
+    def __init__(self, core):
+        import pv_steps
+
+        self.steps = core.stash[pv_steps.STEPS]
         self.progress = []
         self.calls = []
         self.gc_in_use = None
+        trails, steps = self.steps.trails, self.steps
+        write_progress, set_running, collect = trails.write_progress, steps.set_running, steps.collect
+
+        def record_progress(rev, status, message, logs=None):
+            self.progress.append((rev, status, message))
+            return write_progress(rev, status, message, logs)
+
+        def record_set_running(rev, try_once=False):
+            self.calls.append(("set_running", rev, bool(try_once)))
+            return set_running(rev, try_once)
+
+        def record_collect(keep):
+            self.gc_in_use = sorted(keep)
+            return collect(keep)
+
+        trails.write_progress, steps.set_running, steps.collect = record_progress, record_set_running, record_collect
+
+    @staticmethod
+    def seed(storage_dir):
+        import os
+
+        for rev, state in {"0": state_of("one"), "locals/x": state_of("one", "two")}.items():
+            path = os.path.join(storage_dir, "trails", rev)
+            os.makedirs(os.path.join(path, ".pvr"), exist_ok=True)
+            with open(os.path.join(path, ".pvr", "json"), "w") as fh:
+                json.dump(state, fh)
+        os.symlink("0", os.path.join(storage_dir, "trails", "current"))
+
+    def point_current(self, rev):
+        self.steps.trails.point_current(rev)
 
     def statuses(self, rev):
         return [(status, message) for r, status, message in self.progress if r == rev]
@@ -38,60 +66,6 @@ class FakeStorage:
     def last_status(self, rev):
         statuses = self.statuses(rev)
         return statuses[-1][0] if statuses else None
-
-    @hookimpl
-    def pv_steps_running_revision(self, core):
-        return self.running
-
-    @hookimpl
-    def pv_steps_revision_state(self, core, rev):
-        state = self.revisions.get(self.running if rev == "current" else rev)
-        return copy.deepcopy(state) if state is not None else None
-
-    @hookimpl
-    def pv_steps_revision_objects(self, core, rev):
-        return list(self.objects.get(rev, [])) if rev in self.revisions else None
-
-    @hookimpl
-    def pv_objects_object_path(self, core, sha):
-        return None if sha in self.missing else "/fake/objects/" + sha
-
-    @hookimpl
-    def pv_steps_set_progress(self, core, rev, status, message, logs):
-        self.progress.append((rev, status, message))
-        return True if rev in self.revisions else None
-
-    @hookimpl
-    def pv_steps_set_running_revision(self, core, rev, try_once):
-        self.calls.append(("set_running", rev, try_once))
-        self.running, self.try_once = rev, try_once
-        return True
-
-    @hookimpl
-    def pv_steps_commit_revision(self, core, rev):
-        self.calls.append(("commit", rev))
-        self.committed = rev
-        return True
-
-    @hookimpl
-    def pv_steps_make_factory(self, core, rev):
-        self.calls.append(("make_factory", rev))
-        if rev not in self.revisions:
-            return None
-        self.revisions["0"] = copy.deepcopy(self.revisions[rev])
-        self.objects["0"] = list(self.objects[rev])
-        return True
-
-    @hookimpl
-    def pv_objects_missing(self, core, shas):
-        return [sha for sha in shas if sha in self.missing]
-
-    @hookimpl
-    def pv_commands_run(self, core, op, payload):
-        if op != "RUN_GC":
-            return None
-        self.gc_in_use = sorted(r for group in core.hook.pv_steps_revisions_in_use(core=core) for r in group)
-        return True
 
 
 class FakeEngine:
@@ -199,10 +173,14 @@ def cmd_env(make_core, make_client):
     """``cmd_env(start=True, **overrides)`` → namespace with core, client and the fakes."""
 
     def build(start=True, extra_plugins=(), **overrides):
-        storage, engine, device, kills = FakeStorage(), FakeEngine(), FakeDevice(), Kills()
+        import pv_steps
+
+        engine, device, kills = FakeEngine(), FakeDevice(), Kills()
         settings = {"update_commit_delay": 0.05, "update_goals_timeout": 7.0, "power_kill": kills}
         settings.update(overrides)
-        core = make_core(plugins=[pv_commands, storage, engine, device, *extra_plugins], overrides=settings)
+        core = make_core(plugins=[pv_commands, pv_steps, engine, device, *extra_plugins], overrides=settings)
+        FakeStorage.seed(core.settings.storage_dir)
+        storage = FakeStorage(core)
         if start:
             core.start()
         client = make_client(core)

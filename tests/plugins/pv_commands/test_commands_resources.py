@@ -182,7 +182,7 @@ def test_defer_reboot_without_debug_shell_is_409(cmd_env):
 def test_update_metadata_in_local_mode_is_accepted(cmd_env):
     # Upstream answers 409 in local mode; the issue asks to record it instead.
     env = cmd_env()
-    env.storage.running = "locals/x"
+    env.storage.point_current("locals/x")
     assert env.post("UPDATE_METADATA", {"k": "v"}).status_code == 200
     wait_until(lambda: env.device.device_meta.get("k") == "v")
 

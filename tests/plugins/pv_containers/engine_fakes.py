@@ -27,11 +27,17 @@ def state_of(*runs, groups=None):
 
 
 class FakeStorage:
-    """``pv_steps_running_revision`` / ``pv_steps_revision_state`` from memory."""
+    """Stands in for the owner of revisions: hands ``state`` to the engine at start-up
+    (``pv_containers_load``) and answers ``pv_steps_revision_state`` from memory."""
 
     def __init__(self, state=None, rev="0"):
         self.rev = rev
         self.state = state
+
+    @hookimpl(trylast=True)
+    def pvcore_startup(self, core):
+        if self.state is not None:
+            core.hook.pv_containers_load(core=core, rev=self.rev, state=self.state)
 
     @hookimpl
     def pv_steps_running_revision(self, core):

@@ -38,7 +38,7 @@ def test_process_runtime_runs_supervised_processes(make_core):
     core = make_core(plugins=[pv_containers, FakeStorage(state)], overrides={"containers_interval": 0.05})
     engine = core.stash[pv_containers.ENGINE]
     assert isinstance(engine.runtime, ProcessRuntime)
-    assert engine.container_list() is None  # nothing before the service starts
+    assert engine.pids() == {"box": -1}  # nothing runs before the service starts
     core.start()
     wait_until(lambda: engine.container("box") and engine.container("box").status.name == "STARTED", 10)
     pid = engine.pids()["box"]

@@ -177,7 +177,7 @@ def test_xconnect_reconcile_wakes_the_daemon(started):
     pid = listing(client)[0]["pv-xconnect"]["pid"]
     pv_xconnect.pv_commands_run(core=core, op="XCONNECT_GRAPH", payload="")
     wait_until(lambda: open(log_path).read().count("xconnect_reconcile_requested") == 1)
-    core.publish("revision.status", "1", {"status": "READY"})
+    core.publish("command.finished", "LOCAL_RUN", {"payload": "locals/x", "ok": True})
     wait_until(lambda: open(log_path).read().count("xconnect_reconcile_requested") == 2)
     assert alive(pid)
     assert listing(client)[0]["pv-xconnect"]["pid"] == pid

@@ -31,11 +31,11 @@ def test_running_revision_state_and_objects(steps_core, storage):
     assert core.hook.pv_steps_running_revision(core=core) == "0"
     assert core.hook.pv_steps_running_revision(core=core) == "0"
     assert core.hook.pv_steps_revision_state(core=core, rev="current") == minimal_state(**{"bsp/kernel.img": SHA_A})
-    assert core.hook.pv_steps_revision_objects(core=core, rev="locals/x") == [SHA_B]
-    assert core.hook.pv_steps_revision_objects(core=core, rev="0") == [SHA_A]
+    assert core.stash[pv_steps.STEPS].trails.objects("locals/x") == [SHA_B]
+    assert core.stash[pv_steps.STEPS].trails.objects("0") == [SHA_A]
     for rev in ("9", "..", "locals/nope", "locals"):
         assert core.hook.pv_steps_revision_state(core=core, rev=rev) is None
-        assert core.hook.pv_steps_revision_objects(core=core, rev=rev) is None
+        assert core.stash[pv_steps.STEPS].trails.objects(rev) is None
 
 
 def test_first_start_records_the_current_revision_as_committed(steps_core, storage):
@@ -48,14 +48,14 @@ def test_first_start_records_the_current_revision_as_committed(steps_core, stora
 def test_set_running_repoints_current_and_records_the_try(steps_core, storage):
     core = steps_core(storage_dir=storage)
     make_rev(storage, "locals/new")
-    assert core.hook.pv_steps_set_running_revision(core=core, rev="locals/new") is True
+    assert pv_steps.set_running(core, rev="locals/new") is True
     assert os.readlink(trail(storage, "current")) == "locals/new"
     assert core.hook.pv_steps_running_revision(core=core) == "locals/new"
     assert boot_record(storage) == {"pv_rev": "0", "pv_try": "locals/new", "try_once": False}
-    assert core.hook.pv_steps_set_running_revision(core=core, rev="locals/missing") is None
+    assert pv_steps.set_running(core, rev="locals/missing") is None
     assert core.hook.pv_steps_running_revision(core=core) == "locals/new"
     # Going back to the committed revision is a rollback: no try left.
-    assert core.hook.pv_steps_set_running_revision(core=core, rev="0") is True
+    assert pv_steps.set_running(core, rev="0") is True
     assert boot_record(storage)["pv_try"] is None
     assert not [n for n in os.listdir(trail(storage)) if n.endswith(".tmp")]
 
@@ -63,7 +63,7 @@ def test_set_running_repoints_current_and_records_the_try(steps_core, storage):
 def test_try_once_is_forgotten_after_a_restart(steps_core, storage):
     core = steps_core(storage_dir=storage)
     make_rev(storage, "locals/once")
-    core.hook.pv_steps_set_running_revision(core=core, rev="locals/once", try_once=True)
+    pv_steps.set_running(core, rev="locals/once", try_once=True)
     assert boot_record(storage)["try_once"] is True
     restarted = steps_core(storage_dir=storage)
     assert restarted.hook.pv_steps_running_revision(core=restarted) == "0"
@@ -73,8 +73,8 @@ def test_try_once_is_forgotten_after_a_restart(steps_core, storage):
 def test_a_try_that_reached_updated_survives_a_restart(steps_core, storage):
     core = steps_core(storage_dir=storage)
     make_rev(storage, "locals/try")
-    core.hook.pv_steps_set_running_revision(core=core, rev="locals/try")
-    core.hook.pv_steps_set_progress(core=core, rev="locals/try", status="UPDATED",
+    pv_steps.set_running(core, rev="locals/try")
+    pv_steps.set_progress(core, rev="locals/try", status="UPDATED",
                                   message="Update finished, revision not set as rollback point")
     restarted = steps_core(storage_dir=storage)
     assert restarted.hook.pv_steps_running_revision(core=restarted) == "locals/try"
@@ -84,8 +84,8 @@ def test_a_try_that_reached_updated_survives_a_restart(steps_core, storage):
 def test_an_interrupted_try_rolls_back_at_the_next_start(steps_core, storage, make_client):
     core = steps_core(storage_dir=storage)
     make_rev(storage, "locals/try")
-    core.hook.pv_steps_set_running_revision(core=core, rev="locals/try")
-    core.hook.pv_steps_set_progress(core=core, rev="locals/try", status="INPROGRESS",
+    pv_steps.set_running(core, rev="locals/try")
+    pv_steps.set_progress(core, rev="locals/try", status="INPROGRESS",
                                   message="Transitioning to new revision without rebooting")
     restarted = steps_core(storage_dir=storage)  # pvcore died mid-transition
     assert restarted.hook.pv_steps_running_revision(core=restarted) == "0"
@@ -97,28 +97,28 @@ def test_an_interrupted_try_rolls_back_at_the_next_start(steps_core, storage, ma
 def test_commit(steps_core, storage):
     core = steps_core(storage_dir=storage)
     make_rev(storage, "locals/c")
-    core.hook.pv_steps_set_running_revision(core=core, rev="locals/c")
-    assert core.hook.pv_steps_commit_revision(core=core, rev="locals/c") is True
+    pv_steps.set_running(core, rev="locals/c")
+    assert pv_steps.commit(core, rev="locals/c") is True
     assert boot_record(storage) == {"pv_rev": "locals/c", "pv_try": None, "try_once": False}
     assert os.path.exists(trail(storage, "locals", "c", ".pv", "done"))
-    assert core.hook.pv_steps_commit_revision(core=core, rev="nope") is None
+    assert pv_steps.commit(core, rev="nope") is None
 
 
 def test_set_progress(steps_core, storage, make_client):
     core = steps_core(storage_dir=storage)
     client = make_client(core)
-    assert core.hook.pv_steps_set_progress(core=core, rev="0", status="TESTING",
+    assert pv_steps.set_progress(core, rev="0", status="TESTING",
                                          message="Awaiting to see if update is stable") is True
     assert client.simulate_get("/steps/0/progress").content == (
         b'{"status":"TESTING","status-msg":"Awaiting to see if update is stable","progress":75,"retries":0}')
     logs = '{"msg":"platform \'c\' status goal timed out"}\n'
-    core.hook.pv_steps_set_progress(core=core, rev="current", status="ERROR", message="Status goal not reached",
+    pv_steps.set_progress(core, rev="current", status="ERROR", message="Status goal not reached",
                                   logs=logs)
     assert client.simulate_get("/steps/0/progress").json == {
         "status": "ERROR", "status-msg": "Status goal not reached", "progress": 100, "retries": 0, "logs": logs}
     with open(trail(storage, "0", ".pv", "logs")) as fh:
         assert fh.read() == logs
-    assert core.hook.pv_steps_set_progress(core=core, rev="5", status="NEW", message="x") is None
+    assert pv_steps.set_progress(core, rev="5", status="NEW", message="x") is None
     assert not os.path.exists(trail(storage, "5"))
 
 
@@ -128,7 +128,7 @@ def test_set_progress(steps_core, storage, make_client):
 ])
 def test_progress_percentages(steps_core, storage, status, percent):
     core = steps_core(storage_dir=storage)
-    core.hook.pv_steps_set_progress(core=core, rev="0", status=status, message="m")
+    pv_steps.set_progress(core, rev="0", status=status, message="m")
     with open(trail(storage, "0", ".pv", "progress")) as fh:
         assert json.load(fh)["progress"] == percent
 
@@ -138,39 +138,31 @@ def test_make_factory(steps_core, storage, make_client):
     state = minimal_state(**{"x/f": SHA_B})
     make_rev(storage, "locals/f", state)
     open(trail(storage, "0", "stale-file"), "w").close()
-    assert core.hook.pv_steps_make_factory(core=core, rev="locals/f") is True
+    assert pv_steps.make_factory(core, rev="locals/f") is True
     assert core.hook.pv_steps_revision_state(core=core, rev="0") == state
     assert not os.path.exists(trail(storage, "0", "stale-file"))
     assert core.hook.pv_steps_running_revision(core=core) == "0"
-    assert core.hook.pv_steps_make_factory(core=core, rev="locals/none") is None
-    assert core.hook.pv_steps_make_factory(core=core, rev="0") is True  # itself: still intact
+    assert pv_steps.make_factory(core, rev="locals/none") is None
+    assert pv_steps.make_factory(core, rev="0") is True  # itself: still intact
     assert core.hook.pv_steps_revision_state(core=core, rev="0") == state
-
-
-class Updater:
-    """A fake updater holding revision 7 in flight."""
-
-    @hookimpl
-    def pv_steps_revisions_in_use(self, core):
-        return ["7"]
 
 
 def test_revisions_in_use_include_every_local(steps_core, storage):
     core = steps_core(storage_dir=storage)
     make_rev(storage, "locals/a")
     make_rev(storage, "locals/b")
-    answers = core.hook.pv_steps_revisions_in_use(core=core)
-    assert sorted(answers[0]) == ["0", "locals/a", "locals/b"]
+    assert sorted(core.stash[pv_steps.STEPS].in_use()) == ["0", "locals/a", "locals/b"]
 
 
 def test_gc_prunes_remote_revisions_nobody_uses(steps_core, storage, make_client):
-    core = steps_core(Updater(), storage_dir=storage)
+    core = steps_core(storage_dir=storage)
+    core.publish("command.accepted", "LOCAL_RUN", {"payload": "7"})  # waiting in the command slot
     for rev in ("3", "5", "7", "locals/old"):
         make_rev(storage, rev)
     os.makedirs(os.path.join(storage, "logs", "5", "pantavisor"))
     os.makedirs(os.path.join(storage, "disks", "rev", "5", "c"))
     make_rev(storage, "4")
-    core.hook.pv_steps_set_running_revision(core=core, rev="4")  # being tried
+    pv_steps.set_running(core, rev="4")  # being tried
     assert pv_steps.collect_garbage(core) == 0  # no object store loaded: nothing reclaimed
     assert [e["name"] for e in make_client(core).simulate_get("/steps").json] == ["0", "4", "7", "locals/old"]
     assert not os.path.exists(os.path.join(storage, "logs", "5"))
@@ -211,7 +203,6 @@ def test_startup_sweeps_staging_of_dead_workers(steps_core, storage):
 
 
 def test_plugin_registers_every_hook_it_promises():
-    names = {name for name in dir(pv_steps) if name.startswith(("pvcore_", "pv_steps_"))}
-    assert {"pv_steps_running_revision", "pv_steps_revision_state", "pv_steps_revision_objects",
-            "pv_steps_revisions_in_use", "pv_steps_set_progress", "pv_steps_set_running_revision", "pv_steps_commit_revision",
-            "pv_steps_make_factory"} <= names
+    names = {name for name in dir(pv_steps) if name.startswith(("pvcore_", "pv_steps_", "pv_commands_"))}
+    assert {"pv_steps_running_revision", "pv_steps_revision_state", "pv_commands_run",
+            "pv_commands_update_ongoing", "pvcore_event"} <= names

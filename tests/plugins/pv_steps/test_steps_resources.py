@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+import pv_steps
+
 from steps_helpers import SHA_A, make_rev, minimal_state, point_current, trail
 
 NOT_FOUND = {"Error": "Resource does not exist"}
@@ -168,7 +170,7 @@ def test_put_over_the_running_revision_is_refused(device):
 def test_put_over_the_rollback_point_is_refused(device):
     core, client, storage = device
     make_rev(storage, "locals/committed")
-    assert core.hook.pv_steps_commit_revision(core=core, rev="locals/committed")
+    assert pv_steps.commit(core, rev="locals/committed")
     result = client.simulate_put("/steps/locals/committed", body=json.dumps(minimal_state()))
     assert result.status_code == 409
     assert result.json == {"Error": "Revision is the rollback point"}

@@ -1,20 +1,163 @@
-"""Revision transitions driven through fake storage and engine (device-model §3.2, §3.3)."""
+"""Revision transitions, carried out by pv_steps behind POST /commands, with a fake
+engine and object store (docs/protocol.md §6.3)."""
+import copy
+import json
+import os
 import threading
+from types import SimpleNamespace
 
 import pytest
 
 import pv_commands
+import pv_steps
 from pvcore import hookimpl
 from pvcore.testing import wait_until
 
-SHA_B = "b" * 64  # an object of locals/x in the fake storage
+from steps_helpers import make_rev, point_current
+
+SHA_A = "a" * 64
+SHA_B = "b" * 64  # an object of locals/x
+
+
+def state_of(*containers, **objects):
+    return {"#spec": "pantavisor-service-system@1",
+            **{f"{name}/run.json": {"name": name, "group": "app"} for name in containers}, **objects}
+
+
+class Storage:
+    """The real pv_steps, watched: progress writes and boot-record changes, in order."""
+
+    def __init__(self, core, revisions):
+        self.core = core
+        self.steps = core.stash[pv_steps.STEPS]
+        self.revisions = revisions
+        self.progress = []
+        self.calls = []
+        trails, steps = self.steps.trails, self.steps
+        write_progress, set_running = trails.write_progress, steps.set_running
+        commit, make_factory = steps.commit, steps.make_factory
+
+        def record_progress(rev, status, message, logs=None):
+            self.progress.append((rev, status, message))
+            return write_progress(rev, status, message, logs)
+
+        def record_set_running(rev, try_once=False):
+            self.calls.append(("set_running", rev, bool(try_once)))
+            return set_running(rev, try_once)
+
+        def record_commit(rev):
+            self.calls.append(("commit", rev))
+            return commit(rev)
+
+        def record_make_factory(rev):
+            self.calls.append(("make_factory", rev))
+            return make_factory(rev)
+
+        trails.write_progress, steps.set_running = record_progress, record_set_running
+        steps.commit, steps.make_factory = record_commit, record_make_factory
+
+    @property
+    def running(self):
+        return self.steps.trails.running()
+
+    @property
+    def committed(self):
+        return self.steps.boot_state().pv_rev
+
+    def statuses(self, rev):
+        return [(status, message) for r, status, message in self.progress if r == rev]
+
+    def last_status(self, rev):
+        statuses = self.statuses(rev)
+        return statuses[-1][0] if statuses else None
+
+
+class FakeObjects:
+    """Stands in for the object store: every object is there but those in ``missing``."""
+
+    def __init__(self):
+        self.missing = set()
+
+    @hookimpl
+    def pv_objects_missing(self, core, shas):
+        return [sha for sha in shas if sha in self.missing]
+
+
+class FakeEngine:
+    """run_revision succeeds unless the revision is in ``fail``; ``gate`` holds it."""
+
+    def __init__(self):
+        self.runs = []
+        self.fail = set()
+        self.raises = set()
+        self.gate = None
+        self.running = threading.Event()
+
+    @hookimpl
+    def pv_containers_run_revision(self, core, rev, state, only_changed, timeout):
+        self.runs.append(SimpleNamespace(rev=rev, state=copy.deepcopy(dict(state)), only_changed=only_changed,
+                                         timeout=timeout))
+        self.running.set()
+        if self.gate is not None:
+            assert self.gate.wait(10), "test forgot to open the engine gate"
+        if rev in self.raises:
+            raise RuntimeError("engine exploded")
+        if rev in self.fail:
+            return False, "Status goal not reached"
+        return True, ""
+
+
+class Activity:
+    def __init__(self):
+        self.activity = []
+
+    @hookimpl
+    def pvcore_activity(self, core, name, active):
+        self.activity.append((name, active))
+
+
+@pytest.fixture
+def cmd_env(make_core, make_client):
+    """``cmd_env(start=True, **overrides)`` → namespace with core, client, storage, engine, objects, device."""
+
+    def build(start=True, **overrides):
+        engine, objects, device = FakeEngine(), FakeObjects(), Activity()
+        settings = {"update_commit_delay": 0.05, "update_goals_timeout": 7.0}
+        settings.update(overrides)
+        core = make_core(plugins=[pv_commands, pv_steps, engine, objects, device], overrides=settings)
+        storage_dir = core.settings.storage_dir
+        revisions = {"0": state_of("one", **{"one/root.squashfs": SHA_A}),
+                     "locals/x": state_of("one", "two", **{"one/root.squashfs": SHA_A, "two/root.squashfs": SHA_B})}
+        for rev, state in revisions.items():
+            make_rev(storage_dir, rev, state)
+        point_current(storage_dir, "0")
+        storage = Storage(core, revisions)
+        if start:
+            core.start()
+        client = make_client(core)
+
+        def post(op, payload="", **kwargs):
+            return client.simulate_post("/commands", body=json.dumps({"op": op, "payload": payload}), **kwargs)
+
+        return SimpleNamespace(core=core, client=client, storage=storage, engine=engine, objects=objects,
+                               device=device, post=post)
+
+    return build
+
+
+def updating(env):
+    return env.core.stash[pv_steps.UPDATER].ongoing()
 
 
 def final(env, rev, statuses=("UPDATED", "DONE", "WONTGO", "ERROR")):
     wait_until(lambda: env.storage.last_status(rev) in statuses, message=f"{rev} to reach a final state")
-    wait_until(lambda: env.core.stash[pv_commands.STATE].update is None)
+    wait_until(lambda: not updating(env))
     wait_until(lambda: env.core.stash[pv_commands.STATE].slot is None)
     return env.storage.statuses(rev)
+
+
+def in_use(env):
+    return env.core.stash[pv_steps.UPDATER].in_use()
 
 
 def test_local_run_goes_through_testing_to_updated(cmd_env, log_output):
@@ -73,7 +216,7 @@ def test_unknown_revision_is_wontgo(cmd_env, log_output):
 
 def test_missing_object_is_error_and_nothing_runs(cmd_env):
     env = cmd_env()
-    env.storage.missing.add(SHA_B)
+    env.objects.missing.add(SHA_B)
     env.post("LOCAL_RUN", "locals/x")
     assert final(env, "locals/x") == [("ERROR", "Object validation went wrong")]
     assert env.engine.runs == [] and env.storage.calls == []
@@ -112,7 +255,7 @@ def test_make_factory_copies_then_runs_zero_committed(cmd_env):
 
 def test_make_factory_without_revision_uses_running(cmd_env):
     env = cmd_env()
-    env.storage.running = "locals/x"
+    point_current(env.core.settings.storage_dir, "locals/x")
     env.post("MAKE_FACTORY", "")
     final(env, "0")
     assert env.storage.calls[0] == ("make_factory", "locals/x")
@@ -132,18 +275,17 @@ def test_revision_in_flight_is_in_use(cmd_env):
     try:
         env.post("LOCAL_RUN", "locals/x")
         assert env.engine.running.wait(5)
-        in_use = [r for group in env.core.hook.pv_steps_revisions_in_use(core=env.core) for r in group]
-        assert in_use == ["locals/x"]
+        assert in_use(env) == ["locals/x"]
     finally:
         env.engine.gate.set()
     final(env, "locals/x")
-    assert [r for group in env.core.hook.pv_steps_revisions_in_use(core=env.core) for r in group] == []
+    assert in_use(env) == []
 
 
 def test_pending_transition_revision_is_in_use(cmd_env):
     env = cmd_env(start=False)
     env.post("TRY_ONCE", "locals/x")
-    assert [r for group in env.core.hook.pv_steps_revisions_in_use(core=env.core) for r in group] == ["locals/x"]
+    assert in_use(env) == ["locals/x"]
 
 
 def test_stop_during_testing_abandons_the_update(cmd_env, log_output):
@@ -186,16 +328,15 @@ def test_container_dying_after_the_update_is_not_a_rollback(cmd_env):
 def test_storage_refusing_the_switch_is_an_error(cmd_env):
     env = cmd_env()
     refused = []
+    set_running = env.storage.steps.set_running
 
-    class Refusing:
-        @hookimpl(tryfirst=True)
-        def pv_steps_set_running_revision(self, core, rev, try_once):
-            if rev == "locals/x":
-                refused.append(rev)
-                return False
-            return None
+    def refusing(rev, try_once=False):
+        if rev == "locals/x":
+            refused.append(rev)
+            return False
+        return set_running(rev, try_once)
 
-    env.core.pm.register(Refusing())
+    env.storage.steps.set_running = refusing
     env.post("LOCAL_RUN", "locals/x")
     assert final(env, "locals/x")[-1] == ("ERROR", "Internal error")
     assert refused == ["locals/x"]

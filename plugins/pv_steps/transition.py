@@ -1,0 +1,305 @@
+"""Revision transitions without reboot, owned by the owner of revisions.
+
+``LOCAL_RUN``, ``LOCAL_RUN_COMMIT``, ``TRY_ONCE``, ``LOCAL_APPLY`` and
+``MAKE_FACTORY`` reach pv_steps through ``pv_commands_run``. :meth:`Updater.run`
+validates the revision, switches ``trails/current``, has the container engine
+bring it up (``pv_containers_run_revision``) and either rolls back (progress
+ERROR) or leaves it TESTING with a commit deadline; the updater's thread ends
+it when the deadline passes (UPDATED, or committed and DONE), or rolls it back
+at once when one of its containers dies on its own (a ``container.status``
+event). The progress, the boot record and ``current`` are pv_steps' own state,
+written here directly; the only other plugins asked are the object store
+(``pv_objects_missing``) and the engine.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, FrozenSet, List, Mapping, Optional
+
+import structlog
+
+from pvcore.services import Service
+
+log = structlog.get_logger(__name__)
+
+LOCAL_RUN = "LOCAL_RUN"
+LOCAL_RUN_COMMIT = "LOCAL_RUN_COMMIT"
+TRY_ONCE = "TRY_ONCE"
+LOCAL_APPLY = "LOCAL_APPLY"
+MAKE_FACTORY = "MAKE_FACTORY"
+#: The command ops that switch the running revision.
+TRANSITIONS = (LOCAL_RUN, LOCAL_RUN_COMMIT, TRY_ONCE, LOCAL_APPLY, MAKE_FACTORY)
+#: Ops that end committed (DONE) rather than UPDATED.
+COMMITTING = (LOCAL_RUN_COMMIT, MAKE_FACTORY)
+FACTORY = "0"
+
+STATE_NOT_FOUND = "State JSON not found"
+NOT_STARTED = "A container could not be started"
+OBJECTS_MISSING = "Object validation went wrong"
+INTERNAL_ERROR = "Internal error"
+TRANSITIONING = "Transitioning to new revision without rebooting"
+TESTING = "Awaiting to see if update is stable"
+UPDATED = "Update finished, revision not set as rollback point"
+DONE = "Update finished, revision set as rollback point"
+
+#: Statuses a container leaves when it dies on its own (a stop goes through STOPPING).
+_UP = ("STARTING", "STARTED", "READY")
+
+
+@dataclass
+class Update:
+    """A revision transition from ``old`` to ``rev``.
+
+    :ivar old_state: the previous revision's state JSON, to roll back to.
+    :ivar containers: names of ``rev``'s containers (one name each: the
+        folder, which run.json's ``name`` must equal).
+    :ivar commit_at: monotonic time at which TESTING ends; ``None`` while the
+        containers are still being brought up.
+    :ivar failure: why the revision failed while TESTING; ended at once.
+    """
+
+    op: str
+    rev: str
+    old: Optional[str]
+    old_state: Optional[Mapping[str, Any]] = None
+    containers: FrozenSet[str] = frozenset()
+    commit_at: Optional[float] = None
+    failure: Optional[str] = None
+
+
+def _log_line(message: str) -> str:
+    return json.dumps({"plat": "pantavisor", "lvl": "ERROR", "src": "commands", "msg": message}) + "\n"
+
+
+def container_names(state: Mapping[str, Any]) -> FrozenSet[str]:
+    """The containers of a state JSON, named as the engine names them.
+
+    run.json's ``name``, else its folder: the two agree in every revision
+    ``PUT /steps`` accepts (docs/protocol.md §6.1), and naming them as the
+    engine does keeps a state that got onto the disk otherwise consistent.
+    """
+    names = set()
+    for key, run in state.items():
+        if key.endswith("/run.json") and not key.startswith("bsp/"):
+            name = run.get("name") if isinstance(run, Mapping) else None
+            names.add(name if isinstance(name, str) and name else key[: -len("/run.json")])
+    return frozenset(names)
+
+
+class Updater(Service):
+    """The update in flight, its commit deadline and the thread that ends it.
+
+    Stops (high ``priority``) before the engine, so no transition runs while
+    the engine shuts down; an update still TESTING is then abandoned and the
+    next boot decides (:meth:`pv_steps.state.Steps.start`).
+    """
+
+    name = "pv_steps.updater"
+    priority = 850
+
+    def __init__(self, core, steps, set_running: Callable[[str, bool], Optional[bool]],
+                 clock: Callable[[], float] = time.monotonic):
+        self._core = core
+        self._steps = steps
+        self._set_running = set_running
+        self.clock = clock
+        self.cond = threading.Condition()
+        self.update: Optional[Update] = None
+        #: the revision of a transition command accepted but not carried out yet
+        self.pending: Optional[str] = None
+        self._stopping = False
+        self._thread: Optional[threading.Thread] = None
+
+    # -- what other parts ask -----------------------------------------------------
+
+    def ongoing(self) -> bool:
+        with self.cond:
+            return self.update is not None
+
+    def in_use(self) -> List[str]:
+        """The revision being transitioned to, and one waiting to start."""
+        with self.cond:
+            revs = [self.update.rev] if self.update is not None else []
+            if self.pending and self.pending not in revs:
+                revs.append(self.pending)
+            return revs
+
+    def container_died(self, name: str, old: Optional[str], new: Optional[str]) -> None:
+        """A container changed status; one of a TESTING revision that died fails it."""
+        if new != "STOPPED" or old not in _UP:
+            return
+        with self.cond:
+            update = self.update
+            if update is None or update.commit_at is None or name not in update.containers:
+                return
+            if update.failure is None:
+                update.failure = NOT_STARTED
+                update.commit_at = self.clock()  # due now: the thread ends it at once
+            self.cond.notify_all()
+        log.error("container_died_while_testing", container=name, old=old)
+
+    # -- the transition -----------------------------------------------------------------
+
+    def _progress(self, rev: str, status: str, message: str, logs: Optional[str] = None) -> None:
+        written = self._steps.trails.write_progress(rev, status, message, logs)
+        log.info("revision_progress", rev=rev, status=status, message=message, written=bool(written))
+
+    def run(self, op: str, payload: str) -> bool:
+        """Carry out transition ``op``; ``True`` once the revision reached TESTING."""
+        settings = self._core.settings
+        trails = self._steps.trails
+        prepare = None
+        if op == MAKE_FACTORY:
+            source = payload or trails.running()
+            if not source:
+                log.error("make_factory_failed", reason="no running revision")
+                return False
+
+            def prepare() -> bool:
+                done = self._steps.make_factory(source)
+                log.info("factory_made", source=source, ok=bool(done))
+                return bool(done)
+
+            rev = FACTORY
+        else:
+            rev = trails.running() or payload if payload == "current" else payload
+        return self._begin(op, rev, settings.get("update_goals_timeout"), settings.get("update_commit_delay"),
+                           prepare)
+
+    def _begin(self, op: str, rev: str, timeout: float, commit_delay: float,
+               prepare: Optional[Callable[[], bool]]) -> bool:
+        core, trails = self._core, self._steps.trails
+        old = trails.running()
+        old_state = trails.state(old) if old is not None else None
+        if prepare is not None and not prepare():
+            return False
+        state = trails.state(rev)
+        if state is None:
+            log.warning("revision_transition_refused", op=op, rev=rev, reason=STATE_NOT_FOUND)
+            self._progress(rev, "WONTGO", STATE_NOT_FOUND)
+            return False
+        shas = trails.objects(rev) or []
+        missing = list(core.call("pv_objects_missing", default=shas, shas=shas)) if shas else []
+        if missing:
+            log.warning("revision_transition_refused", op=op, rev=rev, reason=OBJECTS_MISSING, missing=missing[:5])
+            self._progress(rev, "ERROR", OBJECTS_MISSING, _log_line(f"{len(missing)} objects missing"))
+            return False
+        with self.cond:
+            self.update = Update(op=op, rev=rev, old=old, old_state=old_state, containers=container_names(state))
+            self.cond.notify_all()
+        log.info("revision_transition_started", op=op, rev=rev, old=old)
+        core.hook.pvcore_activity(core=core, name="update", active=True)
+        try:
+            self._progress(rev, "INPROGRESS", TRANSITIONING)
+            if self._set_running(rev, op == TRY_ONCE):
+                ok, message = self._run_engine(rev, state, op == LOCAL_APPLY, timeout)
+            else:
+                log.error("running_revision_not_set", rev=rev)
+                ok, message = False, INTERNAL_ERROR
+        except Exception:
+            log.exception("revision_transition_crashed", op=op, rev=rev)
+            ok, message = False, INTERNAL_ERROR
+        if not ok:
+            self._roll_back(op, rev, old, old_state, message, timeout)
+            return False
+        self._progress(rev, "TESTING", TESTING)
+        with self.cond:
+            if self.update is not None:
+                self.update.commit_at = self.clock() + commit_delay
+            self.cond.notify_all()
+        log.info("revision_testing", op=op, rev=rev, commit_delay=commit_delay)
+        return True
+
+    def _run_engine(self, rev: str, state: Mapping[str, Any], only_changed: bool, timeout: float):
+        result = self._core.call("pv_containers_run_revision", rev=rev, state=state, only_changed=only_changed,
+                                 timeout=timeout)
+        if result is None:
+            return False, "No container engine"
+        ok, message = result
+        return bool(ok), message or ""
+
+    def _roll_back(self, op: str, rev: str, old: Optional[str], old_state, message: str, timeout: float) -> None:
+        log.error("revision_transition_failed", op=op, rev=rev, old=old, reason=message)
+        try:
+            if old is not None and old_state is not None:
+                self._set_running(old, False)
+                ok, back_message = self._run_engine(old, old_state, False, timeout)
+                if ok:
+                    log.info("revision_rolled_back", rev=rev, to=old)
+                else:
+                    log.error("revision_rollback_failed", rev=rev, to=old, reason=back_message)
+            else:
+                log.error("revision_rollback_impossible", rev=rev, old=old)
+            self._progress(rev, "ERROR", message, _log_line(message))
+        finally:
+            self._end()
+
+    def _finish(self, update: Update) -> None:
+        if update.failure is not None:
+            self._roll_back(update.op, update.rev, update.old, update.old_state, update.failure,
+                            self._core.settings.get("update_goals_timeout"))
+            return
+        try:
+            if update.op in COMMITTING:
+                if not self._steps.commit(update.rev):
+                    log.error("revision_commit_failed", rev=update.rev)
+                self._progress(update.rev, "DONE", DONE)
+            else:
+                self._progress(update.rev, "UPDATED", UPDATED)
+            log.info("revision_transition_done", op=update.op, rev=update.rev, old=update.old,
+                     committed=update.op in COMMITTING)
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        with self.cond:
+            self.update = None
+            self.cond.notify_all()
+        self._core.hook.pvcore_activity(core=self._core, name="update", active=False)
+
+    # -- the thread -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self.cond:
+            self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self.cond:
+            self._stopping = True
+            self.cond.notify_all()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(10.0)
+        with self.cond:
+            update = self.update
+        if update is not None:
+            log.warning("revision_transition_interrupted", op=update.op, rev=update.rev)
+            self._end()
+
+    def _due(self) -> Optional[Update]:
+        """Wait until the update's commit deadline passes (or a stop); return it then."""
+        with self.cond:
+            while not self._stopping:
+                update = self.update
+                deadline = update.commit_at if update is not None else None
+                now = self.clock()
+                if deadline is not None and deadline <= now:
+                    return update
+                self.cond.wait(None if deadline is None else deadline - now)
+            return None
+
+    def _loop(self) -> None:
+        while True:
+            update = self._due()
+            if update is None:
+                return
+            try:
+                self._finish(update)
+            except Exception:
+                log.exception("revision_finish_failed", rev=update.rev)
+                self._end()
