@@ -73,10 +73,10 @@ class Executor:
     def _refusal(self, command: Command) -> Optional[str]:
         # NOTE: the HTTP pre-checks ran when the command was accepted; the device
         # may have changed since (contract §12.26), so check again.
+        # An update cannot have started since: only this worker starts one, one
+        # command at a time, and a blocked op is refused while one runs.
         if self.cstate.reboot_at is not None and command.op != ops.DEFER_REBOOT:
             return "reboot pending"
-        if command.op in ops.BLOCKED_BY_UPDATE and self.cstate.update_ongoing():
-            return "update ongoing"
         return None
 
     # -- settings -------------------------------------------------------------------

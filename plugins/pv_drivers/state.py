@@ -133,10 +133,11 @@ class DriverState:
 
         :raises DriverLoadError: a required driver failed (aborts the start).
         """
+        wanted = [(alias, kind) for alias, kind in manifest.references(run) if kind != "MANUAL"]
+        if not wanted:
+            return  # PERF: most containers load no driver; the BSP is not even read
         aliases = self._aliases()
-        for alias, kind in manifest.references(run):
-            if kind == "MANUAL":
-                continue
+        for alias, kind in wanted:
             if not self.load(alias, aliases):
                 if kind == "REQUIRED":
                     raise DriverLoadError(f"required driver {alias} of {container} failed to load")
