@@ -110,8 +110,8 @@ def pvcore_services(core):
     return [LxcCleanup(runtime)] if runtime is not None else []
 
 
-@hookimpl
-def pvcore_container_runtime(core):
+@hookimpl(optionalhook=True)
+def pv_containers_runtime(core):
     return core.stash.get(RUNTIME)
 
 

@@ -339,7 +339,7 @@ class LxcRuntime:
         sha = state.get(f"{folder}/{file}")
         if not isinstance(sha, str):
             raise StartError(f"{folder}/{file} is not an object of the revision")
-        path = self._core.hook.pvcore_object_path(core=self._core, sha=sha)
+        path = self._core.call("pv_objects_object_path", sha=sha)
         if not path:
             raise StartError(f"object {sha} ({folder}/{file}) is not stored")
         return path
@@ -366,7 +366,7 @@ class LxcRuntime:
 
     def _start(self, container, base: str, record: Record) -> LxcHandle:
         core, name, run = self._core, container.name, container.run
-        state = core.hook.pvcore_revision_state(core=core, rev=container.rev)
+        state = core.call("pv_steps_revision_state", rev=container.rev)
         if not isinstance(state, Mapping):
             raise StartError(f"revision {container.rev} has no state")
         folder = _folder(state, name)

@@ -42,5 +42,5 @@ def test_plugins_are_disabled_through_the_setting_from_any_source(tmp_path, make
 
 def test_trace_hooks_is_a_setting(tmp_path, log_output):
     core = load_core(_dirs(tmp_path), env={"PVCORE_TRACE_HOOKS": "1"})
-    core.running_revision()
-    assert any(e["event"] == "hook_call" and e["hook"] == "pvcore_running_revision" for e in log_output)
+    core.hook.pv_steps_running_revision(core=core)
+    assert any(e["event"] == "hook_call" and e["hook"] == "pv_steps_running_revision" for e in log_output)
