@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 _PLUGIN_DIR_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
-#: Methods libevent admits; anything else is a framework-level 501 (contract §1).
+#: Methods libevent admits; anything else is a framework-level 501 (docs/protocol.md §1).
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD")
 
 
@@ -54,7 +54,7 @@ class Route:
 
     @property
     def templated(self) -> bool:
-        """Templated routes have their own error texts (contract §2, §4.3)."""
+        """Templated routes have their own error texts (docs/protocol.md §2, §4.3)."""
         return "{" in self.template
 
     def needs_mgmt(self, method: str) -> bool:
@@ -405,7 +405,7 @@ class Access:
 
 
 class _FrameworkError(Exception):
-    """libevent's own error page (contract §3.3), e.g. for PATCH."""
+    """libevent's own error page (docs/protocol.md §3.3), e.g. for PATCH."""
 
 
 def _on_framework_error(req, resp, ex, params) -> None:
@@ -586,7 +586,7 @@ def build_core(settings: Settings, pm) -> Core:
     core.routes = _collect_routes(core)
 
     app = falcon.App(middleware=[RequestContext(), Access(core)])
-    app.req_options.strip_url_path_trailing_slash = False  # /steps/ is not /steps (contract §2)
+    app.req_options.strip_url_path_trailing_slash = False  # /steps/ is not /steps (docs/protocol.md §2)
     app.resp_options.secure_cookies_by_default = False
     app.add_error_handler(Exception, _on_exception)
     app.add_error_handler(falcon.HTTPError, _on_http_error)

@@ -1,4 +1,4 @@
-"""Reading request bodies the way the contract wants (§5).
+"""Reading request bodies the way docs/protocol.md §5 states.
 
 Small bodies are read whole but never beyond ``limit + 1`` bytes, so a
 hostile client cannot make the worker buffer more than that; whatever is

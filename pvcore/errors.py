@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-#: Messages several plugins share (contract §5, §12.1).
+#: Messages several plugins share (docs/protocol.md §5, §12.1).
 NO_SPACE = "Not enough disk space available"
 
 

@@ -3,7 +3,7 @@
 One worker holds all device state and the one process supervisor, so there
 is exactly one worker; concurrency comes from gthread's threads. Plugin
 services start in ``post_worker_init`` and stop in ``worker_exit``, inside the
-worker: the master only manages the worker (style-anchors §6).
+worker: the master only manages the worker.
 
 Everything is read from ``PVCORE_*`` environment variables so the same file
 serves ``make run``, the tests and a device.

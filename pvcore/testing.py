@@ -61,7 +61,7 @@ def write_revision(storage_dir: str, state: Mapping[str, Any], rev: str = "0") -
     """Lay down revision ``rev`` with ``state`` as a booted, committed one.
 
     Writes ``trails/<rev>/.pvr/json``, a DONE progress, ``.pv/done`` and every
-    inline JSON value as its file (device-model §1.2); points
+    inline JSON value as its file (docs/protocol.md §D1.2); points
     ``trails/current`` at it unless it already points somewhere. Start a
     server on ``storage_dir`` afterwards to run a device of your own design.
     """

@@ -1,4 +1,4 @@
-"""``GET /buildinfo``: the build manifest, as plain text (contract §7.14).
+"""``GET /buildinfo``: the build manifest, as plain text (docs/protocol.md §7.14).
 
 The manifest is the ``buildinfo`` setting (empty by default, as CMake builds
 of Pantavisor embed an empty string).

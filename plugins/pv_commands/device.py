@@ -5,7 +5,7 @@
 * Remote mode: there is no Hub here, so the device starts local (as the
   metadata plugin's ``pantavisor.mode`` says); GO_REMOTE makes it remote until
   pvcore restarts or a ``locals/`` revision is run (unless
-  ``PV_CONTROL_REMOTE_ALWAYS`` is on; device-model §1.5).
+  ``PV_CONTROL_REMOTE_ALWAYS`` is on; docs/protocol.md §D1.5).
 * Claim state: there is no Hub here, so a device is claimed only when the
   ``claimed`` setting says so and no UNCLAIM has been carried out since (the
   marker ``<storage>/cache/pvcore-unclaimed`` records that, across restarts).

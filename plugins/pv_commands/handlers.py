@@ -1,4 +1,4 @@
-"""What each op does when the worker carries it out (device-model §11).
+"""What each op does when the worker carries it out (docs/protocol.md §D11).
 
 pv_commands owns the slot, power and the device's mode; every other op goes
 to the plugin that owns it through ``pv_commands_run``
@@ -72,7 +72,7 @@ class Executor:
 
     def _refusal(self, command: Command) -> Optional[str]:
         # NOTE: the HTTP pre-checks ran when the command was accepted; the device
-        # may have changed since (contract §12.26), so check again.
+        # may have changed since (docs/protocol.md §12.26), so check again.
         # An update cannot have started since: only this worker starts one, one
         # command at a time, and a blocked op is refused while one runs.
         if self.cstate.reboot_at is not None and command.op != ops.DEFER_REBOOT:

@@ -1,4 +1,4 @@
-"""The command vocabulary and the parsing of a ``POST /commands`` body (contract §7.6)."""
+"""The command vocabulary and the parsing of a ``POST /commands`` body (docs/protocol.md §7.6)."""
 from __future__ import annotations
 
 import json
@@ -26,14 +26,14 @@ LOCAL_APPLY = "LOCAL_APPLY"
 XCONNECT_GRAPH = "XCONNECT_GRAPH"
 UNCLAIM = "UNCLAIM"
 
-#: Every op, in upstream's order. Matching is exact (upstream matches prefixes, §12.8).
+#: Every op, in upstream's order. Matching is exact (upstream matches prefixes, docs/protocol.md §12.8).
 OPS = (
     UPDATE_METADATA, REBOOT_DEVICE, POWEROFF_DEVICE, TRY_ONCE, LOCAL_RUN, MAKE_FACTORY, RUN_GC,
     ENABLE_SSH, DISABLE_SSH, GO_REMOTE, DEFER_REBOOT, LOCAL_RUN_COMMIT, LOCAL_APPLY, XCONNECT_GRAPH,
     UNCLAIM,
 )
 
-#: Ops that switch the running revision (device-model §3.2, §3.3).
+#: Ops that switch the running revision (docs/protocol.md §D3.2, §D3.3).
 TRANSITIONS = (LOCAL_RUN, LOCAL_RUN_COMMIT, TRY_ONCE, LOCAL_APPLY, MAKE_FACTORY)
 
 #: Ops refused with 503 + ``Retry-After: 600`` while a transition runs.

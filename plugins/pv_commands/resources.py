@@ -1,4 +1,4 @@
-"""``POST /commands``: admission of a command into the single slot (contract §7.6)."""
+"""``POST /commands``: admission of a command into the single slot (docs/protocol.md §7.6)."""
 from __future__ import annotations
 
 import falcon

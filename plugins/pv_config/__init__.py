@@ -1,4 +1,4 @@
-"""Configuration: ``GET /config``, ``GET /config2`` and the config hooks (contract §7.12).
+"""Configuration: ``GET /config``, ``GET /config2`` and the config hooks (docs/protocol.md §7.12).
 
 Every entry of upstream's table (:mod:`pv_config.table`) holds one value per
 level (:mod:`pv_config.state`); levels used here, low → high: ``default``

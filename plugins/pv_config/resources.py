@@ -1,4 +1,4 @@
-"""``GET /config`` and ``GET /config2`` (contract §7.12)."""
+"""``GET /config`` and ``GET /config2`` (docs/protocol.md §7.12)."""
 from __future__ import annotations
 
 import falcon
@@ -8,7 +8,7 @@ from pvcore.body import dumps
 from pv_config.state import Config
 from pv_config.values import as_json, as_text
 
-#: What a set secret looks like in listings (fixing contract §12.24).
+#: What a set secret looks like in listings (fixing docs/protocol.md §12.24).
 MASK = "********"
 
 

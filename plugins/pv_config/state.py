@@ -1,8 +1,8 @@
 """The layered configuration: one value per level per entry, the highest wins.
 
 Keeping every level's value (rather than only the winner) is what makes
-"remove the user-meta key → back to the pre-metadata value" (device-model
-§9.1) a plain deletion.
+"remove the user-meta key → back to the pre-metadata value" (docs/protocol.md
+§D9.1) a plain deletion.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The configuration entry table (contract §7.12), in upstream order."""
+"""The configuration entry table (docs/protocol.md §7.12), in upstream order."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 from pv_config.values import BOOL, DURATION, INT, MASK, STR, parse
 
-#: Levels, low → high (device-model §9.1); a higher level overrides a lower one.
+#: Levels, low → high (docs/protocol.md §D9.1); a higher level overrides a lower one.
 LEVELS = ("default", "args", "pv conf file", "ph conf file", "ph client", "policy", "oem config",
           "pv cmdline", "ph cmdline", "env", "metadata", "command")
 RUNTIME_LEVELS = ("metadata", "command")
@@ -114,7 +114,7 @@ _TABLE: Sequence[Tuple[str, str, Optional[str], Optional[str]]] = (
     ("PV_SECUREBOOT_HANDLERS", BOOL, "1", "secureboot.handlers"),
     ("PV_SECUREBOOT_MODE", "SB", "lenient", "secureboot.mode"),
     # NOTE: upstream's only alias for this entry is the misspelt compat name
-    # (contract §12.24); clients may match it, so it stays.
+    # (docs/protocol.md §12.24); clients may match it, so it stays.
     ("PV_SECUREBOOT_OEM_TRUSTSTORE", STR, "ca-oem-certificates", "PV_SECUREBOOT_OEM_TRUSTORE"),
     ("PV_SECUREBOOT_TRUSTSTORE", STR, "ca-certificates", "secureboot.truststore"),
     ("PV_STORAGE_DEVICE", STR, None, "storage.device"),

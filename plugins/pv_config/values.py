@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional, Sequence
 
 STR, INT, BOOL, DURATION, MASK = "STR", "INT", "BOOL", "DURATION", "MASK"
 
-#: Enum types: names in ordinal order (contract §7.12).
+#: Enum types: names in ordinal order (docs/protocol.md §7.12).
 ENUMS: Dict[str, Sequence[str]] = {
     "BOOTLOADER": ("uboot", "uboot-pvk", "grub", "rpiab", "uboot-ab"),
     "INIT": ("embedded", "standalone", "appengine"),

@@ -1,7 +1,7 @@
 """pv_containers: the container engine of the running revision.
 
 Owns the running revision's groups and containers, their status machine,
-restart policies and auto-recovery (docs/protocol.md §5), and serves
+restart policies and auto-recovery (docs/protocol.md §D4), and serves
 ``GET /containers``, ``PUT /containers/{name}`` and the console logs,
 ``GET /_pvcore/logs/{name}``. Containers run through the
 runtime ``pv_containers_runtime`` returns; the built-in one

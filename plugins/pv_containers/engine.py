@@ -289,7 +289,7 @@ class Engine(Lifecycle, Transitions):
                     if c.status not in (Status.INSTALLED, Status.BLOCKED) or c.stop_requested:
                         continue
                     if c.recovery is None and group.recovery is not None:
-                        c.recovery = group.recovery  # copied in at first start (§4.7)
+                        c.recovery = group.recovery  # copied in at first start (docs/protocol.md §D4.4)
                     if c.goal == Status.MOUNTED:
                         self._set(c, Status.MOUNTED, events)
                         c.goal_reached_at = now

@@ -1,7 +1,7 @@
 """What the API and the other plugins ask of the engine.
 
 :class:`Lifecycle` is mixed into :class:`pv_containers.engine.Engine`: the
-lifecycle actions of ``PUT /containers/{name}`` (contract §7.2), the ready
+lifecycle actions of ``PUT /containers/{name}`` (docs/protocol.md §7.2), the ready
 signal, caller identification, roles, pids and the two listings. Each method
 changes records under the data lock and fires hooks after releasing it; the
 processes themselves are started and stopped by the engine's next step.
@@ -34,7 +34,7 @@ class Lifecycle:
         return rev.containers.get(name) if rev is not None else None
 
     def control(self, name: str, action: str) -> None:
-        """``start``/``stop``/``restart`` per contract §7.2; raises :class:`BadRequest`."""
+        """``start``/``stop``/``restart`` per docs/protocol.md §7.2; raises :class:`BadRequest`."""
         events = []
         with self._lock:
             c = self.container(name)

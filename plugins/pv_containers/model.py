@@ -1,7 +1,7 @@
 """The running revision as data: statuses, recovery settings, groups, containers.
 
-Everything here is pure: :func:`parse_state` turns a state JSON (device-model
-§2) into :class:`Group` and :class:`Container` records; the engine moves them
+Everything here is pure: :func:`parse_state` turns a state JSON (docs/protocol.md
+§D2) into :class:`Group` and :class:`Container` records; the engine moves them
 through :class:`Status`.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ log = structlog.get_logger(__name__)
 
 
 class Status(enum.IntEnum):
-    """Container status; the order matters (device-model §4.1)."""
+    """Container status; the order matters (docs/protocol.md §D4.1)."""
 
     NONE = 0
     INSTALLED = 1
@@ -41,7 +41,7 @@ DEFAULT_GROUP_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class Recovery:
-    """An ``auto_recovery`` block (device-model §4.4).
+    """An ``auto_recovery`` block (docs/protocol.md §D4.4).
 
     ``backoff_policy`` is ``"reboot"``, ``"never"`` or a duration in seconds.
     """
@@ -127,7 +127,7 @@ def parse_recovery(block: Any) -> Optional[Recovery]:
 
 @dataclass
 class Group:
-    """A group of the running revision (device-model §5)."""
+    """A group of the running revision (docs/protocol.md §D5)."""
 
     name: str
     status_goal: str = "STARTED"
@@ -140,7 +140,7 @@ class Group:
 
 
 def default_groups() -> List[Group]:
-    """``defaults/groups.json`` (device-model §5.1)."""
+    """``defaults/groups.json`` (docs/protocol.md §D5.1)."""
     return [
         Group("data", "MOUNTED", "system", 30.0),
         Group("root", "STARTED", "system", 30.0),
@@ -197,7 +197,7 @@ class Container:
 
 
 def achieved(c: Container) -> Optional[bool]:
-    """Goal check (device-model §4.2): True reached, False not yet, None does not block."""
+    """Goal check (docs/protocol.md §D4.2): True reached, False not yet, None does not block."""
     if c.status == c.goal:
         return True
     if c.status < Status.STARTING:
@@ -217,7 +217,7 @@ class Revision:
 
 
 def _roles(run: Mapping[str, Any]) -> Tuple[str, ...]:
-    # NOTE: a run.json without "roles" is mgmt (device-model §2.2, §14.9).
+    # NOTE: a run.json without "roles" is mgmt (docs/protocol.md §D2.2).
     if "roles" not in run:
         return ("mgmt",)
     roles = run.get("roles")
@@ -248,7 +248,7 @@ def _parse_groups(state: Mapping[str, Any]) -> Tuple[List[Group], bool]:
 
 
 def owned_keys(state: Mapping[str, Any], name: str) -> Dict[str, Any]:
-    """The state keys container ``name`` owns (device-model §2.1)."""
+    """The state keys container ``name`` owns (docs/protocol.md §D2.1)."""
     return {
         key: value for key, value in state.items()
         if key.split("/", 1)[0] == name or key.startswith(f"_config/{name}/")

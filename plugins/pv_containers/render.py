@@ -1,4 +1,4 @@
-"""The JSON shapes of ``GET /containers`` and ``GET /groups`` (contract §7.1, §7.3)."""
+"""The JSON shapes of ``GET /containers`` and ``GET /groups`` (docs/protocol.md §7.1, §7.3)."""
 from __future__ import annotations
 
 from typing import Iterable, List

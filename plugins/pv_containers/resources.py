@@ -1,4 +1,4 @@
-"""``GET /containers`` and ``PUT /containers/{name}`` (contract §7.1, §7.2)."""
+"""``GET /containers`` and ``PUT /containers/{name}`` (docs/protocol.md §7.1, §7.2)."""
 from __future__ import annotations
 
 import falcon

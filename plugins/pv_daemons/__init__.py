@@ -6,7 +6,7 @@ Any plugin contributes daemons through ``pv_daemons_declare`` (a list of
 on request, e.g. by ``ENABLE_SSH``). They start with ``core.start()``,
 are respawned with backoff when they crash, and are stopped with
 ``core.stop()``. Endpoints: ``GET /daemons``, ``PUT /daemons/{name}``
-(contract §7.4). Each daemon's output goes to ``<storage>/logs/daemons/<name>.log``.
+(docs/protocol.md §7.4). Each daemon's output goes to ``<storage>/logs/daemons/<name>.log``.
 
 ``hwrngd`` and ``pv-dbus`` of upstream's table are not part of the demo device.
 """

@@ -1,4 +1,4 @@
-"""``GET /daemons`` and ``PUT /daemons/{name}`` (contract §7.4)."""
+"""``GET /daemons`` and ``PUT /daemons/{name}`` (docs/protocol.md §7.4)."""
 from __future__ import annotations
 
 import falcon
@@ -27,7 +27,7 @@ class DaemonItem:
     """``{"action":"stop|start|restart"}``, carried out before the 200.
 
     Unlike upstream, which answers 200 to a missing or unknown action, this
-    answers 400 (contract §12.17) and does ``restart`` server-side.
+    answers 400 (docs/protocol.md §12.17) and does ``restart`` server-side.
     """
 
     def __init__(self, table: DaemonTable):

@@ -6,7 +6,7 @@ The running revision's ``bsp/drivers.json`` maps aliases to module lists
 ``pv_containers_starting``; a failing required one aborts the start) or
 ``manual`` (loaded on request through the endpoints).
 
-Endpoints (contract §7.15), all scoped to the calling container:
+Endpoints (docs/protocol.md §7.15), all scoped to the calling container:
 
 * ``GET /drivers`` → ``[{"name","type","status"}]`` (``type`` REQUIRED,
   OPTIONAL or MANUAL; ``status`` LOADED, UNLOADED or UNKNOWN when the BSP

@@ -1,7 +1,7 @@
 """Reading driver declarations: the BSP manifest and a container's references.
 
 The BSP manifest is ``bsp/drivers.json`` of the running revision
-(device-model §7.1)::
+(docs/protocol.md §D7.1)::
 
     {"#spec": "driver-aliases@1",
      "all": {"<alias>": ["<module> [params]", ...]},

@@ -1,4 +1,4 @@
-"""``/drivers`` endpoints (contract §7.15), scoped to the calling container."""
+"""``/drivers`` endpoints (docs/protocol.md §7.15), scoped to the calling container."""
 from __future__ import annotations
 
 import falcon
@@ -24,7 +24,7 @@ def _ok(resp):
 class DriverList:
     """``GET /drivers``: the caller's references with their status, or ``{}``.
 
-    Two shapes, as upstream (contract §12.16): the literal object ``{}`` when
+    Two shapes, as upstream (docs/protocol.md §12.16): the literal object ``{}`` when
     the caller is the host or references no drivers, otherwise an array of
     ``{"name","type","status"}``.
     """

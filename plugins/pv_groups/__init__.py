@@ -1,4 +1,4 @@
-"""pv_groups: ``GET /groups`` (contract §7.3), rendered by the engine through ``pv_containers_groups``."""
+"""pv_groups: ``GET /groups`` (docs/protocol.md §7.3), rendered by the engine through ``pv_containers_groups``."""
 from __future__ import annotations
 
 import falcon

@@ -353,7 +353,7 @@ class LxcRuntime:
         record.save()
 
     def _disk(self, container, folder: str, volume: str, spec: Any) -> str:
-        """The host directory of storage ``volume`` by its persistence (device-model layout)."""
+        """The host directory of storage ``volume`` by its persistence (docs/protocol.md §D1.1)."""
         persistence = spec.get("persistence") if isinstance(spec, Mapping) else None
         if persistence == "permanent":
             path = os.path.join(self.storage, "disks", "perm", folder, volume)

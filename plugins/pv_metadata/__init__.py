@@ -1,4 +1,4 @@
-"""User and device metadata: ``/user-meta*``, ``/device-meta*`` (contract §7.10, §7.11).
+"""User and device metadata: ``/user-meta*``, ``/device-meta*`` (docs/protocol.md §7.10, §7.11).
 
 Two ordered stores persisted one file per key under ``<storage>/cache/meta``
 and ``<storage>/cache/devmeta`` (see :mod:`pv_metadata.store`), loaded at

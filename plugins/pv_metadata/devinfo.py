@@ -1,4 +1,4 @@
-"""The device metadata Pantavisor writes itself (device-model §10.1, contract §7.11).
+"""The device metadata Pantavisor writes itself (docs/protocol.md §D10.1, docs/protocol.md §7.11).
 
 Everything is read from ``/proc``, ``/sys`` and the standard library; the
 filesystem root is a constructor argument so tests can point it at a fake

@@ -1,4 +1,4 @@
-"""``/user-meta`` and ``/device-meta``: list, put and delete (contract §7.10, §7.11)."""
+"""``/user-meta`` and ``/device-meta``: list, put and delete (docs/protocol.md §7.10, §7.11)."""
 from __future__ import annotations
 
 import errno
@@ -46,7 +46,7 @@ class MetaItem:
     def on_put(self, req, resp, key):
         kind = self._kind
         # NOTE: upstream rejects a missing or zero Content-Length up front, so
-        # a chunked upload without one is refused too (contract §7.10).
+        # a chunked upload without one is refused too (docs/protocol.md §7.10).
         if not req.content_length or not valid_key(key):
             raise BadRequest(kind.bad_put)
         data = read_small_body(req, MAX_VALUE, kind.bad_put)

@@ -15,7 +15,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class Kind:
-    """What differs between the two stores (contract §7.10 / §7.11)."""
+    """What differs between the two stores (docs/protocol.md §7.10 / §7.11)."""
 
     name: str  # "user" | "device": events are meta.user / meta.device
     activity: str  # ``pvcore_activity`` name

@@ -1,6 +1,6 @@
 """One metadata store: an ordered key → value map persisted one file per key.
 
-Layout (device-model §1.1, §1.3, §10):
+Layout (docs/protocol.md §D1.1, §D1.3, §D10):
 
 * ``<storage>/cache/<dirname>/<key>`` holds each value, written atomically
   through a temp file in the hidden sibling ``cache/.<dirname>.staging/``:
@@ -15,7 +15,7 @@ Layout (device-model §1.1, §1.3, §10):
   name yet: such files are adopted at load as the newest keys (by mtime);
   index entries without a file are dropped;
 * ``<run>/<view>/<key>`` and, for a dotted key ``a.b``, ``<run>/<view>.a/b``
-  are the per-key views containers see (contract §7.10/§7.11), rebuilt at
+  are the per-key views containers see (docs/protocol.md §7.10/§7.11), rebuilt at
   load and kept in sync on every change.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pvcore.fsutil import atomic_write, fsync_dir, sweep_temp_files
 
 log = structlog.get_logger(__name__)
 
-#: Longest value accepted over HTTP and kept when loading a file (device-model §10).
+#: Longest value accepted over HTTP and kept when loading a file (docs/protocol.md §D10).
 MAX_VALUE = 4096
 MAX_KEY_BYTES = 255
 
@@ -278,7 +278,7 @@ def _replace(path: str, data: bytes) -> None:
 def render_listing(items) -> bytes:
     """The ``GET /user-meta`` body: a JSON object in listing order.
 
-    Keys are always escaped and empty values kept (fixing contract §12.18);
+    Keys are always escaped and empty values kept (fixing docs/protocol.md §12.18);
     JSON object/array values are embedded raw, the rest as strings.
     """
     parts = []

@@ -31,7 +31,7 @@ def pv_objects_missing(core: "Core", shas: Iterable[str]) -> Optional[Sequence[s
     """The shas of ``shas`` that are not stored, in the order given. *firstresult*
 
     One call checks every object a revision references before it may run
-    (docs/protocol.md §6.3: ``Object validation went wrong``).
+    (docs/protocol.md §D3.2: ``Object validation went wrong``).
     """
 
 

@@ -1,4 +1,4 @@
-"""``/objects`` and ``/objects/{sha}`` (contract §7.8)."""
+"""``/objects`` and ``/objects/{sha}`` (docs/protocol.md §7.8)."""
 from __future__ import annotations
 
 import falcon
@@ -49,7 +49,7 @@ class ObjectItem:
             log.exception("object_open_failed", sha=sha)
             raise PvError("Object allocation error", 500) from None
         if fh is None:
-            # NOTE: upstream answers a missing object with 400, not 404 (contract §12.5).
+            # NOTE: upstream answers a missing object with 400, not 404 (docs/protocol.md §12.5).
             raise BadRequest(BAD_NAME)
         resp.content_type = "application/octet-stream"
         # No Content-Length: gunicorn sends chunked on HTTP/1.1, close-delimited

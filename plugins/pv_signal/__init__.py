@@ -1,4 +1,4 @@
-"""pv_signal: ``POST /signal`` (contract §7.5), the only endpoint non-mgmt containers may call.
+"""pv_signal: ``POST /signal`` (docs/protocol.md §7.5), the only endpoint non-mgmt containers may call.
 
 The signal is delivered to the engine through ``pv_containers_signal`` under
 the caller's container name; the host (``_pv_``) is no container, so its

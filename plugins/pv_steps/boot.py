@@ -1,7 +1,7 @@
 """The boot record: which revision is committed and which is being tried.
 
 Upstream keeps ``pv_rev``/``pv_try`` in the bootloader environment
-(device-model §1.4); pvcore keeps them in ``<storage>/boot/pv.json``, written
+(docs/protocol.md §D1.4); pvcore keeps them in ``<storage>/boot/pv.json``, written
 atomically: ``{"pv_rev": "0", "pv_try": null, "try_once": false}``.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``GET /steps`` body, hand-formatted as upstream does (contract §7.9)."""
+"""The ``GET /steps`` body, hand-formatted as upstream does (docs/protocol.md §7.9)."""
 from __future__ import annotations
 
 import json

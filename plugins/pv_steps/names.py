@@ -1,7 +1,7 @@
 """Revision names: what may name a trail, and never anything outside ``trails/``.
 
 Remote revisions are one path component (``0``, ``12``); local ones are
-``locals/<name>`` (contract §7.9, device-model §1.5). ``current`` is the
+``locals/<name>`` (docs/protocol.md §7.9, docs/protocol.md §D1.5). ``current`` is the
 running revision, through the ``trails/current`` symlink.
 """
 from __future__ import annotations

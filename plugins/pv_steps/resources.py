@@ -1,4 +1,4 @@
-"""``/steps`` and its sub-resources (contract §7.9)."""
+"""``/steps`` and its sub-resources (docs/protocol.md §7.9)."""
 from __future__ import annotations
 
 import errno
@@ -19,7 +19,7 @@ from pv_steps.validate import check_state, parse_state
 log = structlog.get_logger(__name__)
 
 NOT_FOUND = "Resource does not exist"
-BAD_STEP_NAME = "Request has bas step name"  # sic (contract §12.6)
+BAD_STEP_NAME = "Request has bas step name"  # sic (docs/protocol.md §12.6)
 BAD_FORMAT = "Parser: State JSON has bad format"
 COMMITMSG_MAX = 256
 CHUNK = 1 << 20
@@ -176,5 +176,5 @@ class GarbageCollect:
             log.exception("garbage_collect_failed")
             raise PvError("Error running garbage collector", 500) from None
         resp.content_type = falcon.MEDIA_JSON
-        # Hand-formatted, with the space after the colon (contract §7.7).
+        # Hand-formatted, with the space after the colon (docs/protocol.md §7.7).
         resp.data = b'{"reclaimed": %d}' % reclaimed

@@ -33,7 +33,7 @@ class Steps:
     # -- boot -------------------------------------------------------------------
 
     def start(self) -> None:
-        """The boot decision, once per worker start (device-model §1.4, §3.3).
+        """The boot decision, once per worker start (docs/protocol.md §D1.4, §D3.3).
 
         No record yet: ``pv_rev`` is what ``current`` points at (or ``0``).
         A ``try_once`` try is forgotten: ``current`` goes back to ``pv_rev``.

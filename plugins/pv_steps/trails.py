@@ -1,4 +1,4 @@
-"""The revision trails on disk: ``<storage>/trails/<rev>/`` (device-model §1.2).
+"""The revision trails on disk: ``<storage>/trails/<rev>/`` (docs/protocol.md §D1.2).
 
 Everything that changes a trail goes through :class:`Trails`, under its lock,
 and is atomic: a new revision is assembled in a hidden staging directory and
@@ -31,7 +31,7 @@ log = structlog.get_logger(__name__)
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
 _STAGING = re.compile(r"\.(?P<pid>\d+)-[0-9a-f]+\.tmp\Z")
 
-#: ``progress`` percentage by status (device-model §3.1); unknown statuses show 0.
+#: ``progress`` percentage by status (docs/protocol.md §D3.1); unknown statuses show 0.
 PROGRESS_BY_STATUS = {
     "NEW": 0, "QUEUED": 5, "DOWNLOADING": 25, "INPROGRESS": 50, "TESTING": 75,
     "UPDATED": 100, "DONE": 100, "WONTGO": 100, "ERROR": 100,

@@ -78,7 +78,7 @@ def container_names(state: Mapping[str, Any]) -> FrozenSet[str]:
     """The containers of a state JSON, named as the engine names them.
 
     run.json's ``name``, else its folder: the two agree in every revision
-    ``PUT /steps`` accepts (docs/protocol.md §6.1), and naming them as the
+    ``PUT /steps`` accepts (docs/protocol.md §D2.4), and naming them as the
     engine does keeps a state that got onto the disk otherwise consistent.
     """
     names = set()

@@ -1,4 +1,4 @@
-"""Is a state JSON acceptable as a revision? (device-model §2.4, parse-time rules)
+"""Is a state JSON acceptable as a revision? (docs/protocol.md §D2.4, parse-time rules)
 
 :func:`check_state` returns ``None`` when the document is valid, else a short
 reason for the log; clients only ever see the contract's one 422 text.
@@ -15,7 +15,7 @@ SYSTEM1 = "pantavisor-service-system@1"
 MULTI1 = "pantavisor-multi-platform@1"
 STATUS_GOALS = ("MOUNTED", "STARTED", "READY")
 RESTART_POLICIES = ("system", "container")
-#: Built-in groups used when the state declares none (device-model §5.1).
+#: Built-in groups used when the state declares none (docs/protocol.md §D5.1).
 DEFAULT_GROUPS = ("data", "root", "platform", "app")
 
 
@@ -84,7 +84,7 @@ def _check_run(key: str, run: Any, groups: List[str]) -> Optional[str]:
     if not isinstance(run.get("name"), str) or not run["name"]:
         return f"{key} has no name"
     if run["name"] != key[: -len("/run.json")]:
-        # One name per container (docs/protocol.md §6.1): the folder is how
+        # One name per container (docs/protocol.md §D2.4): the folder is how
         # the revision's objects and the engine name it, so run.json's
         # "name" must agree, or a rollback would look for the wrong one.
         return f"{key} names another container"

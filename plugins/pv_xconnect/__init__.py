@@ -1,7 +1,7 @@
 """pv_xconnect: the service-mesh graph, its reconciler daemon and ``XCONNECT_GRAPH``.
 
 ``GET /xconnect-graph`` serves the running revision's service links
-(contract §7.13). The reconciler, ``pv-xconnect``
+(docs/protocol.md §7.13). The reconciler, ``pv-xconnect``
 (:mod:`pv_xconnect.xconnect_daemon`), is declared to the daemon supervisor
 (``pv_daemons_declare``); the ``XCONNECT_GRAPH`` command and the end of
 each revision transition ask it to reconcile at once (SIGUSR1).

@@ -1,4 +1,4 @@
-"""The xconnect service graph as a pure function of a revision's state (device-model §8.3).
+"""The xconnect service graph as a pure function of a revision's state (docs/protocol.md §D8.3).
 
 Providers declare exports in ``<c>/services.json`` (an object with
 ``services`` or a bare array); consumers declare requirements in

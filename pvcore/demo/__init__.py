@@ -1,8 +1,8 @@
 """The embedded demo device: a factory revision ``0`` laid down under ./var/.
 
 ``make run`` starts pvcore with ``PVCORE_DEMO=1``; when the storage dir holds
-no revision yet, :func:`seed_if_empty` writes a valid state JSON (device-model
-§2, §13.1) with a platform container, the two xconnect examples in group
+no revision yet, :func:`seed_if_empty` writes a valid state JSON (docs/protocol.md
+§D2) with a platform container, the two xconnect examples in group
 ``app`` and a BSP driver manifest; its objects are real files in ``objects/``
 hard-linked into the trail, as on a device that booted its factory revision.
 

@@ -11,7 +11,7 @@ import pytest
 
 J = "application/json"
 
-# (argv, method, path, body) — every command of contract §10 and the brief.
+# (argv, method, path, body) — every command of docs/protocol.md §10 and the brief.
 REQUESTS = [
     (["ls"], "GET", "/containers", b""),
     (["list"], "GET", "/containers", b""),

@@ -25,9 +25,9 @@ settings.register_profile("pvcore-long", max_examples=1000, deadline=None, suppr
 HYPOTHESIS = settings.get_profile("pvcore-long" if LONG else "pvcore-quick")
 
 SHA = re.compile(r"[0-9a-f]{64}\Z")
-#: The statuses the contract documents (§3–§7); a 500 is only allowed with the messages below.
+#: The statuses docs/protocol.md documents (§3–§7); a 500 is only allowed with the messages below.
 DOCUMENTED = {200, 400, 403, 404, 409, 422, 501, 503, 507}
-#: The HTTP layer's own refusals (contract §1, §3.3, §12.12), always with libevent's framework body.
+#: The HTTP layer's own refusals (docs/protocol.md §1, §3.3, §12.12), always with libevent's framework body.
 FRAMEWORK = {400, 414, 417, 431, 501}
 FRAMEWORK_BODY = b'{"Error": "Unsupported protocol"}'
 DOCUMENTED_500 = {

@@ -1,5 +1,5 @@
 """Access control: 0660 socket, 403 on every mgmt endpoint for a non-mgmt container,
-``/signal`` open to it, 500 for a caller nobody can identify (contract §4, §6)."""
+``/signal`` open to it, 500 for a caller nobody can identify (docs/protocol.md §4, §6)."""
 import json
 import os
 import stat
@@ -14,7 +14,7 @@ from reliability_helpers import all_ready, start_server, stop_server
 USER_PID, MGMT_PID, UNKNOWN_PID = 4_100_001, 4_100_002, 4_100_003
 SHA = "a" * 64
 
-#: Contract §6, every mgmt path and method (exact routes first, then templated ones).
+#: docs/protocol.md §6, every mgmt path and method (exact routes first, then templated ones).
 EXACT = [
     ("GET", "/containers"), ("GET", "/groups"), ("GET", "/daemons"), ("POST", "/commands"),
     ("POST", "/storage/gc"), ("GET", "/objects"), ("GET", "/steps"), ("GET", "/user-meta"),

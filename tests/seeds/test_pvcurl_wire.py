@@ -1,4 +1,4 @@
-"""The way upstream's pvcurl talks to pv-ctrl (contract §11), with the real `nc -U`.
+"""The way upstream's pvcurl talks to pv-ctrl (docs/protocol.md §11), with the real `nc -U`.
 
 pvcurl writes an HTTP/1.0 request with `Host: localhost`, a JSON content type
 and a Content-Length on every request, pipes it through `nc -U`: a GET keeps

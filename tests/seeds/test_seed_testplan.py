@@ -1,7 +1,7 @@
 """The seed test plan (shared/seeds/pv-ctrl-testplan.txt), every `pvctl …` line,
 run with pvcore's own `pvcontrol` (as a subprocess) against the demo device.
 
-Expected results are the plan's, as corrected by contract.md §13 (listings
+Expected results are the plan's, as corrected by docs/protocol.md §13 (listings
 are arrays of objects, `signal ready`/`alive` from the host get 500, …).
 """
 import hashlib

@@ -86,7 +86,7 @@ class Wakelocks:
         return value not in ("", "off")
 
     def snapshot(self, mode: str) -> dict:
-        """The ``GET /wakelocks`` object (contract §7.16)."""
+        """The ``GET /wakelocks`` object (docs/protocol.md §7.16)."""
         with self._lock:
             held = {name: self._holds.get(name, 0) > 0 for name in NAMES}
         return {

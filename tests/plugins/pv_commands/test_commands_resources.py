@@ -1,4 +1,4 @@
-"""POST /commands: every HTTP answer of the admission path (contract §7.6)."""
+"""POST /commands: every HTTP answer of the admission path (docs/protocol.md §7.6)."""
 import threading
 
 import pytest

@@ -67,6 +67,6 @@ def test_table_defaults_follow_the_device():
     assert entries["PV_LOG_SERVER_OUTPUTS"].default == 132
     assert entries["PV_SECUREBOOT_MODE"].default == 2
     assert entries["PH_CREDS_ID"].default is None
-    assert len(entries) == 113  # contract §7.12
+    assert len(entries) == 113  # docs/protocol.md §7.12
     assert RUNTIME <= set(entries) and SECRETS <= set(entries)
     assert entries["PV_LOG_LEVEL"].allows("metadata") and not entries["PV_SYSTEM_INIT_MODE"].allows("metadata")

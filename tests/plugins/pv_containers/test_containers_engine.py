@@ -193,7 +193,7 @@ def test_reset_window_forgets_old_crashes(make_device):
 def test_group_default_recovery_and_stability(make_device):
     dev = make_device(demo_like())
     dev.step()
-    # the group default is copied in at first start (device-model §4.7)
+    # the group default is copied in at first start (docs/protocol.md §D4.7)
     assert "auto_recovery" not in dev.entry("client")
     dev.step()
     entry = dev.entry("client")

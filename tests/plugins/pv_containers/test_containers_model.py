@@ -1,4 +1,4 @@
-"""Parsing a state into groups and containers (device-model §2.2, §4.4, §5)."""
+"""Parsing a state into groups and containers (docs/protocol.md §D2.2, §D4.4, §D5)."""
 import pytest
 
 from engine_fakes import run_json, state_of

@@ -1,4 +1,4 @@
-"""``GET /containers`` and ``PUT /containers/{name}`` in process (contract §7.1, §7.2)."""
+"""``GET /containers`` and ``PUT /containers/{name}`` in process (docs/protocol.md §7.1, §7.2)."""
 import subprocess
 
 import pytest

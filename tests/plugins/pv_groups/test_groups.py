@@ -1,4 +1,4 @@
-"""``GET /groups`` (contract §7.3, device-model §5.3)."""
+"""``GET /groups`` (docs/protocol.md §7.3, docs/protocol.md §D5.3)."""
 import pv_containers
 import pv_groups
 from engine_fakes import Clock, FakeRuntime, FakeStorage, RuntimePlugin, run_json, state_of

@@ -1,4 +1,4 @@
-"""``POST /signal`` (contract §7.5): the one endpoint for non-mgmt containers."""
+"""``POST /signal`` (docs/protocol.md §7.5): the one endpoint for non-mgmt containers."""
 import subprocess
 
 import pytest

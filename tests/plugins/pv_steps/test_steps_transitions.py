@@ -1,5 +1,5 @@
 """Revision transitions, carried out by pv_steps behind POST /commands, with a fake
-engine and object store (docs/protocol.md §6.3)."""
+engine and object store (docs/protocol.md §D3.2)."""
 import copy
 import json
 import os

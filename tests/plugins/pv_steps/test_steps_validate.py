@@ -1,4 +1,4 @@
-"""State JSON validation (device-model §2.4) and revision names."""
+"""State JSON validation (docs/protocol.md §D2.4) and revision names."""
 import json
 
 import pytest

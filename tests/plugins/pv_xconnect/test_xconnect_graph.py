@@ -11,7 +11,7 @@ def run(name, required=(), optional=()):
     return {"name": name, "services": {"required": list(required), "optional": list(optional)}}
 
 
-# device-model §13.7: net-server exports two services, app-client needs one and optionally the other.
+# docs/protocol.md §D8: net-server exports two services, app-client needs one and optionally the other.
 STATE = {
     "#spec": "pantavisor-service-system@1",
     "app-client/run.json": run("app-client",
