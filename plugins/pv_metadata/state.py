@@ -69,14 +69,18 @@ class Metadata:
         """
         store = self.stores[kind]
         hook = self._core.hook
-        with store.write_lock:
-            if store.get(key) == value:
-                return False
-            hook.pvcore_activity(core=self._core, name=self.kinds[kind].activity, active=True)
-            try:
-                changed = store.put(key, value) if value is not None else store.delete(key)
-            finally:
-                hook.pvcore_activity(core=self._core, name=self.kinds[kind].activity, active=False)
+        if store.get(key) == value:
+            return False
+        # NOTE: the activity brackets the write from outside the write lock:
+        # its listeners publish events, and an event listener may be waiting
+        # for this lock (metadata follows revision events) — never hold both.
+        hook.pvcore_activity(core=self._core, name=self.kinds[kind].activity, active=True)
+        try:
+            with store.write_lock:
+                changed = store.get(key) != value and (
+                    store.put(key, value) if value is not None else store.delete(key))
+        finally:
+            hook.pvcore_activity(core=self._core, name=self.kinds[kind].activity, active=False)
         if changed:
             # NOTE: device keys change on every refresh (storage, interfaces): debug only.
             (log.info if kind == USER.name else log.debug)("meta_changed", kind=kind, key=key,
