@@ -29,8 +29,9 @@ hookspec = pluggy.HookspecMarker("pvcore")
 def pv_containers_runtime(core: "Core") -> Any:
     """The runtime that starts container processes. *firstresult*
 
-    Asked once, when the engine's service starts. The built-in process
-    runtime (:class:`pv_containers.runtime.ProcessRuntime`) is ``trylast``.
+    Asked once, when the engine's service starts; ``None`` fails the start.
+    The built-in process runtime (:class:`pv_containers.runtime.ProcessRuntime`)
+    is ``trylast``.
     The returned object has these methods; their names and meaning are the
     contract a runtime plugin implements:
 
@@ -49,6 +50,14 @@ def pv_containers_runtime(core: "Core") -> Any:
         ``None`` while it runs, else its exit status (negative for a
         signal). Called often from the engine's loop: must not block. Once it
         returned a status the handle is dead; the engine never uses it again.
+    ``cgroups(handle) -> list of str`` (optional)
+        The cgroups holding the container's processes, as
+        ``"<controllers>:<path>"`` (:class:`pvcore.cgroups.CgroupRef`); callers
+        in them, or below them, are this container. Without it, callers are
+        matched by process ancestry only.
+
+    The ``container_runtime`` setting names the runtime; each runtime's
+    plugin answers only for its own name.
     """
 
 
