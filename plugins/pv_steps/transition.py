@@ -68,6 +68,8 @@ class Update:
     containers: FrozenSet[str] = frozenset()
     commit_at: Optional[float] = None
     failure: Optional[str] = None
+    #: the containers are up: from now on one dying fails the revision
+    testing: bool = False
 
 
 def _log_line(message: str) -> str:
@@ -133,11 +135,12 @@ class Updater(Service):
             return
         with self.cond:
             update = self.update
-            if update is None or update.commit_at is None or name not in update.containers:
+            if update is None or not update.testing or name not in update.containers:
                 return
             if update.failure is None:
                 update.failure = NOT_STARTED
-                update.commit_at = self.clock()  # due now: the thread ends it at once
+                if update.commit_at is not None:
+                    update.commit_at = self.clock()  # due now: the thread ends it at once
             self.cond.notify_all()
         log.error("container_died_while_testing", container=name, old=old)
 
@@ -205,10 +208,16 @@ class Updater(Service):
         if not ok:
             self._roll_back(op, rev, old, old_state, message, timeout)
             return False
-        self._progress(rev, "TESTING", TESTING)
+        # NOTE: deaths count from before TESTING is visible, and the deadline
+        # is set after it, so the thread never ends it before it says TESTING.
         with self.cond:
             if self.update is not None:
-                self.update.commit_at = self.clock() + commit_delay
+                self.update.testing = True
+        self._progress(rev, "TESTING", TESTING)
+        with self.cond:
+            update = self.update
+            if update is not None:
+                update.commit_at = self.clock() + (0 if update.failure else commit_delay)
             self.cond.notify_all()
         log.info("revision_testing", op=op, rev=rev, commit_delay=commit_delay)
         return True
