@@ -196,8 +196,11 @@ class Updater(Service):
         log.info("revision_transition_started", op=op, rev=rev, old=old)
         core.hook.pvcore_activity(core=core, name="update", active=True)
         try:
-            self._progress(rev, "INPROGRESS", TRANSITIONING)
+            # NOTE: the try is recorded before its progress says INPROGRESS: a
+            # crash between the two then leaves a recorded try that the next boot
+            # rolls back and marks ERROR, never an INPROGRESS that nothing ends.
             if self._set_running(rev, op == TRY_ONCE):
+                self._progress(rev, "INPROGRESS", TRANSITIONING)
                 ok, message = self._run_engine(rev, state, op == LOCAL_APPLY, timeout)
             else:
                 log.error("running_revision_not_set", rev=rev)
