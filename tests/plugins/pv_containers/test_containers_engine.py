@@ -316,7 +316,8 @@ def test_start_while_stopping_restarts_once_stopped(make_device):
 
 def test_listing_body_is_kept_until_something_shown_changes(make_device):
     dev = make_device(demo_like())
-    assert dev.engine.container_list_json() is None
+    # handed over at start-up: listed, nothing started yet
+    assert {e["status"] for e in json.loads(dev.engine.container_list_json())} == {"INSTALLED"}
     dev.step()
     first = dev.engine.container_list_json()
     assert dev.engine.container_list_json() is first  # nothing changed: nothing rendered
