@@ -317,7 +317,9 @@ class Engine(Lifecycle, Transitions):
             return
         with self._lock:
             c.handle, c.pid, c.last_start, c.failed_start = handle, pid, self._clock(), False
-            self._set(c, Status.STARTED, events)
+            # NOTE: a fast container (LXC's init signals at once) may be READY before start() returned.
+            if c.status == Status.STARTING:
+                self._set(c, Status.STARTED, events)
             if c.goal == Status.STARTED:
                 c.goal_reached_at = c.last_start
         log.info("container_started", container=c.name, child_pid=pid)

@@ -63,6 +63,20 @@ def test_ready_signal_unblocks_next_group(make_device):
     assert dev.status("b") == "STARTED"
 
 
+def test_a_ready_signal_sent_while_the_runtime_still_starts_it_is_kept(make_device):
+    dev = make_device(state_of(run_json("fast", status_goal="READY", **APP)))
+    start = dev.runtime.start
+
+    def start_and_signal(container):  # the container's init signals before start() returned
+        handle = start(container)
+        assert dev.engine.signal(container.name, "ready") is True
+        return handle
+
+    dev.runtime.start = start_and_signal
+    dev.step(3)
+    assert dev.status("fast") == "READY"
+
+
 def test_signal_only_for_ready_goal_and_type_ready(make_device):
     dev = make_device(demo_like())
     dev.step(2)

@@ -148,8 +148,12 @@ def test_stop_start_restart_by_api(device):
     wait_until(lambda: init_pid(server, name) not in (None, second) and _ready(device), 20,
                message="READY after restart")
     assert not alive(second)
-    wait_until(lambda: console(server, device.rev, name).count("ready signal accepted") == 3, 10,
-               message="three ready lines in the console")
+    try:
+        wait_until(lambda: console(server, device.rev, name).count("ready signal accepted") == 3, 10)
+    except AssertionError:
+        events = [(e.get("event"), e.get("old"), e.get("new"), e.get("exit_code")) for e in server.log_events()
+                  if e.get("container") == name]
+        raise AssertionError(f"three ready lines expected:\n{console(server, device.rev, name)}\n{events}")
     assert len(mounts_under(base)) == 2 and len(loops_backed_under(server.base)) == 2
 
 
