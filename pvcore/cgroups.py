@@ -163,8 +163,29 @@ class CgroupTree:
                     os.makedirs(tree._dir(None), exist_ok=True)
                 except OSError:
                     continue
+                tree._sweep_siblings()
                 return tree
         return None
+
+    def _sweep_siblings(self) -> None:
+        """Remove other instances' directories that hold no cgroup any more.
+
+        NOTE: rmdir fails on a directory with child cgroups, so a live
+        instance loses at most an empty directory, which :meth:`create`
+        makes again; leftover container cgroups are only ever killed by
+        their own instance (:meth:`kill_all` at its next start).
+        """
+        parent = os.path.dirname(self._dir(None))
+        try:
+            siblings = [e.path for e in os.scandir(parent) if e.is_dir()]
+        except OSError:
+            return
+        for path in siblings:
+            if path != self._dir(None):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
 
     # -- paths ------------------------------------------------------------------
 

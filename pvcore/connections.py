@@ -56,6 +56,9 @@ MAX_HEAD = 64 * 1024
 _RECV = 64 * 1024
 #: A closing connection is drained this long at most (gunicorn's own limit).
 LINGER = 2.0
+#: Seconds a stopping worker lets requests in threads finish before it cuts
+#: them off (well inside gunicorn's graceful_timeout, 30 s).
+STOP_GRACE = 10.0
 _CONTENT_LENGTH = re.compile(rb"\r?\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*\r?\n", re.I)
 _TRANSFER_ENCODING = re.compile(rb"\r?\ntransfer-encoding[ \t]*:", re.I)
 _EXPECT = re.compile(rb"\r?\nexpect[ \t]*:", re.I)
@@ -196,6 +199,8 @@ class FairThreadWorker(ThreadWorker):
         self._in_threads: Dict[Hashable, int] = defaultdict(int)
         self._waiting: Dict[Hashable, Deque[TConn]] = defaultdict(deque)
         self._open: Dict[Hashable, int] = defaultdict(int)
+        self._in_thread = set()  # connections a thread is serving
+        self._stopping_since: Optional[float] = None
 
     # -- accepting -------------------------------------------------------------
 
@@ -326,6 +331,32 @@ class FairThreadWorker(ThreadWorker):
             if self.alive:
                 log.info("client_head_timeout", caller=str(conn.pv_key), received=len(conn.pv_buf))
             self._drop(conn)
+        if not self.alive:
+            self._cut_stragglers(now)
+            # NOTE: nor for requests queued behind their caller's cap: served
+            # one io_timeout after another, they would outlast gunicorn's
+            # graceful_timeout, and a worker killed then stops no container.
+            for key in list(self._waiting):
+                for conn in self._waiting.pop(key):
+                    self.nr_conns -= 1
+                    conn.close()
+
+    def _cut_stragglers(self, now: float) -> None:
+        """Stopping: after ``STOP_GRACE`` s, end the requests still in threads.
+
+        A peer trickling a large body keeps its thread for as long as it
+        likes; gunicorn would wait ``graceful_timeout`` and then kill the
+        worker, which then stops no container and runs no cleanup.
+        """
+        if self._stopping_since is None:
+            self._stopping_since = now
+        if now - self._stopping_since < STOP_GRACE:
+            return
+        for conn in list(self._in_thread):
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     # -- per-caller thread caps -------------------------------------------------------
 
@@ -343,10 +374,12 @@ class FairThreadWorker(ThreadWorker):
             self._waiting[key].append(conn)
             return
         self._in_threads[key] += 1
+        self._in_thread.add(conn)
         super().enqueue_req(conn)
 
     def finish_request(self, conn, fs):
         key = getattr(conn, "pv_key", None)
+        self._in_thread.discard(conn)
         self._in_threads[key] -= 1
         if self._in_threads[key] <= 0:
             self._in_threads.pop(key, None)

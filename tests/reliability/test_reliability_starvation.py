@@ -17,7 +17,7 @@ import time
 import pytest
 
 from pvcore.testing import short_tempdir, wait_until, write_revision
-from reliability_helpers import LONG, all_ready, start_server, stop_server
+from reliability_helpers import LONG, alive, all_ready, start_server, stop_server
 
 pytestmark = pytest.mark.gunicorn
 
@@ -109,6 +109,12 @@ def test_hostile_connections_starve_nobody_else(device):
     # the hog is still holding its connections: nothing of this was after they gave up
     hog_pid = ready["pid"]
     assert os.path.exists(f"/proc/{hog_pid}")
+    # and they do not keep pvcore from stopping cleanly (gunicorn kills a worker that takes
+    # longer than its graceful_timeout, and a killed worker stops no container)
+    t0 = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - t0 < 25
+    wait_until(lambda: not alive(hog_pid), 10, message="the hog to be stopped with pvcore")
 
 
 def _refused(sock) -> bool:
