@@ -45,7 +45,7 @@ virtualenv (nor PyPI wheels); the tools are the stable interface every LXC
 release keeps, and ``lxc-start -F`` gives a plain child process the existing
 supervisor already knows how to record, signal and reap.
 
-docs/architecture.md, "Container runtimes", has the whole picture.
+docs/architecture.md §7, "Container runtimes", has the whole picture.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ volumes under ``/volumes/<name>/<volume>``. pvcore mounts those itself (see
 :mod:`pv_lxc.runtime`), so :func:`compose` keeps every line of the
 container's config except the few keys pvcore owns, rewrites ``/volumes/...``
 sources to where pvcore mounted them, and adds pvcore's own lines around it
-(docs/architecture.md, "Container runtimes").
+(docs/architecture.md §7, "Container runtimes").
 """
 from __future__ import annotations
 
