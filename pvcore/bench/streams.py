@@ -6,9 +6,13 @@ callers, and events must reach them quickly.
 * 6 delivery: a state change (a user-metadata write) → its event at each of
   the open watchers: from publication (the event's own ``time``) and from the
   request that caused it.
+* 6 reconcile: a demo container restarted by API gets a new pid; from the
+  ``container.status`` event that makes it visible (``STARTED``) to the
+  pv-xconnect daemon's log line showing the new pid.
 """
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import selectors
@@ -19,7 +23,7 @@ import threading
 import time
 from typing import Dict, List
 
-from pvcore.bench.figures import row
+from pvcore.bench.figures import _wait_settled, row
 from pvcore.bench.loadgen import load
 from pvcore.bench.servers import Server
 from pvcore.testing import UnixHTTPConnection
@@ -168,4 +172,81 @@ def fig_delivery(quick: bool) -> List[dict]:
         shutil.rmtree(server.base, ignore_errors=True)
 
 
-STREAM_FIGURES = (fig_watchers, fig_delivery)
+def _iso(stamp: str) -> float:
+    whole, _, frac = stamp.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + float("0." + (frac or "0"))
+
+
+def fig_reconcile(quick: bool) -> List[dict]:
+    """Container pid change → pv-xconnect reconciled, p50/max over restarts."""
+    restarts = 5 if quick else 20
+    consumer = "pv-example-unix-client"
+    server = Server().start()
+    watchers = None
+    try:
+        _wait_settled(server)
+        log_path = os.path.join(server.base, "storage", "logs", "daemons", "pv-xconnect.log")
+        watchers = Watchers(server.socket, 1, "?types=container.status")
+        latencies = []
+        for _ in range(restarts):
+            mark = len(watchers.received)
+            conn = UnixHTTPConnection(server.socket)
+            status, _, body = conn.call("PUT", f"/containers/{consumer}", b'{"action":"restart"}')
+            conn.close()
+            assert status == 200, body
+            deadline = time.monotonic() + 20
+            started = None
+            while started is None and time.monotonic() < deadline:
+                for _, _, event in watchers.received[mark:]:
+                    if event["subject"] == consumer and event["data"].get("new") == "STARTED":
+                        started = event
+                time.sleep(0.01)
+            assert started is not None, "the consumer never restarted"
+            pid = _pids(server).get(consumer)
+            reconciled = None
+            while reconciled is None and time.monotonic() < deadline:
+                with open(log_path) as fh:
+                    for line in fh:
+                        try:
+                            entry = json.loads(line)
+                        except ValueError:
+                            continue
+                        if entry.get("event") == "xconnect_graph" and any(
+                                link.get("consumer_pid") == pid for link in entry.get("graph", ())):
+                            reconciled = _iso(entry["timestamp"])
+                            break
+                time.sleep(0.01)
+            assert reconciled is not None, f"pv-xconnect never showed pid {pid}"
+            latencies.append((reconciled - started["time"]) * 1000)
+            _wait_settled(server)
+        polls = 0
+        with open(log_path) as fh:
+            polls = sum(1 for line in fh if '"xconnect_polling"' in line)
+        return [
+            row("6 reconcile", f"pid change → pv-xconnect reconciled, max ms ({restarts} restarts)", max(latencies),
+                "", None, "< 200 ms", lambda v, r: v < 200),
+            row("6 reconcile", "pid change → pv-xconnect reconciled, p50 ms", statistics.median(latencies), "", None,
+                "", None),
+            row("6 reconcile", "periodic polls in the daemon's log", polls, "", None, "0", lambda v, r: v == 0),
+        ]
+    finally:
+        if watchers is not None:
+            watchers.close()
+        server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)
+
+
+def _pids(server) -> Dict[str, int]:
+    conn = UnixHTTPConnection(server.socket)
+    try:
+        status, _, body = conn.call("GET", "/xconnect-graph")
+    finally:
+        conn.close()
+    pids = {}
+    for link in json.loads(body) if status == 200 else ():
+        pids[link.get("consumer")] = link.get("consumer_pid")
+        pids[link.get("provider")] = link.get("provider_pid")
+    return pids
+
+
+STREAM_FIGURES = (fig_watchers, fig_delivery, fig_reconcile)
