@@ -107,3 +107,63 @@ def test_logs_tail_and_follow(start_gunicorn):
         assert follower.line() == b"line 2"
     finally:
         follower.stop()
+
+
+DEMO_SERVER = "pv-example-unix-server"
+UPDATE_ENV = {"PVCORE_UPDATE_COMMIT_DELAY": "0.3", "PVCORE_UPDATE_GOALS_TIMEOUT": "20"}
+
+
+def _get(server, path):
+    status, _, body = server.request("GET", path)
+    assert status == 200, (path, body)
+    return json.loads(body)
+
+
+def _put_revision(server, name, change):
+    state = _get(server, "/steps/0")
+    change(state)
+    status, _, body = server.request("PUT", f"/steps/locals/{name}", json.dumps(state))
+    assert status == 200, body
+
+
+def _follow_local_run(server, rev):
+    follower = subprocess.Popen([sys.executable, "-m", "pvcore.pvcontrol", "-s", server.socket,
+                                 "steps", "show-progress", "--follow", rev],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # It has printed the first snapshot once it watches.
+    first = follower.stdout.readline()
+    assert json.loads(first)["status"] == "NEW"
+    status, _, body = server.request("POST", "/commands", json.dumps({"op": "LOCAL_RUN", "payload": rev}))
+    assert status == 200, body
+    out, err = follower.communicate(timeout=60)
+    return follower.returncode, [json.loads(line) for line in out.splitlines()], err
+
+
+def test_show_progress_follow_exits_with_the_outcome(start_gunicorn):
+    server = start_gunicorn(demo=True, env=UPDATE_ENV)
+    wait_until(lambda: server.request("GET", "/containers")[0] == 200, 20)
+
+    def changed(state):
+        run = state[f"{DEMO_SERVER}/run.json"]
+        run["exec"] = run["exec"] + ["--exit-after", "100000"]
+
+    _put_revision(server, "good", changed)
+    code, seen, err = _follow_local_run(server, "locals/good")
+    assert code == 0, err
+    statuses = [p["status"] for p in seen]
+    assert statuses[-1] == "UPDATED"
+    assert "INPROGRESS" in statuses and "TESTING" in statuses
+
+    def broken(state):
+        run = dict(state[f"{DEMO_SERVER}/run.json"], name="broken", status_goal="READY",
+                   auto_recovery={"policy": "no"})
+        run["exec"] = run["exec"][:3] + ["--exit-after", "0"]
+        run.pop("restart_policy", None)
+        for key in ("lxc.container.conf", "root.squashfs"):
+            state[f"broken/{key}"] = state[f"{DEMO_SERVER}/{key}"]
+        state["broken/run.json"] = run
+
+    _put_revision(server, "broken", broken)
+    code, seen, err = _follow_local_run(server, "locals/broken")
+    assert code == 2, err
+    assert seen[-1]["status"] == "ERROR"
