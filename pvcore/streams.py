@@ -210,7 +210,9 @@ class StreamHub(Service):
 
     def notify(self) -> None:
         """Wake the hub thread: sources may have more to send. Never blocks."""
-        if self._woken or self._wake_w is None:
+        # NOTE: with no stream open there is nobody to wake; a stream that
+        # opens later starts from its own cursor, and attach() wakes the hub.
+        if self._woken or self._wake_w is None or (self._reserved == 0 and not self._stop):
             return
         self._woken = True
         try:
