@@ -41,11 +41,11 @@ class Executor:
         reason = self._refusal(command)
         if reason is not None:
             log.warning("command_dropped", op=command.op, payload=command.payload, reason=reason)
-            self.core.publish("command.finished", command.op,
-                              {"payload": command.payload, "ok": False, "error": reason})
+            self._finished(command, False, reason)
             return
         log.info("command_started", op=command.op, payload=command.payload)
         ok: Optional[bool] = False
+        error = None
         try:
             handler = self._handlers.get(command.op)
             if handler is not None:
@@ -54,14 +54,24 @@ class Executor:
                 ok = self.core.hook.pv_commands_run(core=self.core, op=command.op, payload=command.payload)
                 if ok is None:
                     log.warning("command_unhandled", op=command.op)
+                    error = "unhandled"
                 elif ok and command.op in ops.TRANSITIONS:
                     self._left_remote(command)
-        except Exception:
+        except Exception as exc:
             log.exception("command_failed", op=command.op, payload=command.payload)
-            ok = False
+            ok, error = False, f"{type(exc).__name__}: {exc}"
         log.info("command_done", op=command.op, payload=command.payload, ok=bool(ok),
                  seconds=round(time.monotonic() - started, 3))
-        self.core.publish("command.finished", command.op, {"payload": command.payload, "ok": bool(ok)})
+        self._finished(command, bool(ok), error)
+
+    def _finished(self, command: Command, ok: bool, error: Optional[str]) -> None:
+        # NOTE: a LOCAL_RUN is finished once its transition has been handed over;
+        # its outcome comes as revision.progress events.
+        try:
+            self.core.publish("command.finished", command.op,
+                              {"payload": command.payload, "ok": ok, "error": error})
+        except Exception:
+            log.exception("command_event_failed", op=command.op)
 
     def on_deadline(self) -> None:
         """Reboot when a held reboot is due."""

@@ -18,10 +18,10 @@ from pvcore import hookimpl
 from pvcore.app import StashKey
 from pvcore.settings import Setting
 
-from pv_config.resources import ConfigFull, ConfigLegacy
+from pv_config.resources import MASK, ConfigFull, ConfigLegacy
 from pv_config.state import Config
 from pv_config.table import build_entries
-from pv_config.values import as_python
+from pv_config.values import as_python, as_text
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +91,8 @@ def pvcore_startup(core):
     config.load_pairs(read_config_file(path), "pv conf file", path)
     environ = settings.get("config_environ")()
     config.load_pairs(((e.key, environ[e.key]) for e in config.entries if e.key in environ), "env", "environment")
+    config.on_change = lambda entry, value, level: core.publish("config.changed", entry.key, {
+        "value": MASK if entry.secret and value is not None else as_text(entry.type, value), "level": level})
     core.stash[CONFIG] = config
 
 

@@ -7,7 +7,7 @@ Keeping every level's value (rather than only the winner) is what makes
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import structlog
 
@@ -24,7 +24,13 @@ class Config:
 
     The metadata level follows the user metadata through :meth:`meta_changed`
     (fed by ``meta.user`` events), which keeps its own copy of the keys.
+
+    :ivar on_change: called as ``on_change(entry, value, level)`` after the
+        effective value or level of an entry changed (the plugin publishes
+        ``config.changed``); ``None`` while the configuration is loading.
     """
+
+    on_change: Optional[Callable[[Entry, Any, str], None]] = None
 
     def __init__(self, entries: Sequence[Entry]):
         self.entries = list(entries)
@@ -54,17 +60,30 @@ class Config:
         if entry is None or level == "default" or not entry.allows(level):
             return False
         if value is None:
-            with self._lock:
-                self._levels[entry.key].pop(level, None)
+            self._change(entry, lambda levels: levels.pop(level, None))
             return True
         try:
             parsed = parse(entry.type, value)
         except ValueError as exc:
             log.warning("config_value_invalid", key=entry.key, level=level, error=str(exc))
             return False
-        with self._lock:
-            self._levels[entry.key][level] = parsed
+        self._change(entry, lambda levels: levels.__setitem__(level, parsed))
         return True
+
+    def _change(self, entry: Entry, edit: Callable[[Dict[str, Any]], Any]) -> None:
+        """Apply ``edit`` to ``entry``'s levels; report a new effective value."""
+        with self._lock:
+            levels = self._levels[entry.key]
+            before = self._winner(levels)
+            edit(levels)
+            after = self._winner(levels)
+        if after != before and self.on_change is not None:
+            self.on_change(entry, *after)
+
+    @staticmethod
+    def _winner(levels: Dict[str, Any]) -> Tuple[Any, str]:
+        level = max(levels, key=RANK.__getitem__)
+        return levels[level], level
 
     def load_pairs(self, pairs: Iterable[Tuple[str, str]], level: str, source: str) -> None:
         """Apply ``KEY=VALUE`` pairs (a config file, the environment) at ``level``."""
@@ -91,8 +110,7 @@ class Config:
                 return
             # Another key may still name the same entry (``log.level`` and
             # ``PV_LOG_LEVEL``): fall back to it, else to the pre-metadata value.
-            with self._lock:
-                self._levels[entry.key].pop("metadata", None)
+            self._change(entry, lambda levels: levels.pop("metadata", None))
             for other, other_value in self._meta.items():
                 if self._runtime_entry(other) is entry:
                     self._apply_meta(other, other_value)
@@ -110,9 +128,7 @@ class Config:
     def effective(self, entry: Entry) -> Tuple[Any, str]:
         """``(value, level)`` of the highest level set for ``entry``."""
         with self._lock:
-            levels = self._levels[entry.key]
-            level = max(levels, key=RANK.__getitem__)
-            return levels[level], level
+            return self._winner(self._levels[entry.key])
 
     def rows(self) -> List[Tuple[Entry, Any, str]]:
         """``(entry, value, level)`` for every entry, in table order."""

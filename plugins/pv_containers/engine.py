@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import structlog
 
@@ -44,6 +44,7 @@ class Engine(Lifecycle, Transitions):
         self._boot_events: Events = []
         self._runtime = None
         self._rev_status: Optional[str] = None
+        self._group_status: Dict[str, str] = {}  # as last published
         self._closed = False
         self.wake: Callable[[], None] = lambda: None
 
@@ -96,6 +97,18 @@ class Engine(Lifecycle, Transitions):
             status = self._aggregate() if rev else None
             changed = status != self._rev_status
             self._rev_status = status
+            groups = []
+            for group in rev.groups if rev is not None else ():
+                now = render.group_status([c for c in rev.containers.values() if c.group is group]).name
+                before = self._group_status.get(group.name)
+                if now != before:
+                    self._group_status[group.name] = now
+                    groups.append((group.name, before, now))
+        for name, old, new in groups:
+            try:
+                core.publish("group.status", name, {"old": old, "new": new})
+            except Exception:
+                log.exception("status_event_failed", group=name)
         if changed and rev is not None:
             log.info("revision_status_changed", rev=rev.rev, status=status)
             try:

@@ -42,6 +42,7 @@ def pvcore_startup(core):
         os.path.join(settings.storage_dir, "objects"),
         settings.free_space,
         settings.get("storage_reserved_percent"),
+        publish=core.publish,
     )
     os.makedirs(store.directory, exist_ok=True)
     store.sweep_dead_uploads()

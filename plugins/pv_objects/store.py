@@ -17,7 +17,7 @@ import shutil
 import stat
 import threading
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import structlog
 
@@ -57,10 +57,13 @@ class ObjectStore:
         (upstream's ``PV_STORAGE_GC_RESERVED``); uploads may only use
         ``free - total * reserved_percent / 100``.
     :param clock: wall clock (``time.time``), for the GC grace period.
+    :param publish: ``core.publish``: ``object.stored`` once a new object is
+        durable, ``object.collected`` once GC removed one.
     """
 
     def __init__(self, directory: str, free_space: Callable[[str], int], reserved_percent: float = 5.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, publish: Optional[Callable[[str, str, dict], Any]] = None):
+        self._publish = publish or (lambda *args: None)
         self.directory = directory
         self._free_space = free_space
         self._reserved_percent = reserved_percent
@@ -186,10 +189,16 @@ class ObjectStore:
                     stored = True
                 _unlink_quietly(tmp)
             fsync_dir(self.directory)
-            return stored
         except BaseException:
             _unlink_quietly(tmp)
             raise
+        if stored:
+            try:
+                size = os.stat(final).st_size
+            except FileNotFoundError:  # collected already: nothing to announce
+                return stored
+            self._publish("object.stored", sha, {"size": size})
+        return stored
 
     def _write_temp(self, sha: str, tmp: str, stream, available: int) -> None:
         digest = hashlib.sha256()
@@ -288,6 +297,8 @@ class ObjectStore:
                 reclaimed += st.st_size
         if removed:
             fsync_dir(self.directory)
+        for sha in removed:
+            self._publish("object.collected", sha, {})
         log.info("objects_collected", count=len(removed), reclaimed=reclaimed)
         return reclaimed
 

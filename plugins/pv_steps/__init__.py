@@ -69,7 +69,8 @@ def pvcore_startup(core):
 
 
 class BootAnnouncement(Service):
-    """Publishes the boot decision (``revision.running``, ``old`` null) when the worker starts.
+    """Publishes the boot decision (``revision.running``, ``old`` null) when the worker starts,
+    and from then on each progress rewrite (``revision.progress``).
 
     Not from :func:`pvcore_startup`: listeners may not have built their state yet.
     """
@@ -81,12 +82,15 @@ class BootAnnouncement(Service):
         self._core = core
 
     def start(self) -> None:
-        running = self._core.stash[STEPS].trails.running()
+        trails = self._core.stash[STEPS].trails
+        running = trails.running()
         if running is not None:
             self._core.publish("revision.running", running, {"old": None})
+        # From now on every progress rewrite is an event (GET /steps/{rev}/progress shows it first).
+        trails.on_progress = lambda rev, doc: self._core.publish("revision.progress", rev, doc)
 
     def stop(self) -> None:
-        pass
+        self._core.stash[STEPS].trails.on_progress = None
 
 
 @hookimpl

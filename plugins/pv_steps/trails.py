@@ -15,7 +15,7 @@ import re
 import secrets
 import shutil
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import structlog
 
@@ -39,8 +39,8 @@ PROGRESS_BY_STATUS = {
 LOGS_MAX = 4096
 
 
-def progress_json(status: str, message: str, retries: int = 0, logs: Optional[str] = None) -> bytes:
-    """The compact progress document, keys in upstream's order."""
+def progress_doc(status: str, message: str, retries: int = 0, logs: Optional[str] = None) -> Dict[str, Any]:
+    """The progress document, keys in upstream's order."""
     doc: Dict[str, Any] = {
         "status": status,
         "status-msg": message,
@@ -49,7 +49,12 @@ def progress_json(status: str, message: str, retries: int = 0, logs: Optional[st
     }
     if logs is not None:
         doc["logs"] = logs
-    return dumps(doc)
+    return doc
+
+
+def progress_json(status: str, message: str, retries: int = 0, logs: Optional[str] = None) -> bytes:
+    """The compact progress document as stored and served."""
+    return dumps(progress_doc(status, message, retries, logs))
 
 
 def _remove_tree(path: str) -> None:
@@ -64,6 +69,10 @@ def _remove_tree(path: str) -> None:
 
 class Trails:
     """The ``trails/`` directory of one storage dir."""
+
+    #: Called as ``on_progress(rev, doc)`` after a progress was rewritten
+    #: (the plugin publishes ``revision.progress``); outside the lock.
+    on_progress: Optional[Callable[[str, Dict[str, Any]], None]] = None
 
     def __init__(self, storage_dir: str):
         self.storage_dir = storage_dir
@@ -180,12 +189,23 @@ class Trails:
         except (OSError, TypeError, ValueError, AttributeError):
             return None
 
-    def write_progress(self, rev: str, status: str, message: str, logs: Optional[str] = None) -> bool:
-        """Rewrite ``.pv/progress`` (and ``.pv/logs`` when ``logs`` is given); keeps ``retries``."""
+    def write_progress(self, rev: str, status: str, message: str,
+                       logs: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        """Rewrite ``.pv/progress`` (and ``.pv/logs`` when ``logs`` is given); keeps ``retries``.
+
+        :return: the progress document written, ``None`` for an unknown revision.
+        """
+        doc = self._write_progress(rev, status, message, logs)
+        if doc is not None and self.on_progress is not None:
+            self.on_progress(rev, doc)
+        return doc
+
+    def _write_progress(self, rev: str, status: str, message: str,
+                        logs: Optional[str]) -> Optional[Dict[str, Any]]:
         with self.lock:
             path = self.existing(rev)
             if path is None:
-                return False
+                return None
             pv = os.path.join(path, ".pv")
             os.makedirs(pv, exist_ok=True)
             retries = 0
@@ -202,8 +222,9 @@ class Trails:
                     shown = fh.read(LOGS_MAX).decode("utf-8", "replace")
             except FileNotFoundError:
                 pass
-            atomic_write(os.path.join(pv, "progress"), progress_json(status, message, retries, shown))
-            return True
+            doc = progress_doc(status, message, retries, shown)
+            atomic_write(os.path.join(pv, "progress"), dumps(doc))
+            return doc
 
     def write_commitmsg(self, rev: str, message: bytes) -> bool:
         with self.lock:

@@ -216,3 +216,42 @@ def test_run_gc_removes_unreferenced_objects(start_gunicorn):
     assert done[0]["reclaimed"] >= len(data)
     # revision 0's objects are still there
     assert get(server, "/steps/0") and len(get(server, "/objects")) > 0
+
+
+def _watch_local_run(device, rev):
+    from pvcore.testing import StreamReader
+
+    with StreamReader(device.socket, "/_pvcore/events?types=command,revision,container.status") as watcher:
+        status, _, body = command(device, "LOCAL_RUN", rev)
+        assert status == 200, body
+        return watcher.events_until(lambda e: e["type"] == "revision.progress" and e["subject"] == rev
+                                    and e["data"]["status"] in FINAL, timeout=30)
+
+
+def test_a_local_run_can_be_watched_from_request_to_outcome(device):
+    put_revision(device, "watched", changed_server)
+    events = _watch_local_run(device, "locals/watched")
+    kinds = [(e["type"], e["subject"]) for e in events]
+    assert kinds[0] == ("command.accepted", "LOCAL_RUN")
+    assert events[0]["data"]["payload"] == "locals/watched"
+    progress = [e["data"]["status"] for e in events if e["type"] == "revision.progress"]
+    assert progress[0] == "INPROGRESS" and progress[-2:] == ["TESTING", "UPDATED"]
+    assert ("revision.running", "locals/watched") in kinds
+    finished = next(e for e in events if e["type"] == "command.finished")
+    assert finished["data"]["ok"] is True
+    restarted = [e["data"]["new"] for e in events if e["type"] == "container.status" and e["subject"] == SERVER]
+    assert restarted[-1] == "READY"
+    ids = [e["id"] for e in events]
+    assert ids == sorted(ids)
+    # What the stream said is what the API says.
+    assert get(device, "/steps/locals/watched/progress") == next(
+        e["data"] for e in reversed(events) if e["type"] == "revision.progress")
+
+
+def test_a_rollback_can_be_watched_too(device):
+    put_revision(device, "doomed", lambda s: broken_container(
+        s, exec=s[f"{SERVER}/run.json"]["exec"][:3] + ["--exit-after", "0"]))
+    events = _watch_local_run(device, "locals/doomed")
+    assert events[-1]["data"]["status"] == "ERROR"
+    running = [e["subject"] for e in events if e["type"] == "revision.running"]
+    assert running[-1] == "0"  # back where it came from

@@ -1,4 +1,5 @@
 """Configuration levels, the metadata override, the hooks and the two listings, in process."""
+import json
 import os
 
 import pytest
@@ -66,6 +67,20 @@ def test_override_order_default_file_env_metadata_command(make, make_client):
     meta.put("log.level", None)
     assert config2(client)["PV_LOG_LEVEL"] == ("3", "env")
     assert get(core, "log.level") == 3
+
+
+def test_each_change_of_an_effective_value_is_published(make, make_client):
+    core, meta = make(conf_file="PV_LOG_LEVEL=2\n")
+    meta.put("log.level", "4")
+    meta.put("log.level", "4")  # unchanged: no event
+    assert core.hook.pv_config_set(core=core, key="PH_CREDS_SECRET", value="s3cret", level="env") is True
+    meta.put("log.level", None)
+    replay = make_client(core).simulate_get("/_pvcore/events", params={"since": "0", "types": "config"}).text
+    assert [(e["subject"], e["data"]) for e in map(json.loads, replay.splitlines())] == [
+        ("PV_LOG_LEVEL", {"value": "4", "level": "metadata"}),
+        ("PH_CREDS_SECRET", {"value": "********", "level": "env"}),
+        ("PV_LOG_LEVEL", {"value": "2", "level": "pv conf file"}),
+    ]
 
 
 def test_deleting_the_meta_key_reverts_to_the_file_value(make, make_client):

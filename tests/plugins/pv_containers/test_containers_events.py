@@ -37,3 +37,13 @@ def test_stop_and_start_by_api_publish_status_events_within_a_second_in_order(de
         assert path[0] == "STOPPED" and path[-1] == "READY"
         assert path.index("STARTING") < path.index("STARTED") < path.index("READY")
         assert all(e["data"].get("rev") == "0" for e in stopped + started if e["subject"] == CLIENT)
+
+
+def test_group_statuses_are_published(demo_server):
+    wait_until(lambda: all_ready(demo_server), 20, message="examples READY")
+    with StreamReader(demo_server.socket, "/_pvcore/events?since=0&types=group.status") as watcher:
+        events = watcher.events_until(lambda e: e["subject"] == "app" and e["data"]["new"] == "READY", 5)
+    app = [e["data"] for e in events if e["subject"] == "app"]
+    assert app[0]["old"] is None and app[-1]["new"] == "READY"
+    for before, after in zip(app, app[1:]):
+        assert after["old"] == before["new"]

@@ -193,6 +193,18 @@ def test_gc_grace_period_is_a_setting(objects_core, make_client, refs):
     assert os.listdir(objects_dir(core)) == []
 
 
+def test_stored_and_collected_objects_are_published(objects_core, make_client, refs):
+    core = objects_core(storage_gc_grace=0)
+    client = make_client(core)
+    data, sha = blob("announced")
+    put(client, sha, data)
+    put(client, sha, data)  # already there: nothing new
+    client.simulate_post("/storage/gc")
+    replay = client.simulate_get("/_pvcore/events", params={"since": "0", "types": "object"}).text
+    assert [(e["type"], e["subject"], e["data"]) for e in map(json.loads, replay.splitlines())] == [
+        ("object.stored", sha, {"size": len(data)}), ("object.collected", sha, {})]
+
+
 def test_gc_keeps_objects_still_linked_into_a_trail(objects_core, make_client):
     core = objects_core(storage_gc_grace=0)
     data, sha = blob("linked")
