@@ -6,7 +6,7 @@ buffer: the stream hub (:mod:`pvcore.streams`) pulls the lines after the cursor
 whenever the watcher's socket can take more, so a thousand events cost a slow
 watcher no memory of its own. A cursor that the buffer has overrun, or a
 ``?since=`` older than the buffer, gets one explicit ``pvcore.gap`` record
-instead of silently skipping (docs/plugins.md, "Events").
+instead of silently skipping (docs/plugins.md, "The stream").
 
 The wire format is NDJSON: one event per line, exactly its JSON form.
 """

@@ -12,7 +12,7 @@ waiting for a respawn, ``-1`` stopped by request (or exited with respawn off).
 
 Every change of a daemon's status (``RUNNING``, ``RESPAWNING`` while a respawn
 is scheduled, ``STOPPED``) or pid is published as a ``daemon.status`` event
-(docs/plugins.md, section 6), after it is visible in ``GET /daemons``.
+(docs/plugins.md, "Publishing and following device events"), after it is visible in ``GET /daemons``.
 """
 from __future__ import annotations
 

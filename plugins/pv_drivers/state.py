@@ -5,7 +5,7 @@ container: an alias is ``LOADED`` once every module of it loaded, ``UNLOADED``
 otherwise, ``UNKNOWN`` when the running BSP does not define it. Loading an
 alias that is already loaded, or unloading one that is not, does nothing.
 Loader calls are serialised by one lock. Each change of an alias' status is
-published as a ``driver.status`` event (docs/plugins.md, section 6).
+published as a ``driver.status`` event (docs/plugins.md, "Publishing and following device events").
 """
 from __future__ import annotations
 
