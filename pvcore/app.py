@@ -230,24 +230,34 @@ class Core:
         """Publish a device event: number it, then fire ``pvcore_event``.
 
         Call it after the state change is visible to readers, from the plugin
-        that owns the state. Listeners run in the publisher's thread, one event
-        at a time, in id order; they must be quick and must not raise.
+        that owns the state. Listeners get one event at a time, in id order;
+        they must be quick and must not raise.
+
+        Delivery never runs under a lock: the thread that finds nobody
+        delivering delivers every pending event — its own, and those
+        published meanwhile by a listener or by another thread (whose
+        ``publish`` then returns at once). So a listener may publish, and may
+        wait for a lock that another publisher holds while publishing (the
+        metadata store publishes under its write lock; its listener writes
+        under it), without a deadlock.
         """
         events = self._events
         with events.lock:
             event = events.make(type, subject, data or {})
             events.pending.append(event)
             if events.delivering:
-                # Published by a listener: delivered right after the event
-                # being delivered, so every listener still sees id order.
                 return event
             events.delivering = True
+        while True:
+            with events.lock:
+                if not events.pending:
+                    events.delivering = False
+                    return event
+                current = events.pending.popleft()
             try:
-                while events.pending:
-                    self.hook.pvcore_event(core=self, event=events.pending.popleft())
-            finally:
-                events.delivering = False
-        return event
+                self.hook.pvcore_event(core=self, event=current)
+            except Exception:  # a listener's bug must not stall every later event
+                log.exception("event_listener_failed", type=current.type, subject=current.subject)
 
     @property
     def first_event_id(self) -> int:

@@ -52,9 +52,9 @@ class EventCounter:
     def __init__(self, first: Optional[int] = None) -> None:
         self.first = time.time_ns() // 1000 if first is None else first
         self._ids = itertools.count(self.first)
-        # NOTE: re-entrant, so a listener may publish (metadata follows
-        # revision events); see Core.publish for the delivery order.
-        self.lock = threading.RLock()
+        # NOTE: held only to number and queue an event, never while
+        # listeners run (see Core.publish).
+        self.lock = threading.Lock()
         self.pending: "collections.deque[Event]" = collections.deque()
         self.delivering = False
 
