@@ -245,6 +245,9 @@ class Updater(Service):
                     log.error("revision_rollback_failed", rev=rev, to=old, reason=back_message)
             else:
                 log.error("revision_rollback_impossible", rev=rev, old=old)
+        finally:
+            self._free_slot()
+        try:
             self._progress(rev, "ERROR", message, _log_line(message))
         finally:
             self._end()
@@ -254,22 +257,32 @@ class Updater(Service):
             self._roll_back(update.op, update.rev, update.old, update.old_state, update.failure,
                             self._core.settings.get("update_goals_timeout"))
             return
+        committed = update.op in COMMITTING
         try:
-            if update.op in COMMITTING:
-                if not self._steps.commit(update.rev):
-                    log.error("revision_commit_failed", rev=update.rev)
+            if committed and not self._steps.commit(update.rev):
+                log.error("revision_commit_failed", rev=update.rev)
+        finally:
+            self._free_slot()
+        try:
+            if committed:
                 self._progress(update.rev, "DONE", DONE)
             else:
                 self._progress(update.rev, "UPDATED", UPDATED)
             log.info("revision_transition_done", op=update.op, rev=update.rev, old=update.old,
-                     committed=update.op in COMMITTING)
+                     committed=committed)
         finally:
             self._end()
 
-    def _end(self) -> None:
+    def _free_slot(self) -> None:
+        # Called before the final progress is written: a client that reads
+        # UPDATED, DONE or ERROR may send its next command (a reboot) at once
+        # and must not meet "an update is ongoing" (docs/protocol.md).
         with self.cond:
             self.update = None
             self.cond.notify_all()
+
+    def _end(self) -> None:
+        self._free_slot()
         self._core.hook.pvcore_activity(core=self._core, name="update", active=False)
 
     # -- the thread -----------------------------------------------------------------------
