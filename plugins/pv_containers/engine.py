@@ -121,6 +121,8 @@ class Engine(Lifecycle, Transitions):
     def _aggregate(self) -> str:
         rev = self._revision
         statuses = [render.group_status([c for c in rev.containers.values() if c.group is g]) for g in rev.groups]
+        if Status.STOPPED in statuses:  # a dead platform, see render.group_status
+            return Status.STOPPED.name
         return min(statuses, default=Status.READY).name
 
     # -- loading --------------------------------------------------------------
@@ -189,7 +191,7 @@ class Engine(Lifecycle, Transitions):
         rec = c.recovery
         if c.user_stopped or rec is None or not rec.recovers:
             log.warning("container_exited", container=c.name, exit_code=code, recovery="no")
-            self._set(c, Status.STOPPED, events)
+            self._died(c, code, events)
             return
         if rec.reset_window and c.last_start is not None and now - c.last_start > rec.reset_window:
             c.retries = 0
@@ -204,11 +206,21 @@ class Engine(Lifecycle, Transitions):
             # NOTE: a real device reboots for "reboot"; this one never reboots its host.
             log.error("container_recovery_exhausted", container=c.name, retries=c.retries,
                       backoff_policy=rec.backoff_policy)
-            self._set(c, Status.STOPPED, events)
+            self._died(c, code, events)
         else:
             c.recover_at, c.backoff_reset = now + rec.backoff_policy, True
             log.warning("container_recovery_backoff", container=c.name, wait_s=rec.backoff_policy)
             self._set(c, Status.RECOVERING, events)
+
+    def _died(self, c: Container, code: Optional[int], events: Events) -> None:
+        c.died = not c.user_stopped
+        if c.died and c.restart_policy == "system":
+            # NOTE: upstream reboots the device here; this engine never tears
+            # its host down. The failure shows instead: the group and the
+            # revision status say STOPPED, never READY (docs/protocol.md).
+            log.error("platform_container_failed", container=c.name, exit_code=code,
+                      group=c.group.name if c.group else None)
+        self._set(c, Status.STOPPED, events)
 
     def _do_stops(self) -> None:
         with self._lock:
@@ -248,7 +260,7 @@ class Engine(Lifecycle, Transitions):
     @staticmethod
     def _reset(c: Container) -> None:
         c.retries, c.recovery_failed, c.user_stopped = 0, False, False
-        c.backoff_reset, c.recover_at, c.failed_start = False, None, False
+        c.backoff_reset, c.recover_at, c.failed_start, c.died = False, None, False, False
 
     def _timers(self) -> None:
         now = self._clock()
@@ -329,7 +341,7 @@ class Engine(Lifecycle, Transitions):
             self._fire(events)
             return
         with self._lock:
-            c.handle, c.pid, c.last_start, c.failed_start = handle, pid, self._clock(), False
+            c.handle, c.pid, c.last_start, c.failed_start, c.died = handle, pid, self._clock(), False, False
             # NOTE: a fast container (LXC's init signals at once) may be READY before start() returned.
             if c.status == Status.STARTING:
                 self._set(c, Status.STARTED, events)

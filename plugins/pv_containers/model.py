@@ -186,6 +186,8 @@ class Container:
     #: what to do once stopped: ``"user_stop"`` or ``"restart"``.
     after_stop: Optional[str] = None
     failed_start: bool = False
+    #: exited on its own and stayed STOPPED: no recovery, or none left.
+    died: bool = False
 
     @property
     def goal(self) -> Status:

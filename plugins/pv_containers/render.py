@@ -46,7 +46,15 @@ def entry_key(container: Container) -> tuple:
 
 
 def group_status(members: Iterable[Container]) -> Status:
-    """READY unless a member below READY misses its goal: then the lowest such status."""
+    """READY unless a member below READY misses its goal: then the lowest such status.
+
+    A ``system`` container that died for good (no recovery, or none left)
+    makes its group STOPPED: the device must not say READY with part of its
+    platform dead (docs/protocol.md, "Containers and groups").
+    """
+    members = list(members)
+    if any(c.died and c.restart_policy == "system" for c in members):
+        return Status.STOPPED
     missing = [c.status for c in members if c.status < Status.READY and c.status != c.goal]
     return min(missing) if missing else Status.READY
 

@@ -100,7 +100,7 @@ def _carry_over(old: Container, new: Container) -> None:
     """Keep an unchanged container's runtime record across a revision switch."""
     for name in ("status", "handle", "pid", "retries", "last_start", "goal_reached_at", "is_stable",
                  "recovery_failed", "user_stopped", "recover_at", "backoff_reset", "stop_requested",
-                 "after_stop", "failed_start"):
+                 "after_stop", "failed_start", "died"):
         setattr(new, name, getattr(old, name))
     if new.recovery is None:
         new.recovery = old.recovery

@@ -207,3 +207,27 @@ def test_requests_from_inside_containers(start_gunicorn, device_env):
     assert {e["name"]: e["roles"] for e in json.loads(mgmt["containers"][1])} == {
         "probe-mgmt": ["mgmt"], "probe-user": []}
     assert wait_until(lambda: result("probe-mgmt.grandchild"), 10)[0] == 200
+
+
+def test_a_platform_container_dead_for_good_is_not_reported_ready(start_gunicorn):
+    server = start_gunicorn(demo=True)
+    wait_until(lambda: all_ready(server), 20, message="examples READY")
+
+    def groups():
+        return {g["name"]: g["status"] for g in json.loads(server.request("GET", "/groups")[2])}
+
+    def device_status():
+        return json.loads(server.request("GET", "/device-meta")[2]).get("pantavisor.status")
+
+    wait_until(lambda: device_status() == "READY", 10, message="pantavisor.status READY")
+    # pvr-sdk: group platform, restart policy system, no auto-recovery
+    os.kill(container_pids(server)[SDK], signal.SIGKILL)
+    wait_until(lambda: containers(server)[SDK]["status"] == "STOPPED", 10, message="pvr-sdk stopped")
+    assert groups() == {"data": "READY", "root": "READY", "platform": "STOPPED", "app": "READY"}
+    wait_until(lambda: device_status() == "STOPPED", 10, message="pantavisor.status to show the failure")
+    failed = [e for e in server.log_events() if e.get("event") == "platform_container_failed"]
+    assert [e["container"] for e in failed] == [SDK]
+    # the demo device shows the failure instead of tearing the host down
+    assert alive(server.worker_pid())
+    assert containers(server)[SERVER]["status"] == "READY"
+    assert server.request("GET", "/buildinfo")[0] == 200
