@@ -87,6 +87,8 @@ class Executor:
         # command at a time, and a blocked op is refused while one runs.
         if self.cstate.reboot_at is not None and command.op != ops.DEFER_REBOOT:
             return "reboot pending"
+        if command.op == ops.UPDATE_METADATA and not device.is_remote(self.cstate):
+            return "local mode"
         return None
 
     # -- settings -------------------------------------------------------------------

@@ -17,6 +17,7 @@ MAX_BODY = 4096
 CLAIMED = "Cannot do this operation if device is already claimed"
 REMOTE_DISABLED = "Cannot do this operation when remote mode is disabled by config"
 NO_DEBUG_SHELL = "Cannot do this operation when debug shell is not active"
+LOCAL_MODE = "Cannot do this operation while on local mode"
 
 
 class Commands:
@@ -46,6 +47,10 @@ class Commands:
     def _no_op(self, command: Command) -> bool:
         """The 409 pre-checks, in the contract's order; ``True`` for a 204."""
         core, op = self._core, command.op
+        # UPDATE_METADATA records device metadata for the Hub: remote mode
+        # only (docs/protocol.md, "Commands").
+        if op == ops.UPDATE_METADATA and not device.is_remote(self._cstate):
+            raise Conflict(LOCAL_MODE)
         if op == ops.MAKE_FACTORY and device.is_claimed(core):
             raise Conflict(CLAIMED)
         if op == ops.GO_REMOTE and not device.config_flag(core, "PV_CONTROL_REMOTE", True):

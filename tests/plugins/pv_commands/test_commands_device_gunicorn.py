@@ -36,11 +36,19 @@ def test_enable_and_disable_ssh(start_gunicorn):
     assert (entry["value"], entry["modified"]) == ("0", "command")
 
 
-def test_update_metadata_is_stored_and_queued(start_gunicorn):
-    server = start_gunicorn(demo=True)
-    assert command(server, "UPDATE_METADATA", {"site": "lab"})[0] == 200
+def test_update_metadata_is_refused_in_local_mode_and_recorded_in_remote_mode(start_gunicorn):
+    server = start_gunicorn(demo=True, env={"PV_CONTROL_REMOTE": "1"})
+    assert get(server, "/device-meta").get("pantavisor.mode") == "local"
+    status, _, body = command(server, "UPDATE_METADATA", {"site": "lab"})
+    assert (status, json.loads(body)) == (409, {"Error": "Cannot do this operation while on local mode"})
+    assert "site" not in get(server, "/device-meta")
+    pending = os.path.join(server.storage_dir, "cache", "pending-devmeta.jsonl")
+    assert not os.path.exists(pending)
+    assert command(server, "GO_REMOTE")[0] == 200
+    wait_until(lambda: get(server, "/device-meta").get("pantavisor.mode") == "remote")
+    wait_until(lambda: command(server, "UPDATE_METADATA", {"site": "lab"})[0] == 200, message="the slot to free")
     wait_until(lambda: get(server, "/device-meta").get("site") == "lab")
-    with open(os.path.join(server.storage_dir, "cache", "pending-devmeta.jsonl")) as fh:
+    with open(pending) as fh:
         assert [json.loads(line)["key"] for line in fh] == ["site"]
 
 

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import pv_commands
 from pv_commands.power import SystemPower
 from pvcore import hookimpl
 from pvcore.testing import wait_until
@@ -43,9 +44,11 @@ def test_xconnect_graph_asks_for_reconcile(cmd_env, log_output):
 
 def test_update_metadata_goes_to_its_owner(cmd_env, log_output):
     env = cmd_env()
-    env.post("UPDATE_METADATA", '{"site": "lab", "ignored": "x"}')
+    env.core.stash[pv_commands.STATE].remote = True  # UPDATE_METADATA is for remote mode
+    assert env.post("UPDATE_METADATA", '{"site": "lab", "ignored": "x"}').status_code == 200
     wait_until(lambda: done(log_output, "UPDATE_METADATA"))
-    env.post("UPDATE_METADATA", {"geo": {"lat": 1}})
+    # the slot frees just after the first is done: a 503 until then
+    wait_until(lambda: env.post("UPDATE_METADATA", {"geo": {"lat": 1}}).status_code == 200)
     wait_until(lambda: len(done(log_output, "UPDATE_METADATA")) == 2)
     assert env.device.commands == [("UPDATE_METADATA", '{"site": "lab", "ignored": "x"}'),
                                    ("UPDATE_METADATA", '{"geo":{"lat":1}}')]
@@ -58,6 +61,7 @@ def test_update_metadata_stores_first_pair_and_queues_it(make_core, make_client,
 
     core = make_core(plugins=[pv_commands, pv_metadata])
     core.start()
+    core.stash[pv_commands.STATE].remote = True  # UPDATE_METADATA is for remote mode
     client = make_client(core)
     for payload in ('{"site": "lab", "ignored": "x"}', {"geo": {"lat": 1}}):
         client.simulate_post("/commands", body=json.dumps({"op": "UPDATE_METADATA", "payload": payload}))

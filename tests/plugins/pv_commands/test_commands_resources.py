@@ -67,6 +67,7 @@ def test_accepted_is_200_empty_json(cmd_env):
 @pytest.mark.parametrize("payload", [{"k": "v"}, '{"k": "v"}'])
 def test_update_metadata_takes_object_or_string_holding_one(cmd_env, payload):
     env = cmd_env(start=False)
+    env.core.stash[pv_commands.STATE].remote = True
     assert env.post("UPDATE_METADATA", payload).status_code == 200
 
 
@@ -179,12 +180,13 @@ def test_defer_reboot_without_debug_shell_is_409(cmd_env):
     assert resp.json == {"Error": "Cannot do this operation when debug shell is not active"}
 
 
-def test_update_metadata_in_local_mode_is_accepted(cmd_env):
-    # Upstream answers 409 in local mode; the issue asks to record it instead.
+def test_update_metadata_in_local_mode_is_409(cmd_env):
     env = cmd_env()
-    env.storage.point_current("locals/x")
-    assert env.post("UPDATE_METADATA", {"k": "v"}).status_code == 200
-    wait_until(lambda: env.device.device_meta.get("k") == "v")
+    resp = env.post("UPDATE_METADATA", {"k": "v"})
+    assert (resp.status_code, resp.json) == (409, {"Error": "Cannot do this operation while on local mode"})
+    assert env.device.commands == []
+    # a malformed one is still 400 first
+    assert env.post("UPDATE_METADATA", {}).status_code == 400
 
 
 def test_wrong_method_is_400(cmd_env):
