@@ -226,6 +226,28 @@ class Trails:
             atomic_write(os.path.join(pv, "progress"), dumps(doc))
             return doc
 
+    def record_unknown(self, rev: str, status: str, message: str) -> bool:
+        """Give a revision that does not exist a progress, as upstream does when
+        asked to run it: ``trails/<rev>/.pv/progress`` appears whole, in one
+        rename, then is published like any progress. ``False`` for a name that
+        can never be a revision."""
+        with self.lock:
+            if self.existing(rev) is None:
+                target = self.path(rev)
+                if target is None:
+                    return False
+                staging = self.staging_path()
+                try:
+                    os.makedirs(os.path.join(staging, ".pv"))
+                    atomic_write(os.path.join(staging, ".pv", "progress"), progress_json(status, message))
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    os.rename(staging, target)
+                except BaseException:
+                    _remove_tree(staging)
+                    raise
+                fsync_dir(os.path.dirname(target))
+        return self.write_progress(rev, status, message) is not None
+
     def write_commitmsg(self, rev: str, message: bytes) -> bool:
         with self.lock:
             path = self.existing(rev)

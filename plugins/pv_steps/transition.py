@@ -181,8 +181,11 @@ class Updater(Service):
             return False
         state = trails.state(rev)
         if state is None:
-            log.warning("revision_transition_refused", op=op, rev=rev, reason=STATE_NOT_FOUND)
-            self._progress(rev, "WONTGO", STATE_NOT_FOUND)
+            # Recorded even for a revision that does not exist, so the client
+            # that asked can read why (docs/protocol.md, "Commands").
+            written = trails.record_unknown(rev, "WONTGO", STATE_NOT_FOUND)
+            log.warning("revision_transition_refused", op=op, rev=rev, reason=STATE_NOT_FOUND,
+                        progress_written=written)
             return False
         shas = trails.objects(rev) or []
         missing = list(core.call("pv_objects_missing", default=shas, shas=shas)) if shas else []

@@ -250,3 +250,26 @@ def test_a_rollback_can_be_watched_too(device):
     assert events[-1]["data"]["status"] == "ERROR"
     running = [e["subject"] for e in events if e["type"] == "revision.running"]
     assert running[-1] == "0"  # back where it came from
+
+
+def test_local_run_of_an_unknown_revision_records_wontgo(device):
+    before = get(device, "/steps/current")
+    for rev in ("locals/nowhere", "42"):
+        assert command(device, "LOCAL_RUN", rev)[0] == 200
+
+        def recorded():
+            status, _, body = device.request("GET", f"/steps/{rev}/progress")
+            return status == 200 and json.loads(body)
+
+        progress = wait_until(recorded, message=f"{rev}'s progress")
+        assert progress == {"status": "WONTGO", "status-msg": "State JSON not found", "progress": 100, "retries": 0}
+        assert device.request("GET", f"/steps/{rev}")[0] == 404
+    # nothing else moved: same revision, same containers
+    assert get(device, "/steps/current") == before
+    assert get(device, "/_pvcore/health")["revision"] == "0"
+    assert statuses(device) == {SERVER: "READY", CLIENT: "READY", "pvr-sdk": "STARTED"}
+    # a name that could never be a revision records nothing anywhere
+    wait_until(lambda: command(device, "LOCAL_RUN", "locals/../../x")[0] == 200, message="the slot to free")
+    wait_until(lambda: any(e.get("event") == "command_done" and e.get("payload") == "locals/../../x"
+                           for e in device.log_events()), message="the command to run")
+    assert not os.path.exists(os.path.join(device.storage_dir, "x"))

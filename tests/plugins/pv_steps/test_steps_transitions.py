@@ -207,11 +207,14 @@ def test_local_apply_restarts_only_changed_containers(cmd_env):
 def test_unknown_revision_is_wontgo(cmd_env, log_output):
     env = cmd_env()
     env.post("LOCAL_RUN", "locals/nope")
-    wait_until(lambda: env.storage.statuses("locals/nope"))
     wait_until(lambda: any(e["event"] == "command_done" for e in log_output))
-    assert env.storage.statuses("locals/nope") == [("WONTGO", "State JSON not found")]
+    progress = env.client.simulate_get("/steps/locals/nope/progress")
+    assert (progress.status_code, progress.json["status"], progress.json["status-msg"]) == (
+        200, "WONTGO", "State JSON not found")
+    assert env.client.simulate_get("/steps/locals/nope").status_code == 404
     assert env.engine.runs == [] and env.storage.calls == []
-    assert any(e["event"] == "revision_transition_refused" for e in log_output)
+    refused = [e for e in log_output if e["event"] == "revision_transition_refused"]
+    assert refused and refused[0]["progress_written"] is True
 
 
 def test_missing_object_is_error_and_nothing_runs(cmd_env):
