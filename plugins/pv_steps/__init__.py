@@ -45,6 +45,12 @@ def pvcore_declare_settings():
         Setting("update_commit_delay", float, 2.0,
                 "Seconds a transitioned revision stays TESTING before it is final (UPDATED or DONE); "
                 "upstream's PV_UPDATER_COMMIT_DELAY is 25, the demo device uses 2."),
+        Setting("steps_gc_grace", float, 600.0,
+                "Seconds garbage collection spares a revision after it was last written (state JSON "
+                "installed or progress recorded), so a revision just put is not reclaimed before it runs."),
+        Setting("steps_gc_keep_locals", bool, False,
+                "Spare every locals/* revision from garbage collection; upstream reclaims them like any "
+                "revision that is not running, tried, committed or factory."),
     ]
 
 
@@ -58,7 +64,9 @@ def pvcore_addhooks(pluginmanager):
 # NOTE: trylast, so the engine exists when the boot revision is handed to it.
 @hookimpl(trylast=True)
 def pvcore_startup(core):
-    steps = Steps(core.settings.storage_dir)
+    settings = core.settings
+    steps = Steps(settings.storage_dir, gc_grace=settings.get("steps_gc_grace"),
+                  gc_keep_locals=settings.get("steps_gc_keep_locals"))
     steps.start()
     core.stash[STEPS] = steps
     running = steps.trails.running()

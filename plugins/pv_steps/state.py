@@ -6,7 +6,8 @@ record, and the transitions the engine and commands drive through hooks.
 from __future__ import annotations
 
 import os
-from typing import Iterable, List, Optional, Set
+import time
+from typing import Callable, Iterable, List, Optional, Set
 
 import structlog
 
@@ -23,12 +24,23 @@ FACTORY = "0"
 FINISHED_TRY = ("UPDATED", "DONE")
 
 class Steps:
-    """The revisions of one storage dir."""
+    """The revisions of one storage dir.
 
-    def __init__(self, storage_dir: str):
+    :param gc_grace: seconds a revision written (installed, or given a
+        progress) that recently is spared by garbage collection.
+    :param gc_keep_locals: spare every ``locals/*`` revision from garbage
+        collection (upstream reclaims them like any other).
+    :param clock: wall clock (``time.time``), for the grace window.
+    """
+
+    def __init__(self, storage_dir: str, gc_grace: float = 600.0, gc_keep_locals: bool = False,
+                 clock: Callable[[], float] = time.time):
         self.trails = Trails(storage_dir)
         self.boot = BootRecord(os.path.join(storage_dir, "boot", "pv.json"))
         self.lock = self.trails.lock
+        self.gc_grace = gc_grace
+        self.gc_keep_locals = gc_keep_locals
+        self._clock = clock
 
     # -- boot -------------------------------------------------------------------
 
@@ -121,7 +133,8 @@ class Steps:
     # -- garbage collection -------------------------------------------------------
 
     def in_use(self) -> List[str]:
-        """What this plugin keeps: running, committed, tried, factory and every local."""
+        """What this plugin keeps: running, committed, tried and factory (and
+        every local with ``gc_keep_locals``); see docs/protocol.md §7.7."""
         state = self.boot_state()
         keep = {FACTORY, state.pv_rev}
         running = self.trails.running()
@@ -129,20 +142,34 @@ class Steps:
             keep.add(running)
         if state.pv_try:
             keep.add(state.pv_try)
-        keep.update(rev for rev in self.trails.names() if rev.startswith(LOCALS + "/"))
+        if self.gc_keep_locals:
+            keep.update(rev for rev in self.trails.names() if rev.startswith(LOCALS + "/"))
         return sorted(keep)
 
     def collect(self, keep: Iterable[str]) -> List[str]:
-        """Remove every revision not in ``keep``; returns the removed names."""
+        """Remove every revision not in ``keep`` nor written in the grace window.
+
+        Returns the removed names. Local revisions go too, as upstream's GC
+        does (there is no other way to delete one), unless ``gc_keep_locals``.
+        The grace window spares a revision a client has just put and is
+        about to run.
+        """
         keep_set: Set[str] = set(keep)
         removed = []
+        cutoff = self._clock() - self.gc_grace
         with self.lock:
             self.trails.sweep_dead_staging()
             # NOTE: recomputed under the lock: a revision made running since
             # the caller gathered ``keep`` must survive too.
             keep_set.update(self.in_use())
             for rev in self.trails.names():
-                if rev not in keep_set and self.trails.remove(rev):
+                if rev in keep_set:
+                    continue
+                written = self.trails.written_at(rev)
+                if written is not None and written > cutoff:
+                    log.debug("revision_gc_spared", rev=rev, age_s=round(self._clock() - written))
+                    continue
+                if self.trails.remove(rev):
                     removed.append(rev)
         return removed
 

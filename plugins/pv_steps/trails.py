@@ -173,6 +173,19 @@ class Trails:
         self._objects_cache[path] = (key, shas)
         return list(shas)
 
+    def written_at(self, rev: str) -> Optional[float]:
+        """When ``rev`` was last written: its state JSON, progress or directory (mtime)."""
+        path = self.existing(rev)
+        if path is None:
+            return None
+        times = []
+        for sub in ("", os.path.join(".pvr", "json"), os.path.join(".pv", "progress")):
+            try:
+                times.append(os.stat(os.path.join(path, sub)).st_mtime)
+            except OSError:
+                pass
+        return max(times, default=None)
+
     # -- writing --------------------------------------------------------------
 
     def staging_path(self) -> str:

@@ -1,13 +1,15 @@
 """Steps over a real gunicorn: seed tests 4, 5, 6, 29, 30 and the traversal/GC cases."""
+import hashlib
 import io
 import json
 import os
 import tarfile
+import time
 
 import pytest
 
 from pvcore.testing import raw_request
-from steps_helpers import make_rev, trail
+from steps_helpers import make_rev, minimal_state, trail
 
 pytestmark = pytest.mark.gunicorn
 
@@ -120,14 +122,56 @@ def test_unknown_revision_is_404(demo_server):
     assert "42" not in names(demo_server)
 
 
-def test_gc_removes_unused_remote_revisions_but_keeps_locals(demo_server):
-    storage = demo_server.storage_dir
-    make_rev(storage, "5")
-    make_rev(storage, "locals/keep")
-    assert {"5", "locals/keep"} <= set(names(demo_server))
-    status, _, body = demo_server.request("POST", "/storage/gc")
-    assert status == 200 and body.startswith(b'{"reclaimed": ')
-    remaining = names(demo_server)
-    assert "5" not in remaining
-    assert {"0", "locals/keep"} <= set(remaining)
-    assert demo_server.request("GET", "/steps/current")[0] == 200
+HOUR_AGO = time.time() - 3600
+
+
+def age(path, when=None):
+    """Backdate ``path`` (and everything under it) to ``when``."""
+    when = HOUR_AGO if when is None else when
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.utime(os.path.join(root, name), (when, when))
+    os.utime(path, (when, when))
+
+
+def old_revision(server, rev, data):
+    """A revision written an hour ago, referencing an object of its own."""
+    sha = hashlib.sha256(data).hexdigest()
+    assert server.request("PUT", f"/objects/{sha}", data)[0] == 200
+    age(make_rev(server.storage_dir, rev, minimal_state(**{"x/blob": sha})))
+    age(os.path.join(server.storage_dir, "objects", sha))
+    return sha
+
+
+def objects(server):
+    status, data = server.client().json("GET", "/objects")
+    return {entry["sha256"] for entry in data}
+
+
+def test_gc_reclaims_every_revision_but_running_committed_factory_and_recent(start_gunicorn):
+    server = start_gunicorn(demo=True)
+    storage = server.storage_dir
+    shas = {rev: old_revision(server, rev, rev.encode() * 100) for rev in ("5", "locals/old")}
+    make_rev(storage, "locals/fresh")
+    assert {"5", "locals/old", "locals/fresh"} <= set(names(server))
+    status, _, body = server.request("POST", "/storage/gc")
+    assert (status, body) == (200, b'{"reclaimed": %d}' % (100 + 1000))
+    remaining = set(names(server))
+    assert "5" not in remaining and "locals/old" not in remaining
+    assert {"0", "locals/fresh"} <= remaining  # factory/running/committed, and one written minutes ago
+    assert not set(shas.values()) & objects(server)
+    assert server.request("GET", "/steps/current")[0] == 200
+    # once out of its grace window the fresh one goes too
+    age(os.path.join(storage, "trails", "locals", "fresh"))
+    assert server.request("POST", "/storage/gc")[0] == 200
+    assert "locals/fresh" not in names(server)
+
+
+def test_gc_keeps_local_revisions_when_told_to(start_gunicorn):
+    server = start_gunicorn(demo=True, env={"PVCORE_STEPS_GC_KEEP_LOCALS": "1"})
+    kept = old_revision(server, "locals/old", b"kept" * 100)
+    gone = old_revision(server, "5", b"gone" * 100)
+    assert server.request("POST", "/storage/gc")[2] == b'{"reclaimed": 400}'
+    remaining = set(names(server))
+    assert "locals/old" in remaining and "5" not in remaining
+    assert kept in objects(server) and gone not in objects(server)

@@ -147,15 +147,24 @@ def test_make_factory(steps_core, storage, make_client):
     assert core.hook.pv_steps_revision_state(core=core, rev="0") == state
 
 
-def test_revisions_in_use_include_every_local(steps_core, storage):
+def test_revisions_in_use_are_running_tried_committed_and_factory(steps_core, storage):
     core = steps_core(storage_dir=storage)
+    make_rev(storage, "locals/a")
+    make_rev(storage, "locals/b")
+    assert sorted(core.stash[pv_steps.STEPS].in_use()) == ["0"]
+    pv_steps.set_running(core, rev="locals/a")  # being tried
+    assert sorted(core.stash[pv_steps.STEPS].in_use()) == ["0", "locals/a"]
+
+
+def test_revisions_in_use_include_every_local_when_told_to(steps_core, storage):
+    core = steps_core(storage_dir=storage, steps_gc_keep_locals=True)
     make_rev(storage, "locals/a")
     make_rev(storage, "locals/b")
     assert sorted(core.stash[pv_steps.STEPS].in_use()) == ["0", "locals/a", "locals/b"]
 
 
-def test_gc_prunes_remote_revisions_nobody_uses(steps_core, storage, make_client):
-    core = steps_core(storage_dir=storage)
+def test_gc_prunes_revisions_nobody_uses(steps_core, storage, make_client):
+    core = steps_core(storage_dir=storage, steps_gc_grace=0)
     core.publish("command.accepted", "LOCAL_RUN", {"payload": "7"})  # waiting in the command slot
     for rev in ("3", "5", "7", "locals/old"):
         make_rev(storage, rev)
@@ -164,9 +173,29 @@ def test_gc_prunes_remote_revisions_nobody_uses(steps_core, storage, make_client
     make_rev(storage, "4")
     pv_steps.set_running(core, rev="4")  # being tried
     assert pv_steps.collect_garbage(core) == 0  # no object store loaded: nothing reclaimed
-    assert [e["name"] for e in make_client(core).simulate_get("/steps").json] == ["0", "4", "7", "locals/old"]
+    assert [e["name"] for e in make_client(core).simulate_get("/steps").json] == ["0", "4", "7"]
     assert not os.path.exists(os.path.join(storage, "logs", "5"))
     assert not os.path.exists(os.path.join(storage, "disks", "rev", "5"))
+
+
+def test_gc_spares_revisions_written_in_the_grace_window(steps_core, storage, make_client):
+    now = [1_000_000.0]
+    core = steps_core(storage_dir=storage, steps_gc_grace=300)
+    core.stash[pv_steps.STEPS]._clock = lambda: now[0]
+    for rev, age in (("5", 301), ("6", 299), ("locals/old", 1000), ("locals/new", 10)):
+        path = make_rev(storage, rev)
+        for sub in ("", ".pvr/json", ".pv"):
+            os.utime(os.path.join(path, sub), (now[0] - age, now[0] - age))
+    pv_steps.collect_garbage(core)
+    assert [e["name"] for e in make_client(core).simulate_get("/steps").json] == ["0", "6", "locals/new"]
+    # a progress written since counts as a write
+    progress = os.path.join(trail(storage, "6"), ".pv", "progress")
+    with open(progress, "w") as fh:
+        fh.write("{}")
+    os.utime(progress, (now[0], now[0]))
+    now[0] += 295
+    pv_steps.collect_garbage(core)
+    assert [e["name"] for e in make_client(core).simulate_get("/steps").json] == ["0", "6"]
 
 
 OTHER_FAMILIES = ["pv_buildinfo", "pv_containers", "pv_groups", "pv_signal", "pv_daemons", "pv_drivers",
@@ -176,7 +205,8 @@ OTHER_FAMILIES = ["pv_buildinfo", "pv_containers", "pv_groups", "pv_signal", "pv
 def test_gc_with_objects_removes_only_objects_of_removed_revisions(make_core, storage, make_client):
     # The two storage plugins as installed (entry points), nothing else.
     core = make_core(load_entrypoints=True, disabled=OTHER_FAMILIES,
-                     overrides={"storage_dir": storage, "storage_gc_grace": 0, "storage_reserved_percent": 0})
+                     overrides={"storage_dir": storage, "storage_gc_grace": 0, "storage_reserved_percent": 0,
+                                "steps_gc_grace": 0})
     objects = os.path.join(storage, "objects")
     shas = {}
     for label in ("factory", "old-remote", "local"):
@@ -188,9 +218,9 @@ def test_gc_with_objects_removes_only_objects_of_removed_revisions(make_core, st
     make_rev(storage, "5", minimal_state(**{"k": shas["old-remote"]}))
     make_rev(storage, "locals/l", minimal_state(**{"k": shas["local"]}))
     result = make_client(core).simulate_post("/storage/gc")
-    assert result.content == b'{"reclaimed": %d}' % len("old-remote")
-    assert sorted(os.listdir(objects)) == sorted([shas["factory"], shas["local"]])
-    assert sorted(core.stash[pv_steps.STEPS].objects_in_use()) == sorted([shas["factory"], shas["local"]])
+    assert result.content == b'{"reclaimed": %d}' % (len("old-remote") + len("local"))
+    assert sorted(os.listdir(objects)) == [shas["factory"]]
+    assert sorted(core.stash[pv_steps.STEPS].objects_in_use()) == [shas["factory"]]
 
 
 def test_startup_sweeps_staging_of_dead_workers(steps_core, storage):
