@@ -309,7 +309,7 @@ def _closes(headers) -> bool:
 
 def _on_pv_error(req, resp, ex: PvError, params) -> None:
     # An error that closes the connection leaves the body unread: it was
-    # refused on its headers alone (docs/protocol.md, "Request bodies").
+    # refused on its headers alone (docs/protocol.md §1).
     if not _closes(ex.headers):
         drain(req)
     render_error(resp, ex.status, ex.message, ex.headers)
@@ -373,8 +373,8 @@ class RequestContext:
 
 
 class Access:
-    """Caller identification and the check order of docs/protocol.md
-    ("Routing"): unknown caller → 500, wrong method → 400, not mgmt → 403.
+    """Caller identification and the check order of docs/protocol.md §2, §4.3:
+    unknown caller → 500, wrong method → 400, not mgmt → 403.
 
     A method outside :data:`HTTP_METHODS` (``PATCH``) is libevent's framework
     501, except on a templated route: upstream's router sees those before
@@ -387,7 +387,7 @@ class Access:
     def process_request(self, req, resp):
         # Names in paths (revisions, meta keys, objects) must be valid UTF-8:
         # Falcon would decode %FF%FE and %FE%FF alike to U+FFFD and let two
-        # different names collide on one revision or key (docs/protocol.md).
+        # different names collide on one revision or key (docs/protocol.md §1).
         try:
             req.env.get("PATH_INFO", "").encode("iso-8859-1").decode("utf-8")
         except UnicodeError:

@@ -4,30 +4,30 @@ Connections are handled by :class:`pvcore.connections.FairThreadWorker`
 (request heads read in the poll loop, per-caller caps, deadlines). The shims:
 
 1. ``pvcontrol objects put`` sends ``Transfer-Encoding: identity`` together
-   with a ``Content-Length`` (docs/protocol.md). libevent treats any non-chunked
+   with a ``Content-Length`` (docs/protocol.md §1). libevent treats any non-chunked
    transfer coding as "use Content-Length"; gunicorn ≥ 24 refuses the request
    (RFC 9112 §6.3). Since ``identity`` means "no coding", dropping it before
    framing is safe and makes upstream's client work unmodified.
 2. A request whose host (port removed) is not exactly ``localhost`` is
-   dropped without an answer, as libevent's pv-ctrl does (docs/protocol.md,
-   "Transport"); a missing or empty host is fine. The host is the absolute
+   dropped without an answer, as libevent's pv-ctrl does (docs/protocol.md
+   §1); a missing or empty host is fine. The host is the absolute
    URI's (``GET http://evil/steps``) when it has one, else the ``Host``
    header's, as RFC 9112 §3.2.2 and libevent choose it.
 3. A response whose application set ``Connection: close`` closes the
    connection after it (gunicorn drops hop-by-hop headers from applications
    and would keep the connection): framework errors and answers given
-   without reading the body rely on it (docs/protocol.md).
+   without reading the body rely on it (docs/protocol.md §1).
 4. ``Expect: 100-continue`` is answered when the application first reads
    the body, not before it runs: a request refused on its headers alone
    (an upload declaring more than the free space) gets its final answer with
    no ``100 Continue`` and the connection closes, so the client never sends
-   the body (docs/protocol.md). Closing lingers (gunicorn's graceful close)
+   the body (docs/protocol.md §1). Closing lingers (gunicorn's graceful close)
    over up to :data:`LINGER_DRAIN` bytes the client had already sent, so a
    client that sends its whole body before reading still gets the answer
    rather than a broken pipe.
 5. Errors gunicorn raises itself (malformed request line, bad headers,
    ``Expect`` other than ``100-continue``) get libevent's framework error body
-   ``{"Error": "Unsupported protocol"}`` (docs/protocol.md) instead of an HTML page.
+   ``{"Error": "Unsupported protocol"}`` (docs/protocol.md §3.3) instead of an HTML page.
 
 NOTE: the shims patch gunicorn module attributes, but only inside the worker
 process (``init_process``), which serves nothing but pvcore.

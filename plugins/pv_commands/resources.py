@@ -48,7 +48,7 @@ class Commands:
         """The 409 pre-checks, in the contract's order; ``True`` for a 204."""
         core, op = self._core, command.op
         # UPDATE_METADATA records device metadata for the Hub: remote mode
-        # only (docs/protocol.md, "Commands").
+        # only (docs/protocol.md §7.6).
         if op == ops.UPDATE_METADATA and not device.is_remote(self._cstate):
             raise Conflict(LOCAL_MODE)
         if op == ops.MAKE_FACTORY and device.is_claimed(core):

@@ -217,7 +217,7 @@ class Engine(Lifecycle, Transitions):
         if c.died and c.restart_policy == "system":
             # NOTE: upstream reboots the device here; this engine never tears
             # its host down. The failure shows instead: the group and the
-            # revision status say STOPPED, never READY (docs/protocol.md).
+            # revision status say STOPPED, never READY (docs/protocol.md §D5.3).
             log.error("platform_container_failed", container=c.name, exit_code=code,
                       group=c.group.name if c.group else None)
         self._set(c, Status.STOPPED, events)

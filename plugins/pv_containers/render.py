@@ -50,7 +50,7 @@ def group_status(members: Iterable[Container]) -> Status:
 
     A ``system`` container that died for good (no recovery, or none left)
     makes its group STOPPED: the device must not say READY with part of its
-    platform dead (docs/protocol.md, "Containers and groups").
+    platform dead (docs/protocol.md §D5.3).
     """
     members = list(members)
     if any(c.died and c.restart_policy == "system" for c in members):

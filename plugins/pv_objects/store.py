@@ -175,7 +175,7 @@ class ObjectStore:
         if length is not None and length > available:
             # Decided on the declared length alone: answer before reading a
             # byte of the body (no 100 Continue) and close, rather than take
-            # in what cannot be stored (docs/protocol.md, "Objects").
+            # in what cannot be stored (docs/protocol.md §7.8).
             raise InsufficientStorage(headers={"Connection": "close"})
         tmp = os.path.join(self.directory, f"{sha}.{os.getpid()}-{secrets.token_hex(8)}.tmp")
         try:

@@ -182,7 +182,7 @@ class Updater(Service):
         state = trails.state(rev)
         if state is None:
             # Recorded even for a revision that does not exist, so the client
-            # that asked can read why (docs/protocol.md, "Commands").
+            # that asked can read why (docs/protocol.md §D3.2).
             written = trails.record_unknown(rev, "WONTGO", STATE_NOT_FOUND)
             log.warning("revision_transition_refused", op=op, rev=rev, reason=STATE_NOT_FOUND,
                         progress_written=written)
