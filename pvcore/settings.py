@@ -105,7 +105,8 @@ CORE_SETTINGS = (
     Setting("events_buffer", int, 1024,
             "Events kept for replay (GET /_pvcore/events?since=ID); an older since gets a pvcore.gap record."),
     Setting("max_watchers", int, 16,
-            "Streams open at once (/_pvcore/events, log follow); the next caller gets 503 with Retry-After."),
+            "Streams open at once (/_pvcore/events, log follow; the pv-xconnect daemon holds one); "
+            "the next caller gets 503 with Retry-After."),
     Setting("stream_stall_timeout", float, 10.0,
             "Seconds a stream's client may leave its socket full before it is dropped."),
     Setting("threads", int, 16,

@@ -13,6 +13,8 @@ from pvcore.testing import StreamReader, raw_request, wait_until
 pytestmark = pytest.mark.gunicorn
 
 USRMETA = "/_pvcore/events?types=wakelock.taken"
+#: pv_xconnect's daemon follows the stream too; tests that count watchers leave it out.
+NO_DAEMON = {"PVCORE_DISABLE_PLUGINS": "pv_xconnect"}
 
 
 def write_meta(server, count, start=0, size=1):
@@ -77,7 +79,7 @@ def test_types_filter(start_gunicorn):
 
 
 def test_the_watcher_beyond_max_watchers_gets_503_with_retry_after(start_gunicorn):
-    server = start_gunicorn(env={"PVCORE_MAX_WATCHERS": "2"})
+    server = start_gunicorn(env={"PVCORE_MAX_WATCHERS": "2", **NO_DAEMON})
     first = StreamReader(server.socket, "/_pvcore/events")
     second = StreamReader(server.socket, "/_pvcore/events")
     try:
@@ -100,7 +102,7 @@ def test_the_watcher_beyond_max_watchers_gets_503_with_retry_after(start_gunicor
 
 
 def test_a_watcher_that_never_reads_is_dropped_and_the_server_stays_responsive(start_gunicorn):
-    server = start_gunicorn(env={"PVCORE_MAX_WATCHERS": "1", "PVCORE_STREAM_STALL_TIMEOUT": "1"})
+    server = start_gunicorn(env={"PVCORE_MAX_WATCHERS": "1", "PVCORE_STREAM_STALL_TIMEOUT": "1", **NO_DAEMON})
     sleeper = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sleeper.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sleeper.connect(server.socket)
