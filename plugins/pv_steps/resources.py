@@ -14,7 +14,7 @@ from pvcore.errors import BadRequest, Conflict, InsufficientStorage, NotFound, P
 from pv_steps import listing
 from pv_steps.names import LOCALS, valid_local_name
 from pv_steps.state import Steps
-from pv_steps.validate import check_state, parse_state
+from pv_steps.validate import check_state, scan_state_file
 
 log = structlog.get_logger(__name__)
 
@@ -92,21 +92,23 @@ class LocalStep(StepState):
             raise InsufficientStorage()
         tmp = trails.staging_path()
         try:
-            data = self._receive(body_stream(req), tmp)
-            state = parse_state(data)
-            reason = "not a JSON object" if state is None else check_state(state, self._init_mode)
+            size = self._receive(body_stream(req), tmp)
+            # The body is checked from the file it was streamed to, never held
+            # whole in memory (docs/protocol.md, "Revisions").
+            scanned = scan_state_file(tmp)
+            reason = "not a JSON object" if scanned is None else check_state(scanned.state, self._init_mode)
             if reason:
                 log.info("state_json_rejected", rev=rev, reason=reason)
                 raise Unprocessable(BAD_FORMAT)
             with self._steps.lock:
                 self._refuse_in_use(rev)
-                trails.install(rev, tmp)
+                trails.install(rev, tmp, scanned.objects)
         finally:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
-        log.info("local_revision_installed", rev=rev, size=len(data))
+        log.info("local_revision_installed", rev=rev, size=size)
         resp.content_type = falcon.MEDIA_JSON
 
     def _refuse_in_use(self, rev: str) -> None:
@@ -115,8 +117,8 @@ class LocalStep(StepState):
         if rev == self._steps.boot_state().pv_rev:
             raise Conflict("Revision is the rollback point")
 
-    def _receive(self, stream, tmp: str) -> bytes:
-        """Copy the body into ``tmp`` (fsynced), at most ``max_size`` bytes; return it."""
+    def _receive(self, stream, tmp: str) -> int:
+        """Copy the body into ``tmp`` (fsynced), at most ``max_size`` bytes; return its size."""
         size = 0
         try:
             with open(tmp, "xb") as fh:
@@ -130,8 +132,7 @@ class LocalStep(StepState):
                     fh.write(chunk)
                 fh.flush()
                 os.fsync(fh.fileno())
-            with open(tmp, "rb") as fh:
-                return fh.read()
+            return size
         except OSError as exc:
             if exc.errno in _NO_SPACE_ERRNOS:
                 raise InsufficientStorage() from None

@@ -126,7 +126,7 @@ class Steps:
                     data = fh.read()
             except OSError:
                 return None
-            self.trails.replace_with_state(FACTORY, data)
+            self.trails.replace_with_state(FACTORY, data, self.trails.objects(rev or "current"))
             log.info("factory_revision_replaced", source=self.trails.resolve(rev or "current"))
             return True
 

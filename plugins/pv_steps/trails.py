@@ -15,7 +15,7 @@ import re
 import secrets
 import shutil
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import structlog
 
@@ -23,12 +23,11 @@ from pvcore.body import dumps
 from pvcore.fsutil import atomic_write, fsync_dir
 from pvcore.supervisor import pid_alive
 
-from pv_steps import names
+from pv_steps import names, objects_index, scan
 from pv_steps.names import CURRENT, LOCALS
 
 log = structlog.get_logger(__name__)
 
-_SHA = re.compile(r"[0-9a-f]{64}\Z")
 _STAGING = re.compile(r"\.(?P<pid>\d+)-[0-9a-f]+\.tmp\Z")
 
 #: ``progress`` percentage by status (docs/protocol.md §D3.1); unknown statuses show 0.
@@ -78,7 +77,6 @@ class Trails:
         self.storage_dir = storage_dir
         self.root = os.path.join(storage_dir, "trails")
         self.lock = threading.RLock()
-        self._objects_cache: Dict[str, Tuple[Tuple[int, int, int], List[str]]] = {}
 
     # -- names and paths ------------------------------------------------------
 
@@ -144,34 +142,41 @@ class Trails:
     def state(self, rev: Optional[str]) -> Optional[Dict[str, Any]]:
         """The parsed state JSON, or ``None`` (no such revision, unreadable, not an object)."""
         path = self.state_path(rev)
-        if path is None:
-            return None
-        try:
-            with open(path, "rb") as fh:
-                doc = json.loads(fh.read())
-        except (OSError, ValueError, RecursionError):
-            return None
-        return doc if isinstance(doc, dict) else None
+        return None if path is None else scan.load_state(path)
 
     def objects(self, rev: Optional[str]) -> Optional[List[str]]:
-        """Every top-level value of the state that is a sha256; cached per file version."""
-        path = self.state_path(rev)
-        if path is None:
+        """Every top-level value of the state that is a sha256, sorted; ``None`` if unreadable.
+
+        Read from the revision's object index (:mod:`pv_steps.objects_index`);
+        an index that is missing or does not describe the state is rebuilt
+        from the state, in bounded memory, and written for the next time.
+        """
+        trail = self.path(rev)
+        if trail is None:
             return None
+        path = os.path.join(trail, ".pvr", "json")
+        pv = os.path.join(trail, ".pv")
         try:
-            st = os.stat(path)
+            before = os.stat(path)
         except OSError:
             return None
-        key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        cached = self._objects_cache.get(path)
-        if cached and cached[0] == key:
-            return list(cached[1])
-        state = self.state(rev)
-        if state is None:
+        shas = objects_index.read(pv, before)
+        if shas is not None:
+            return shas
+        try:
+            scanned = scan.scan_state(path, lambda key: False)
+            after = os.stat(path)
+        except OSError:
             return None
-        shas = sorted({v for v in state.values() if isinstance(v, str) and _SHA.match(v)})
-        self._objects_cache[path] = (key, shas)
-        return list(shas)
+        if scanned is None:
+            return None
+        if objects_index.fingerprint(after) == objects_index.fingerprint(before):
+            try:
+                objects_index.write(pv, after, scanned.objects)
+                log.info("revision_index_rebuilt", rev=rev, objects=len(scanned.objects))
+            except OSError as exc:  # e.g. a read-only trail: answer anyway
+                log.warning("revision_index_not_written", rev=rev, error=str(exc))
+        return scanned.objects
 
     def written_at(self, rev: str) -> Optional[float]:
         """When ``rev`` was last written: its state JSON, progress or directory (mtime)."""
@@ -270,17 +275,22 @@ class Trails:
             atomic_write(os.path.join(path, ".pv", "commitmsg"), message)
             return True
 
-    def install(self, rev: str, json_file: str) -> None:
+    def install(self, rev: str, json_file: str, objects: List[str]) -> None:
         """Make the (validated) state in ``json_file`` revision ``rev``; consumes ``json_file``.
 
-        A new revision appears complete in one rename; an existing one gets
-        its ``.pvr/json`` replaced and forgets that it was done or failed.
+        ``objects`` are the sha256s it references, written to its object
+        index. A new revision appears complete in one rename; an existing one
+        gets its index, then its ``.pvr/json`` replaced (a crash in between
+        leaves an index for another file: ignored, rebuilt) and forgets that
+        it was done or failed.
         """
         ready = progress_json("NEW", "Update ready to be run")
+        json_stat = os.stat(json_file)
         with self.lock:
             target = self.path(rev)
             if os.path.isdir(target):
                 os.makedirs(os.path.join(target, ".pvr"), exist_ok=True)
+                objects_index.write(os.path.join(target, ".pv"), json_stat, objects)
                 os.replace(json_file, os.path.join(target, ".pvr", "json"))
                 fsync_dir(os.path.join(target, ".pvr"))
                 for stale in ("done", "logs"):
@@ -296,6 +306,7 @@ class Trails:
                 os.makedirs(os.path.join(staging, ".pvr"))
                 os.makedirs(os.path.join(staging, ".pv"))
                 os.replace(json_file, os.path.join(staging, ".pvr", "json"))
+                objects_index.write(os.path.join(staging, ".pv"), json_stat, objects)
                 atomic_write(os.path.join(staging, ".pv", "progress"), ready)
                 fsync_dir(os.path.join(staging, ".pvr"))
                 os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -305,14 +316,20 @@ class Trails:
                 raise
             fsync_dir(os.path.dirname(target))
 
-    def replace_with_state(self, rev: str, data: bytes) -> None:
-        """Make ``rev`` a fresh revision holding only state ``data`` (MAKE_FACTORY)."""
+    def replace_with_state(self, rev: str, data: bytes, objects: Optional[List[str]] = None) -> None:
+        """Make ``rev`` a fresh revision holding only state ``data`` (MAKE_FACTORY).
+
+        ``objects``: the sha256s it references, for its index (else built on first use).
+        """
         with self.lock:
             staging = self.staging_path()
             try:
                 os.makedirs(os.path.join(staging, ".pvr"))
                 os.makedirs(os.path.join(staging, ".pv"))
                 atomic_write(os.path.join(staging, ".pvr", "json"), data)
+                if objects is not None:
+                    objects_index.write(os.path.join(staging, ".pv"),
+                                        os.stat(os.path.join(staging, ".pvr", "json")), objects)
                 atomic_write(os.path.join(staging, ".pv", "progress"), progress_json("NEW", "Update ready to be run"))
             except BaseException:
                 _remove_tree(staging)
@@ -341,7 +358,6 @@ class Trails:
                           os.path.join(self.storage_dir, "disks", "rev", rev)):
                 if not os.path.islink(extra):
                     _remove_tree(extra)
-            self._objects_cache.pop(os.path.join(path, ".pvr", "json"), None)
             log.info("revision_removed", rev=rev)
             return True
 

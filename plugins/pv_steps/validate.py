@@ -7,9 +7,10 @@ engine's business, not this module's.
 """
 from __future__ import annotations
 
-import json
 import numbers
 from typing import Any, Dict, List, Optional, Tuple
+
+from pv_steps.scan import ScannedState, loads_strict, scan_state
 
 SYSTEM1 = "pantavisor-service-system@1"
 MULTI1 = "pantavisor-multi-platform@1"
@@ -19,26 +20,29 @@ RESTART_POLICIES = ("system", "container")
 DEFAULT_GROUPS = ("data", "root", "platform", "app")
 
 
-def _reject_duplicates(pairs):
-    result: Dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError("duplicate key")
-        result[key] = value
-    return result
-
-
-def _no_constants(name):
-    raise ValueError(name)
-
-
 def parse_state(data: bytes) -> Optional[Dict[str, Any]]:
-    """The document as a dict, or ``None`` if it is not a strict JSON object."""
+    """The document as a dict, or ``None`` if it is not a strict JSON object (in memory: small documents only)."""
     try:
-        doc = json.loads(data.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        doc = loads_strict(data)
+    except ValueError:
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def scan_state_file(path: str) -> Optional[ScannedState]:
+    """The state JSON in file ``path`` as :func:`check_state` needs it, in bounded memory.
+
+    ``None`` if it is not a strict JSON object (:mod:`pv_steps.scan`).
+    """
+    return scan_state(path, needs_value)
+
+
+def needs_value(key: str) -> bool:
+    """Does :func:`check_state` read the value of top-level ``key``? A large state keeps only those."""
+    return key in _READ or key.endswith("/run.json") or not _safe_key(key)
+
+
+_READ = frozenset(("#spec", "device.json", "groups.json", "bsp/run.json", "bsp/drivers.json"))
 
 
 def _safe_key(key: str) -> bool:
@@ -109,7 +113,11 @@ def _check_bsp(run: Any, init_mode: str) -> Optional[str]:
 
 
 def check_state(state: Dict[str, Any], init_mode: str = "appengine") -> Optional[str]:
-    """``None`` if ``state`` is a valid revision for a device in ``init_mode``, else why not."""
+    """``None`` if ``state`` is a valid revision for a device in ``init_mode``, else why not.
+
+    Reads the values of the keys :func:`needs_value` names, and no other
+    (a large state comes with only those, see :func:`scan_state_file`).
+    """
     spec = state.get("#spec")
     if spec not in (SYSTEM1, MULTI1):
         return "unknown #spec"

@@ -11,6 +11,7 @@ import time
 
 from pvcore.bench.figures import FIGURES
 from pvcore.bench.containers import CONTAINER_FIGURES
+from pvcore.bench.memory import MEMORY_FIGURES
 from pvcore.bench.starvation import STARVATION_FIGURES
 from pvcore.bench.streams import STREAM_FIGURES
 
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="var/bench", help="directory for the JSON results")
     args = parser.parse_args(argv)
     rows = []
-    for figure in FIGURES + STREAM_FIGURES + CONTAINER_FIGURES + STARVATION_FIGURES:
+    for figure in FIGURES + STREAM_FIGURES + CONTAINER_FIGURES + STARVATION_FIGURES + MEMORY_FIGURES:
         if args.only and not any(name in figure.__name__ for name in args.only):
             continue
         t0 = time.monotonic()
