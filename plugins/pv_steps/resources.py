@@ -94,7 +94,7 @@ class LocalStep(StepState):
         try:
             size = self._receive(body_stream(req), tmp)
             # The body is checked from the file it was streamed to, never held
-            # whole in memory (docs/protocol.md, "Revisions").
+            # whole in memory (docs/protocol.md §7.9).
             scanned = scan_state_file(tmp)
             reason = "not a JSON object" if scanned is None else check_state(scanned.state, self._init_mode)
             if reason:

@@ -1,19 +1,20 @@
-"""Reading a stored state JSON in bounded memory (docs/protocol.md, "Revisions").
+"""Reading a stored state JSON in bounded memory (docs/protocol.md §7.9, §D2.4).
 
 A state JSON may be 16 MiB of small objects; as Python objects that is
 hundreds of MiB. :func:`scan_state` reads a state file and returns only what
 pvcore needs from it: the values the validator looks at (``#spec``,
-``*/run.json``, ``device.json``, ...), the top-level keys, and the objects it
-references (top-level values that are a sha256). Other values are checked
-strictly and dropped.
+``*/run.json``, ``device.json``, ...) and the objects it references
+(top-level values that are a sha256). Other values are checked strictly and
+dropped.
 
 Small files (up to :data:`SMALL`) go through :func:`json.loads`, which is
 fast and whose expansion is bounded by the size. Larger ones are scanned
-token by token over an ``mmap`` of the file, which costs at most the file's
-pages and one frame per nesting level. Both accept and refuse exactly the
-same documents (strict JSON: UTF-8, no duplicate keys at any depth, no
-``NaN``/``Infinity``, an object at the top); ``tests/plugins/pv_steps``
-checks that they agree.
+token by token over an ``mmap`` of the file (pages dropped from RSS as the
+scan passes them), with an explicit stack instead of recursion. Both accept
+and refuse the same documents (strict JSON: UTF-8, no duplicate keys at any
+depth, no ``NaN``/``Infinity``, an object at the top, pvcore's limits on
+nesting and keys); ``tests/plugins/pv_steps/test_steps_scan.py`` checks that
+they agree on arbitrary bytes.
 
 Parses are serialised by one lock, so concurrent large PUTs and a GC
 rebuilding indexes cost one parse's memory, not the sum.
@@ -46,21 +47,11 @@ _SHA = re.compile(r"[0-9a-f]{64}\Z")
 _PARSE_LOCK = threading.Lock()
 
 
-class Omitted:
-    """Stands for a top-level value the validator does not read."""
-
-    def __repr__(self) -> str:
-        return "<omitted>"
-
-
-OMITTED = Omitted()
-
-
 class ScannedState(NamedTuple):
     """What pvcore keeps of a state JSON."""
 
-    #: Every top-level key; the values the validator reads (and object
-    #: references) as parsed, the others :data:`OMITTED` when the file was large.
+    #: The whole document when the file was small; else only the members
+    #: whose value ``needs_value`` asked for and those whose value is a sha256.
     state: Dict[str, Any]
     #: Sorted sha256s the state references (top-level string values).
     objects: List[str]
@@ -344,7 +335,7 @@ class _Scanner:
         """Keep the top-level member ``token`` (a key) if its value is wanted or an object reference."""
         key = json.loads(token) if b"\\" in token else token[1:-1].decode("utf-8")
         if self.needs_value(key):
-            self.state[key] = OMITTED
+            self.state[key] = None  # parsed once the whole document is known to be valid
             self.needed.append((key, start, end))
         elif end - start == 66 and self.buf[start:start + 1] == b'"':
             value = self.buf[start + 1:end - 1].decode("ascii", "replace")
