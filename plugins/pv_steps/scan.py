@@ -40,7 +40,9 @@ NEEDED_MAX = 1 << 20
 #: Nesting deeper than this is refused (``json.loads`` refuses at about the
 #: interpreter's recursion limit, which is higher than this).
 MAX_DEPTH = 500
-#: Keys of one object; a bigger object would cost too much to check for duplicates.
+#: Keys of one object; a bigger object would cost too much to check for
+#: duplicates. More than a :data:`SMALL` document can hold, so the small path
+#: needs no such check.
 MAX_KEYS = 1 << 19
 
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
@@ -292,7 +294,7 @@ class _KeyTable:
         hashes[slot] = digest
         offsets[slot] = offset + 1
         self.count += 1
-        if self.count * 2 > mask:
+        if self.count * 2 > mask and self.count < MAX_KEYS:  # at most half full, but no bigger than needed
             self._grow()
 
     def _grow(self) -> None:

@@ -109,3 +109,30 @@ def test_a_read_value_larger_than_the_limit_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(scan, "SMALL", 0)
     monkeypatch.setattr(scan, "NEEDED_MAX", 1000)
     assert scan.scan_state(str(path), _needed) is None
+
+
+@pytest.mark.parametrize("doc", [
+    {"a": 1, "b": 2, "c": 3, "d": 4},
+    {"x": {"a": 1, "b": 2, "c": 3, "d": 4}},
+    {"x": [{"a": [], "b": {}, "c": [1], "d": {"e": 1}}]},
+])
+def test_an_object_with_too_many_keys_is_refused(tmp_path, monkeypatch, doc):
+    path = tmp_path / "json"
+    path.write_text(json.dumps(doc))
+    monkeypatch.setattr(scan, "SMALL", 0)
+    monkeypatch.setattr(scan, "MAX_KEYS", 4)
+    assert scan.scan_state(str(path), _needed) is not None
+    monkeypatch.setattr(scan, "MAX_KEYS", 3)
+    assert scan.scan_state(str(path), _needed) is None
+
+
+def test_many_top_level_keys_find_their_duplicate(tmp_path, monkeypatch):
+    members = ", ".join(f'"k{i}": {i}' for i in range(20000))
+    path = tmp_path / "json"
+    monkeypatch.setattr(scan, "SMALL", 0)
+    path.write_text("{" + members + "}")
+    assert scan.scan_state(str(path), _needed) is not None
+    path.write_text("{" + members + ', "k12345": {}}')
+    assert scan.scan_state(str(path), _needed) is None
+    path.write_text("{" + members + ', "k1234\\u0035": {}}')
+    assert scan.scan_state(str(path), _needed) is None
