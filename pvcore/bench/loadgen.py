@@ -20,7 +20,8 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
-_FINISHED = re.compile(r"finished in ([\d.]+)s, ([\d.]+) req/s")
+# NOTE: h2load prints the duration in ms when it is under a second.
+_FINISHED = re.compile(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s")
 _REQUESTS = re.compile(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
                        r"(\d+) errored, (\d+) timeout")
 _STATUS = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
@@ -52,13 +53,13 @@ def parse(stdout: str, log_lines: List[str]) -> Dict[str, float]:
     non2xx = sum(map(int, status.groups()[1:]))
     durations = sorted(int(line.split("\t")[2]) / 1000 for line in log_lines if line.count("\t") == 2)
     return {
-        "rps": float(finished.group(2)),
+        "rps": float(finished.group(3)),
         "p50_ms": _percentile(durations, 0.50),
         "p99_ms": _percentile(durations, 0.99),
         "errors": failed + errored + timeout + non2xx + (done - succeeded),
         "total": total,
         "done": done,
-        "seconds": float(finished.group(1)),
+        "seconds": float(finished.group(1)) / (1000 if finished.group(2) == "ms" else 1),
         "durations_ms": durations,
     }
 
