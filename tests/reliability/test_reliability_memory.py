@@ -101,7 +101,8 @@ def _put(server, path, body, timeout=300):
 
 @pytest.fixture(name="server", scope="module")
 def _server():
-    server = start_server({"PVCORE_STORAGE_GC_GRACE": "0"})
+    # every local revision is kept: GC must read what they all reference
+    server = start_server({"PVCORE_STORAGE_GC_GRACE": "0", "PVCORE_STEPS_GC_KEEP_LOCALS": "1"})
     try:
         wait_until(lambda: all_ready(server), 30)
         yield server
