@@ -78,6 +78,20 @@ class Server:
         return body
 
     def stop(self) -> None:
+        """SIGTERM gunicorn, then end whatever its worker left running.
+
+        A figure may leave the worker unable to stop its children in time (the
+        hostile-callers figure, say): the master then kills it, and nothing
+        would start again on this storage to clean up. So do what the next
+        worker would do (docs/architecture.md §6.1).
+        """
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(60)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        from pvcore.supervisor import ProcessGroups
+
+        ProcessGroups(os.path.join(self.base, "run", "pgroups")).kill_leftovers()
