@@ -143,7 +143,7 @@ def pytest_configure(config):
 class StandInContracts:
     """Declares the contracts that a test's fakes implement while their owner is absent.
 
-    A fake standing in for pv_steps implements ``pv_steps_revision_state``
+    A fake standing in for pv_steps implements ``pv_steps_revision``
     without pv_steps being loaded, so nobody declared that hook. Registered
     last, this plugin's ``pvcore_addhooks`` finds every hook that has
     implementations but no spec, imports the owner's ``hookspecs`` module

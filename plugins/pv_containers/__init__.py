@@ -119,13 +119,13 @@ def pv_containers_groups(core):
 
 
 @hookimpl
-def pv_containers_run_revision(core, rev, state, only_changed, timeout):
-    return core.stash[ENGINE].run_revision(rev, state, only_changed=only_changed, timeout=timeout)
+def pv_containers_run_revision(core, revision, only_changed, timeout):
+    return core.stash[ENGINE].run_revision(revision, only_changed=only_changed, timeout=timeout)
 
 
 @hookimpl
-def pv_containers_load(core, rev, state):
-    return core.stash[ENGINE].load(rev, state)
+def pv_containers_load(core, revision):
+    return core.stash[ENGINE].load(revision)
 
 
 @hookimpl

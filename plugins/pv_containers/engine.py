@@ -17,7 +17,7 @@ import structlog
 
 from . import render
 from .lifecycle import Lifecycle
-from .model import Container, Revision, Status, achieved, parse_state
+from .model import Container, Revision, Status, achieved, load
 from .transition import Transitions
 
 log = structlog.get_logger(__name__)
@@ -133,13 +133,14 @@ class Engine(Lifecycle, Transitions):
         with self._lock:
             return self._revision is not None
 
-    def load(self, rev: str, state) -> bool:
-        """Take the revision running at boot; it comes up once the service runs.
+    def load(self, model) -> bool:
+        """Take the revision running at boot (its ``pv_steps_revision`` model); it comes up once the service runs.
 
         Handed over by the owner of revisions (``pv_containers_load``);
         ignored when a revision is already loaded.
         """
-        revision = parse_state(rev, state)
+        revision = load(model)
+        rev = revision.rev
         events: Events = []
         with self._lock:
             if self._revision is not None:
@@ -330,7 +331,7 @@ class Engine(Lifecycle, Transitions):
         core = self._core
         events: Events = []
         try:
-            core.hook.pv_containers_starting(core=core, name=c.name, run=c.run)
+            core.hook.pv_containers_starting(core=core, name=c.name, run=c.run, container=c.spec)
             handle = self.runtime.start(c)
             pid = self.runtime.pid(handle)
         except Exception:

@@ -38,8 +38,9 @@ def pv_containers_runtime(core: "Core") -> Any:
     ``start(container) -> handle``
         Start the container and return an opaque handle. ``container`` is a
         :class:`pv_containers.model.Container`; read ``name``, ``rev`` (the
-        revision), ``run`` (its run.json as a dict), ``group.name`` and
-        ``roles``. Raise to report a failed start (the engine treats it like
+        revision), ``run`` (its run.json, a read-only mapping), ``group.name``,
+        ``roles`` and ``spec`` (the revision model's container, documented at
+        ``pv_steps_revision``: its ``objects``, ``config``, ``folder``). Raise to report a failed start (the engine treats it like
         a crash).
     ``stop(handle, timeout)``
         Stop it: ask politely, force it after ``timeout`` seconds. Must
@@ -62,25 +63,26 @@ def pv_containers_runtime(core: "Core") -> Any:
 
 
 @hookspec(firstresult=True)
-def pv_containers_load(core: "Core", rev: str, state: Mapping[str, Any]) -> Optional[bool]:
+def pv_containers_load(core: "Core", revision: Any) -> Optional[bool]:
     """The revision running at boot: bring it up once the engine's service runs. *firstresult*
 
     Handed over by the owner of revisions while the app is built; nothing
     starts before :meth:`pvcore.app.Core.start`. Ignored when a revision is
     already loaded.
 
-    :param state: the revision's validated state JSON.
+    :param revision: the revision model, as ``pv_steps_revision`` returns it
+        (the engine reads its groups and containers, never the state JSON).
     :return: ``True`` once loaded.
     """
 
 
 @hookspec(firstresult=True)
 def pv_containers_run_revision(
-    core: "Core", rev: str, state: Mapping[str, Any], only_changed: bool = False, timeout: Optional[float] = None
+    core: "Core", revision: Any, only_changed: bool = False, timeout: Optional[float] = None
 ) -> Optional[tuple]:
-    """Stop the running containers and bring up revision ``rev``. *firstresult*
+    """Stop the running containers and bring up ``revision``. *firstresult*
 
-    :param state: the revision's validated state JSON.
+    :param revision: the revision model, as ``pv_steps_revision`` returns it.
     :param only_changed: restart only containers whose definition changed
         (``LOCAL_APPLY``).
     :param timeout: seconds to wait for every status goal.
@@ -114,8 +116,12 @@ def pv_containers_groups(core: "Core") -> Optional[Sequence[Mapping[str, Any]]]:
 
 
 @hookspec
-def pv_containers_starting(core: "Core", name: str, run: Mapping[str, Any]) -> None:
-    """Container ``name`` (its ``run.json`` as ``run``) is about to start.
+def pv_containers_starting(core: "Core", name: str, run: Mapping[str, Any], container: Any) -> None:
+    """Container ``name`` is about to start.
+
+    :param run: its run.json (read-only).
+    :param container: its container in the revision model (``pv_steps_revision``:
+        ``drivers``, ``objects``, ``roles`` …).
 
     Whatever a container needs before it starts (kernel drivers) is prepared
     here; an implementation that raises aborts the start, which the engine

@@ -1,20 +1,16 @@
-"""The running revision as data: statuses, recovery settings, groups, containers.
+"""The engine's records of the running revision: statuses, groups, containers.
 
-Everything here is pure: :func:`parse_state` turns a state JSON (docs/protocol.md
-§D2) into :class:`Group` and :class:`Container` records; the engine moves them
-through :class:`Status`.
+What a revision says (groups, status goals, restart policies, roles,
+auto-recovery) is the revision model's, interpreted once by pv_steps
+(``pv_steps_revision``, docs/architecture.md §3); :func:`load` wraps that model
+in :class:`Group` and :class:`Container` records holding the engine's runtime
+state (status, pid, retries), which the engine moves through :class:`Status`.
 """
 from __future__ import annotations
 
 import enum
-import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
-
-import structlog
-
-log = structlog.get_logger(__name__)
 
 
 class Status(enum.IntEnum):
@@ -30,57 +26,6 @@ class Status(enum.IntEnum):
     RECOVERING = 7
     STOPPING = 8
     STOPPED = 9
-
-
-GOALS = ("MOUNTED", "STARTED", "READY")
-POLICIES = ("system", "container")
-RECOVERING_POLICIES = ("always", "on-failure")
-#: PV_UPDATER_GOALS_TIMEOUT: the timeout of a group the state defines without one.
-DEFAULT_GROUP_TIMEOUT = 120.0
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """An ``auto_recovery`` block (docs/protocol.md §D4.4).
-
-    ``backoff_policy`` is ``"reboot"``, ``"never"`` or a duration in seconds.
-    """
-
-    policy: str = "no"
-    max_retries: int = 0
-    retry_delay: float = 0.0
-    backoff_factor: float = 1.0
-    reset_window: float = 0.0
-    stable_timeout: float = 0.0
-    backoff_policy: Any = "reboot"
-
-    @property
-    def recovers(self) -> bool:
-        """Only ``always`` and ``on-failure`` restart a crashed container."""
-        return self.policy in RECOVERING_POLICIES
-
-    def delay(self, attempt: int) -> float:
-        """Seconds before retry number ``attempt`` (1-based)."""
-        return self.retry_delay * self.backoff_factor ** max(attempt - 1, 0)
-
-
-DEFAULT_APP_RECOVERY = Recovery("on-failure", 5, 5.0, 2.0, 0.0, 30.0, "reboot")
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$")
-_UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
-
-
-def parse_backoff(value: Any) -> Any:
-    """``reboot``/``never`` or a duration (``30s``, ``10min``, ``1h``, a number) → seconds."""
-    if isinstance(value, str) and value in ("reboot", "never"):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if match:
-        return float(match.group(1)) * _UNITS[match.group(2)]
-    log.warning("backoff_policy_invalid", value=value)
-    return "reboot"
 
 
 def render_backoff(value: Any) -> str:
@@ -100,75 +45,51 @@ def number(value: float) -> Any:
     return int(value) if float(value).is_integer() else value
 
 
-def _num(block: Mapping[str, Any], key: str, default: float) -> float:
-    value = block.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        return default
-    return float(value)
-
-
-def parse_recovery(block: Any) -> Optional[Recovery]:
-    """A run.json/group ``auto_recovery`` object, or ``None`` when absent."""
-    if not isinstance(block, Mapping):
-        return None
-    policy = block.get("policy", block.get("type", "no"))
-    if policy not in ("no", "always", "on-failure", "unless-stopped"):
-        policy = "no"
-    return Recovery(
-        policy=policy,
-        max_retries=int(_num(block, "max_retries", 0)),
-        retry_delay=_num(block, "retry_delay", 0.0),
-        backoff_factor=_num(block, "backoff_factor", 1.0),
-        reset_window=_num(block, "reset_window", 0.0),
-        stable_timeout=_num(block, "stable_timeout", 0.0),
-        backoff_policy=parse_backoff(block.get("backoff_policy", "reboot")),
-    )
-
-
-@dataclass
+@dataclass(eq=False)
 class Group:
-    """A group of the running revision (docs/protocol.md §D5)."""
+    """A group of the running revision: the revision model's group and the engine's record of it."""
 
-    name: str
-    status_goal: str = "STARTED"
-    restart_policy: str = "container"
-    timeout: float = DEFAULT_GROUP_TIMEOUT
-    recovery: Optional[Recovery] = None
+    spec: Any
     #: when the group was first allowed to start (engine clock), for its timeout.
     opened_at: Optional[float] = None
     timed_out: bool = False
 
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
-def default_groups() -> List[Group]:
-    """``defaults/groups.json`` (docs/protocol.md §D5.1)."""
-    return [
-        Group("data", "MOUNTED", "system", 30.0),
-        Group("root", "STARTED", "system", 30.0),
-        Group("platform", "STARTED", "system", 30.0),
-        Group("app", "STARTED", "container", 30.0, DEFAULT_APP_RECOVERY),
-    ]
+    @property
+    def status_goal(self) -> str:
+        return self.spec.status_goal
+
+    @property
+    def restart_policy(self) -> str:
+        return self.spec.restart_policy
+
+    @property
+    def timeout(self) -> float:
+        return self.spec.timeout
+
+    @property
+    def recovery(self):
+        return self.spec.recovery
 
 
-@dataclass
+@dataclass(eq=False)
 class Container:
-    """One container of the running revision and its runtime record.
+    """One container of the running revision and the engine's runtime record of it.
 
-    The first block is what the state says; the rest is the engine's.
-    A runtime's ``start(container)`` may read ``name``, ``rev``, ``run``,
-    ``group.name`` and ``roles``.
+    ``spec`` is the revision model's container (``pv_steps_revision``): what
+    the state says, read-only. The rest is the engine's. A runtime's
+    ``start(container)`` may read ``name``, ``rev``, ``run``, ``group.name``,
+    ``roles`` and ``spec`` (its objects, config, folder).
     """
 
-    name: str
+    spec: Any
     rev: str
-    run: Dict[str, Any]
     group: Group
-    status_goal: str
-    restart_policy: str
-    roles: Tuple[str, ...]
-    #: run.json's own block; the group default is copied in at first start.
-    recovery: Optional[Recovery]
-    #: JSON of every state key the container owns, to detect changes.
-    digest: str = ""
+    #: run.json's own block (the model's); the group default is copied in at first start.
+    recovery: Any = None
 
     status: Status = Status.NONE
     handle: Any = None
@@ -190,6 +111,30 @@ class Container:
     died: bool = False
 
     @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def run(self) -> Mapping[str, Any]:
+        return self.spec.run
+
+    @property
+    def status_goal(self) -> str:
+        return self.spec.status_goal
+
+    @property
+    def restart_policy(self) -> str:
+        return self.spec.restart_policy
+
+    @property
+    def roles(self) -> Tuple[str, ...]:
+        return self.spec.roles
+
+    @property
+    def digest(self) -> str:
+        return self.spec.digest
+
+    @property
     def goal(self) -> Status:
         return Status[self.status_goal]
 
@@ -209,91 +154,21 @@ def achieved(c: Container) -> Optional[bool]:
     return False
 
 
-@dataclass
+@dataclass(eq=False)
 class Revision:
-    """A parsed state: its groups in start order and containers in state order."""
+    """The running revision: its model, groups in start order and containers in state order."""
 
     rev: str
+    model: Any = None
     groups: List[Group] = field(default_factory=list)
     containers: Dict[str, Container] = field(default_factory=dict)
 
 
-def _roles(run: Mapping[str, Any]) -> Tuple[str, ...]:
-    # NOTE: a run.json without "roles" is mgmt (docs/protocol.md §D2.2).
-    if "roles" not in run:
-        return ("mgmt",)
-    roles = run.get("roles")
-    return ("mgmt",) if isinstance(roles, list) and "mgmt" in roles else ()
-
-
-def _parse_groups(state: Mapping[str, Any]) -> Tuple[List[Group], bool]:
-    device = state.get("device.json")
-    entries = device.get("groups") if isinstance(device, Mapping) else None
-    if entries is None and not isinstance(device, Mapping):
-        entries = state.get("groups.json")
-    if not isinstance(entries, list) or not entries:
-        return default_groups(), True
-    groups = []
-    for entry in entries:
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
-            continue
-        goal = entry.get("status_goal", "STARTED")
-        policy = entry.get("restart_policy", "container")
-        groups.append(Group(
-            name=entry["name"],
-            status_goal=goal if goal in GOALS else "STARTED",
-            restart_policy=policy if policy in POLICIES else "container",
-            timeout=_num(entry, "timeout", DEFAULT_GROUP_TIMEOUT),
-            recovery=parse_recovery(entry.get("auto_recovery")),
-        ))
-    return (groups, False) if groups else (default_groups(), True)
-
-
-def owned_keys(state: Mapping[str, Any], name: str) -> Dict[str, Any]:
-    """The state keys container ``name`` owns (docs/protocol.md §D2.1)."""
-    return {
-        key: value for key, value in state.items()
-        if key.split("/", 1)[0] == name or key.startswith(f"_config/{name}/")
-    }
-
-
-def parse_state(rev: str, state: Mapping[str, Any]) -> Revision:
-    """Groups and containers of a state JSON; lenient (validation is the storage's job)."""
-    groups, defaults = _parse_groups(state)
-    by_name = {group.name: group for group in groups}
-    revision = Revision(rev, groups)
-    explicit: List[Tuple[str, Dict[str, Any], Optional[str]]] = []
-    for key, run in state.items():
-        if not key.endswith("/run.json") or key.count("/") != 1 or key.startswith(("bsp/", "_")):
-            continue
-        if not isinstance(run, Mapping):
-            continue
-        name = run.get("name") if isinstance(run.get("name"), str) else key.split("/", 1)[0]
-        wanted = run.get("group", run.get("runlevel"))
-        if wanted is not None and wanted not in by_name:
-            log.warning("container_group_unknown", container=name, group=wanted)
-            wanted = None
-        explicit.append((name, dict(run), wanted))
-    root_taken = any(wanted == "root" for _, _, wanted in explicit)
-    for name, run, wanted in explicit:
-        if wanted is None:
-            if defaults:
-                wanted = "platform" if root_taken else "root"
-                root_taken = True
-            else:
-                wanted = groups[-1].name
-        group = by_name[wanted]
-        goal = run.get("status_goal")
-        policy = run.get("restart_policy")
-        revision.containers[name] = Container(
-            name=name,
-            rev=rev,
-            run=run,
-            group=group,
-            status_goal=goal if goal in GOALS else group.status_goal,
-            restart_policy=policy if policy in POLICIES else group.restart_policy,
-            roles=_roles(run),
-            recovery=parse_recovery(run.get("auto_recovery")),
-            digest=json.dumps(owned_keys(state, name), sort_keys=True),
-        )
-    return revision
+def load(revision: Any) -> Revision:
+    """The engine's records for a revision model (``pv_steps_revision``): nothing is re-read from JSON."""
+    groups = {g.name: Group(g) for g in revision.groups}
+    loaded = Revision(revision.rev, revision, list(groups.values()))
+    for spec in revision.containers.values():
+        loaded.containers[spec.name] = Container(spec=spec, rev=revision.rev, group=groups[spec.group],
+                                                 recovery=spec.recovery)
+    return loaded

@@ -7,7 +7,8 @@ for an object with this interface:
 ``start(container) -> handle``
     Start the container and return an opaque handle. ``container`` is a
     :class:`pv_containers.model.Container`; read ``name``, ``rev`` (the
-    revision), ``run`` (its run.json as a dict), ``group.name`` and ``roles``.
+    revision), ``run`` (its run.json, read-only), ``group.name``, ``roles`` and
+    ``spec`` (the revision model's container: ``objects``, ``config``, ``folder``).
     Raise to report a failed start (the engine treats it like a crash).
 ``stop(handle, timeout)``
     Stop it: ask politely, force it after ``timeout`` seconds. Must return
@@ -44,7 +45,7 @@ DEFAULT_ARGV = ("{python}", "-m", "pvcore.demo.container")
 def container_argv(run) -> List[str]:
     """The argv of run.json's ``exec`` (``{python}`` in argv[0] is this interpreter)."""
     argv = run.get("exec")
-    if not isinstance(argv, list) or not argv or not all(isinstance(arg, str) for arg in argv):
+    if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(arg, str) for arg in argv):
         argv = list(DEFAULT_ARGV)
     argv = list(argv)
     if argv[0] == "{python}":

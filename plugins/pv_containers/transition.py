@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 
 import structlog
 
-from .model import Container, Revision, Status, achieved, parse_state
+from .model import Container, Revision, Status, achieved, load
 
 log = structlog.get_logger(__name__)
 
@@ -19,15 +19,15 @@ NOT_STARTED = "A container could not be started"
 class Transitions:
     """Stop the running containers, load another revision, wait for its goals."""
 
-    def run_revision(self, rev: str, state, only_changed: bool = False,
+    def run_revision(self, model, only_changed: bool = False,
                      timeout: Optional[float] = None) -> Tuple[bool, str]:
-        """Replace the running containers with revision ``rev``'s; wait for the goals.
+        """Replace the running containers with those of revision ``model`` (``pv_steps_revision``); wait for the goals.
 
         1. Stop the running containers in reverse group order (each within
            ``stop_timeout``): all of them, or with ``only_changed`` only those
-           whose owned state keys differ in ``state`` or that ``state`` drops;
+           whose ``digest`` differs in ``model`` or that ``model`` drops;
            unchanged ones keep running, with their pid and counters.
-        2. Make ``state`` the engine's revision ``rev`` (it does not touch
+        2. Make ``model`` the engine's revision (it does not touch
            ``trails/current``: that is the caller's job) and start it in
            group order through the normal status machine.
         3. Block the calling thread until every container reached its goal
@@ -39,7 +39,8 @@ class Transitions:
            On failure the revision stays loaded: roll back by running the
            previous one.
         """
-        new = parse_state(rev, state)
+        new = load(model)
+        rev = new.rev
         events: list = []
         with self._ops:
             with self._lock:

@@ -1,7 +1,7 @@
 """pv_drivers: kernel driver aliases from the BSP, loaded per container.
 
-The running revision's ``bsp/drivers.json`` maps aliases to module lists
-(:mod:`pv_drivers.manifest`); containers reference aliases in their
+The running revision's ``bsp/drivers.json`` maps aliases to module lists;
+containers reference aliases in their
 ``run.json`` as ``required``/``optional`` (loaded by
 ``pv_containers_starting``; a failing required one aborts the start) or
 ``manual`` (loaded on request through the endpoints).
@@ -23,6 +23,10 @@ Modules are loaded by the ``pv_drivers_loader`` loader: this plugin's
 ``trylast`` default is ``modprobe`` when the ``driver_loader`` setting is
 ``modprobe``, else a dry-run recorder writing ``<run_dir>/drivers-dryrun.log``
 (the demo device's default).
+
+Both the manifest and the references are read from the running revision's
+model (``pv_steps_revision``: ``driver_aliases(fitconfig)``, each container's
+``drivers``); :mod:`pv_drivers.manifest` only expands module strings.
 """
 from __future__ import annotations
 
@@ -78,7 +82,7 @@ def _fitconfig(core):
 def pvcore_startup(core):
     core.stash[DRY_RUN] = DryRunLoader(os.path.join(core.settings.run_dir, "drivers-dryrun.log"))
     core.stash[STATE] = DriverState(
-        revision_state=lambda: core.call("pv_steps_revision_state", rev="current"),
+        revision=lambda: core.call("pv_steps_revision", rev="current"),
         user_meta=lambda: core.call("pv_metadata_user"),
         loader=lambda: core.hook.pv_drivers_loader(core=core),
         fitconfig=_fitconfig(core),
@@ -106,5 +110,5 @@ def pv_drivers_loader(core):
 
 
 @hookimpl(optionalhook=True)
-def pv_containers_starting(core, name, run):
-    core.stash[STATE].container_starting(name, run)
+def pv_containers_starting(core, name, container):
+    core.stash[STATE].container_starting(name, container.drivers)

@@ -10,7 +10,7 @@ published as a ``driver.status`` event (docs/plugins.md, "Publishing and followi
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import structlog
 
@@ -28,19 +28,19 @@ class DriverLoadError(RuntimeError):
 class DriverState:
     """What the drivers endpoints and hooks act on.
 
-    :param revision_state: returns the running revision's state dict (or ``None``).
+    :param revision: returns the running revision's model (``pv_steps_revision``), or ``None``.
     :param user_meta: returns the user metadata mapping (or ``None``).
     :param loader: returns the module loader to use now.
     :param fitconfig: returns the FIT configuration name ("" for none).
     :param publish: ``core.publish``, for ``driver.status`` events.
     """
 
-    def __init__(self, revision_state: Callable[[], Optional[Mapping[str, Any]]],
+    def __init__(self, revision: Callable[[], Any],
                  user_meta: Callable[[], Optional[Mapping[str, str]]],
                  loader: Callable[[], Any], fitconfig: Callable[[], str],
                  publish: Optional[Callable[[str, str, dict], Any]] = None):
         self._publish = publish or (lambda *args: None)
-        self._revision_state = revision_state
+        self._revision = revision
         self._user_meta = user_meta
         self._loader = loader
         self._fitconfig = fitconfig
@@ -49,13 +49,18 @@ class DriverState:
 
     # -- reading -------------------------------------------------------------
 
-    def _aliases(self, state=None) -> Dict[str, List[str]]:
-        state = self._revision_state() if state is None else state
-        return manifest.bsp_aliases(state, self._fitconfig() or "")
+    def _aliases(self, revision=None) -> Dict[str, Tuple[str, ...]]:
+        revision = self._revision() if revision is None else revision
+        return revision.driver_aliases(self._fitconfig() or "") if revision is not None else {}
+
+    @staticmethod
+    def _references(revision, container: str) -> Tuple[Tuple[str, str], ...]:
+        found = revision.containers.get(container) if revision is not None else None
+        return found.drivers if found is not None else ()
 
     def references(self, container: str) -> List[Tuple[str, str]]:
         """``(alias, TYPE)`` the running revision's ``container`` references."""
-        return manifest.references(manifest.container_run(self._revision_state(), container))
+        return list(self._references(self._revision(), container))
 
     def status(self, alias: str, aliases: Mapping[str, List[str]]) -> str:
         if alias not in aliases:
@@ -65,9 +70,9 @@ class DriverState:
 
     def listing(self, container: str) -> list:
         """``GET /drivers`` entries of ``container`` (``[]`` when it has none)."""
-        state = self._revision_state()
-        aliases = self._aliases(state)
-        refs = manifest.references(manifest.container_run(state, container))
+        revision = self._revision()
+        aliases = self._aliases(revision)
+        refs = self._references(revision, container)
         return [{"name": alias, "type": kind, "status": self.status(alias, aliases)} for alias, kind in refs]
 
     # -- loading ---------------------------------------------------------------
@@ -128,12 +133,13 @@ class DriverState:
         for alias in reversed(self.manual(container)):
             self.unload(alias, aliases)
 
-    def container_starting(self, container: str, run: Mapping[str, Any]) -> None:
+    def container_starting(self, container: str, drivers: Sequence[Tuple[str, str]]) -> None:
         """Load the required and optional drivers of a starting container.
 
+        :param drivers: its ``(alias, TYPE)`` references (the revision model's ``drivers``).
         :raises DriverLoadError: a required driver failed (aborts the start).
         """
-        wanted = [(alias, kind) for alias, kind in manifest.references(run) if kind != "MANUAL"]
+        wanted = [(alias, kind) for alias, kind in drivers if kind != "MANUAL"]
         if not wanted:
             return  # PERF: most containers load no driver; the BSP is not even read
         aliases = self._aliases()

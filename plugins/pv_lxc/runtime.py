@@ -255,16 +255,6 @@ class LxcHandle:
     record: Record
 
 
-def _folder(state: Mapping[str, Any], name: str) -> str:
-    """The state folder of container ``name`` (the ``<folder>/run.json`` naming it)."""
-    for key, value in state.items():
-        folder = key.split("/", 1)[0]
-        if key.endswith("/run.json") and key.count("/") == 1 and isinstance(value, Mapping) \
-                and value.get("name", folder) == name and _NAME.match(folder):  # never "..": it names paths
-            return folder
-    return name
-
-
 def _children(pid: int) -> List[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as fh:
@@ -335,13 +325,13 @@ class LxcRuntime:
             teardown(record)
             raise
 
-    def _object(self, state: Mapping[str, Any], folder: str, file: str) -> str:
-        sha = state.get(f"{folder}/{file}")
+    def _object(self, spec, file: str) -> str:
+        sha = spec.objects.get(file)
         if not isinstance(sha, str):
-            raise StartError(f"{folder}/{file} is not an object of the revision")
+            raise StartError(f"{spec.folder}/{file} is not an object of the revision")
         path = self._core.call("pv_objects_object_path", sha=sha)
         if not path:
-            raise StartError(f"object {sha} ({folder}/{file}) is not stored")
+            raise StartError(f"object {sha} ({spec.folder}/{file}) is not stored")
         return path
 
     def _mount_image(self, record: Record, image: str, target: str) -> None:
@@ -365,27 +355,28 @@ class LxcRuntime:
         return path
 
     def _start(self, container, base: str, record: Record) -> LxcHandle:
-        core, name, run = self._core, container.name, container.run
-        state = core.call("pv_steps_revision_state", rev=container.rev)
-        if not isinstance(state, Mapping):
-            raise StartError(f"revision {container.rev} has no state")
-        folder = _folder(state, name)
+        # NOTE: everything about the container comes from the revision model
+        # (``container.spec``, docs/architecture.md §3): no state JSON is read here.
+        core, name, spec = self._core, container.name, container.spec
+        run, folder = spec.run, spec.folder
+        if not _NAME.match(folder):  # never "..": it names paths
+            raise StartError(f"container folder {folder!r} is not a valid name")
         root_volume = run.get("root-volume")
         if not isinstance(root_volume, str) or not _VOLUME.match(root_volume):
             raise StartError(f"{folder}/run.json has no valid root-volume")
         volumes: Dict[str, str] = {}
         lower = os.path.join(base, "mnt", root_volume)
-        self._mount_image(record, self._object(state, folder, root_volume), lower)
+        self._mount_image(record, self._object(spec, root_volume), lower)
         volumes[root_volume] = lower
         for volume in run.get("volumes") or ():
             if isinstance(volume, str) and _VOLUME.match(volume) and volume != root_volume:
                 target = os.path.join(base, "mnt", volume)
-                self._mount_image(record, self._object(state, folder, volume), target)
+                self._mount_image(record, self._object(spec, volume), target)
                 volumes[volume] = target
         storage = run.get("storage") if isinstance(run.get("storage"), Mapping) else {}
-        for volume, spec in storage.items():
+        for volume, persistence in storage.items():
             if isinstance(volume, str) and _VOLUME.match(volume) and volume != OVERLAY:
-                volumes[volume] = self._disk(container, folder, volume, spec)
+                volumes[volume] = self._disk(container, folder, volume, persistence)
         overlay = self._disk(container, folder, OVERLAY, storage.get(OVERLAY))
         upper, work = os.path.join(overlay, "upper"), os.path.join(overlay, "work")
         os.makedirs(upper, exist_ok=True)
@@ -398,9 +389,8 @@ class LxcRuntime:
         mounts.mount_overlay(lower, upper, work, rootfs)
 
         source = ""
-        config_file = run.get("config")
-        if isinstance(config_file, str) and config_file:
-            with open(self._object(state, folder, config_file), errors="replace") as fh:
+        if spec.config is not None:
+            with open(self._object(spec, spec.config), errors="replace") as fh:
                 source = fh.read()
         socket_path = os.path.abspath(core.settings.socket_path)
         text = lxc_config.compose(name, source, rootfs, volumes, socket_path)

@@ -10,8 +10,8 @@ Revision transitions (``LOCAL_RUN`` … ``MAKE_FACTORY`` and their rollback)
 are pv_steps' too (:mod:`pv_steps.transition`), reached through
 ``pv_commands_run``.
 
-The contract other plugins use (the running revision, revision states,
-progress, the boot record) is in :mod:`pv_steps.hookspecs`. pv_steps
+The contract other plugins use (the running revision, the one revision
+model, :mod:`pv_steps.model`) is in :mod:`pv_steps.hookspecs`. pv_steps
 publishes ``revision.running`` whenever the running revision changes.
 """
 from __future__ import annotations
@@ -69,10 +69,9 @@ def pvcore_startup(core):
                   gc_keep_locals=settings.get("steps_gc_keep_locals"))
     steps.start()
     core.stash[STEPS] = steps
-    running = steps.trails.running()
-    state = steps.trails.state(running) if running is not None else None
-    if state is not None:
-        core.call("pv_containers_load", rev=running, state=state)
+    revision = steps.revisions.get("current")
+    if revision is not None:
+        core.call("pv_containers_load", revision=revision)
     core.stash[UPDATER] = Updater(core, steps, lambda rev, try_once: set_running(core, rev, try_once))
 
 
@@ -132,8 +131,8 @@ def pv_steps_running_revision(core):
 
 
 @hookimpl
-def pv_steps_revision_state(core, rev):
-    return core.stash[STEPS].trails.state(rev)
+def pv_steps_revision(core, rev):
+    return core.stash[STEPS].revisions.get(rev)
 
 
 def collect_garbage(core) -> int:

@@ -12,6 +12,7 @@ from typing import Callable, Iterable, List, Optional, Set
 import structlog
 
 from pv_steps.boot import BootRecord, BootState
+from pv_steps.model import RevisionCache
 from pv_steps.names import LOCALS
 from pv_steps.trails import Trails
 
@@ -41,6 +42,8 @@ class Steps:
         self.gc_grace = gc_grace
         self.gc_keep_locals = gc_keep_locals
         self._clock = clock
+        #: the one interpretation of each revision's state (``pv_steps_revision``)
+        self.revisions = RevisionCache(self.trails.resolve, self.trails.state_path, self.trails.state)
 
     # -- boot -------------------------------------------------------------------
 

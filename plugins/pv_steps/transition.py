@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, FrozenSet, List, Mapping, Optional
+from typing import Any, Callable, FrozenSet, List, Optional
 
 import structlog
 
@@ -53,9 +53,9 @@ _UP = ("STARTING", "STARTED", "READY")
 class Update:
     """A revision transition from ``old`` to ``rev``.
 
-    :ivar old_state: the previous revision's state JSON, to roll back to.
-    :ivar containers: names of ``rev``'s containers (one name each: the
-        folder, which run.json's ``name`` must equal).
+    :ivar old_revision: the previous revision's model, to roll back to.
+    :ivar containers: names of ``rev``'s containers, as its model names them
+        (one name each: the folder, which run.json's ``name`` must equal).
     :ivar commit_at: monotonic time at which TESTING ends; ``None`` while the
         containers are still being brought up.
     :ivar failure: why the revision failed while TESTING; ended at once.
@@ -64,7 +64,7 @@ class Update:
     op: str
     rev: str
     old: Optional[str]
-    old_state: Optional[Mapping[str, Any]] = None
+    old_revision: Any = None
     containers: FrozenSet[str] = frozenset()
     commit_at: Optional[float] = None
     failure: Optional[str] = None
@@ -74,21 +74,6 @@ class Update:
 
 def _log_line(message: str) -> str:
     return json.dumps({"plat": "pantavisor", "lvl": "ERROR", "src": "commands", "msg": message}) + "\n"
-
-
-def container_names(state: Mapping[str, Any]) -> FrozenSet[str]:
-    """The containers of a state JSON, named as the engine names them.
-
-    run.json's ``name``, else its folder: the two agree in every revision
-    ``PUT /steps`` accepts (docs/protocol.md §D2.4), and naming them as the
-    engine does keeps a state that got onto the disk otherwise consistent.
-    """
-    names = set()
-    for key, run in state.items():
-        if key.endswith("/run.json") and not key.startswith("bsp/"):
-            name = run.get("name") if isinstance(run, Mapping) else None
-            names.add(name if isinstance(name, str) and name else key[: -len("/run.json")])
-    return frozenset(names)
 
 
 class Updater(Service):
@@ -176,25 +161,27 @@ class Updater(Service):
                prepare: Optional[Callable[[], bool]]) -> bool:
         core, trails = self._core, self._steps.trails
         old = trails.running()
-        old_state = trails.state(old) if old is not None else None
+        revisions = self._steps.revisions
+        old_revision = revisions.get(old) if old is not None else None
         if prepare is not None and not prepare():
             return False
-        state = trails.state(rev)
-        if state is None:
+        revision = revisions.get(rev)
+        if revision is None:
             # Recorded even for a revision that does not exist, so the client
             # that asked can read why (docs/protocol.md §D3.2).
             written = trails.record_unknown(rev, "WONTGO", STATE_NOT_FOUND)
             log.warning("revision_transition_refused", op=op, rev=rev, reason=STATE_NOT_FOUND,
                         progress_written=written)
             return False
-        shas = trails.objects(rev) or []
+        shas = list(revision.shas())
         missing = list(core.call("pv_objects_missing", default=shas, shas=shas)) if shas else []
         if missing:
             log.warning("revision_transition_refused", op=op, rev=rev, reason=OBJECTS_MISSING, missing=missing[:5])
             self._progress(rev, "ERROR", OBJECTS_MISSING, _log_line(f"{len(missing)} objects missing"))
             return False
         with self.cond:
-            self.update = Update(op=op, rev=rev, old=old, old_state=old_state, containers=container_names(state))
+            self.update = Update(op=op, rev=rev, old=old, old_revision=old_revision,
+                                 containers=frozenset(revision.containers))
             self.cond.notify_all()
         log.info("revision_transition_started", op=op, rev=rev, old=old)
         core.hook.pvcore_activity(core=core, name="update", active=True)
@@ -204,7 +191,7 @@ class Updater(Service):
             # rolls back and marks ERROR, never an INPROGRESS that nothing ends.
             if self._set_running(rev, op == TRY_ONCE):
                 self._progress(rev, "INPROGRESS", TRANSITIONING)
-                ok, message = self._run_engine(rev, state, op == LOCAL_APPLY, timeout)
+                ok, message = self._run_engine(revision, op == LOCAL_APPLY, timeout)
             else:
                 log.error("running_revision_not_set", rev=rev)
                 ok, message = False, INTERNAL_ERROR
@@ -212,7 +199,7 @@ class Updater(Service):
             log.exception("revision_transition_crashed", op=op, rev=rev)
             ok, message = False, INTERNAL_ERROR
         if not ok:
-            self._roll_back(op, rev, old, old_state, message, timeout)
+            self._roll_back(op, rev, old, old_revision, message, timeout)
             return False
         # NOTE: deaths count from before TESTING is visible, and the deadline
         # is set after it, so the thread never ends it before it says TESTING.
@@ -228,20 +215,20 @@ class Updater(Service):
         log.info("revision_testing", op=op, rev=rev, commit_delay=commit_delay)
         return True
 
-    def _run_engine(self, rev: str, state: Mapping[str, Any], only_changed: bool, timeout: float):
-        result = self._core.call("pv_containers_run_revision", rev=rev, state=state, only_changed=only_changed,
+    def _run_engine(self, revision, only_changed: bool, timeout: float):
+        result = self._core.call("pv_containers_run_revision", revision=revision, only_changed=only_changed,
                                  timeout=timeout)
         if result is None:
             return False, "No container engine"
         ok, message = result
         return bool(ok), message or ""
 
-    def _roll_back(self, op: str, rev: str, old: Optional[str], old_state, message: str, timeout: float) -> None:
+    def _roll_back(self, op: str, rev: str, old: Optional[str], old_revision, message: str, timeout: float) -> None:
         log.error("revision_transition_failed", op=op, rev=rev, old=old, reason=message)
         try:
-            if old is not None and old_state is not None:
+            if old is not None and old_revision is not None:
                 self._set_running(old, False)
-                ok, back_message = self._run_engine(old, old_state, False, timeout)
+                ok, back_message = self._run_engine(old_revision, False, timeout)
                 if ok:
                     log.info("revision_rolled_back", rev=rev, to=old)
                 else:
@@ -257,7 +244,7 @@ class Updater(Service):
 
     def _finish(self, update: Update) -> None:
         if update.failure is not None:
-            self._roll_back(update.op, update.rev, update.old, update.old_state, update.failure,
+            self._roll_back(update.op, update.rev, update.old, update.old_revision, update.failure,
                             self._core.settings.get("update_goals_timeout"))
             return
         committed = update.op in COMMITTING

@@ -6,8 +6,8 @@
 (``pv_daemons_declare``); the ``XCONNECT_GRAPH`` command and the end of
 each revision transition ask it to reconcile at once (SIGUSR1).
 
-The graph is computed on every request from the running revision's state
-(``pv_steps_revision_state``, rev ``current``) and the containers' pids
+The graph is computed on every request from the running revision's model
+(``pv_steps_revision``, rev ``current``) and the containers' pids
 (``pv_containers_pids``); see :mod:`pv_xconnect.graph`. The hosted D-Bus
 (``system-bus`` provided by ``_pv_``) is not built in, so such requirements
 link only to containers that export a service of that name.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Mapping
 
 import falcon
 
@@ -37,12 +36,12 @@ class XconnectGraph:
 
     def on_get(self, req, resp):
         core = self._core
-        state = core.call("pv_steps_revision_state", rev="current")
-        if not isinstance(state, Mapping):
+        revision = core.call("pv_steps_revision", rev="current")
+        if revision is None:
             raise PvError("State not loaded yet", 500)
         pids = core.call("pv_containers_pids")
         resp.content_type = falcon.MEDIA_JSON
-        resp.data = dumps(build_graph(state, pids))
+        resp.data = dumps(build_graph(revision, pids))
 
 
 @hookimpl

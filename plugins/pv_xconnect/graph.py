@@ -1,11 +1,11 @@
-"""The xconnect service graph as a pure function of a revision's state (docs/protocol.md §D8.3).
+"""The xconnect service graph as a pure function of a revision model (docs/protocol.md §D8.3).
 
-Providers declare exports in ``<c>/services.json`` (an object with
-``services`` or a bare array); consumers declare requirements in
-``<c>/run.json`` under ``services.required`` and ``services.optional``. Every
-requirement is linked to every export of the same name, in any container
-(itself included): matching is by name only, the link's type comes from the
-export, and there is no de-duplication.
+Providers declare exports in ``<c>/services.json``, consumers requirements in
+``<c>/run.json`` under ``services.required`` and ``services.optional``; the
+revision model (``pv_steps_revision``) reads both: each container's
+``exports`` and ``requirements``. Every requirement is linked to every export
+of the same name, in any container (itself included): matching is by name
+only, the link's type comes from the export, and there is no de-duplication.
 """
 from __future__ import annotations
 
@@ -13,42 +13,6 @@ from typing import Any, Dict, List, Mapping, Optional
 
 #: Export types upstream knows; anything else is reported as ``unknown``.
 TYPES = ("rest", "dbus", "unix", "drm", "wayland", "input")
-
-
-def containers(state: Mapping[str, Any]) -> List[str]:
-    """Container names in state order: every ``<c>/run.json`` but the BSP's."""
-    names = []
-    for key in state:
-        name, sep, leaf = key.rpartition("/")
-        if sep and leaf == "run.json" and name and "/" not in name and name != "bsp":
-            names.append(name)
-    return names
-
-
-def exports(state: Mapping[str, Any], container: str) -> List[dict]:
-    """The named exports of ``container`` (hosted-bus ``owns`` entries have no name)."""
-    doc = state.get(container + "/services.json")
-    if isinstance(doc, Mapping):
-        doc = doc.get("services")
-    if not isinstance(doc, list):
-        return []
-    return [e for e in doc if isinstance(e, Mapping) and isinstance(e.get("name"), str)]
-
-
-def requirements(state: Mapping[str, Any], container: str) -> List[dict]:
-    """Required then optional service requirements of ``container``."""
-    run = state.get(container + "/run.json")
-    services = run.get("services") if isinstance(run, Mapping) else None
-    if not isinstance(services, Mapping):
-        return []
-    result: List[dict] = []
-    for section in ("required", "optional"):
-        items = services.get(section)
-        if isinstance(items, str):  # older manifests: "a,b"
-            items = [{"name": n.strip()} for n in items.split(",") if n.strip()]
-        if isinstance(items, list):
-            result.extend(r for r in items if isinstance(r, Mapping) and isinstance(r.get("name"), str))
-    return result
 
 
 def _pid(pids: Mapping[str, Any], name: str) -> int:
@@ -60,17 +24,18 @@ def _text(value: Any, default: Optional[str]) -> Optional[str]:
     return value if isinstance(value, str) and value else default
 
 
-def build_graph(state: Mapping[str, Any], pids: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
-    """The ``GET /xconnect-graph`` links for ``state``.
+def build_graph(revision: Any, pids: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
+    """The ``GET /xconnect-graph`` links of ``revision`` (its model), in state order.
 
     :param pids: container → init pid; missing or ``None`` pids become -1.
     """
     pids = pids if isinstance(pids, Mapping) else {}
-    names = containers(state)
-    provided = [(provider, export) for provider in names for export in exports(state, provider)]
+    containers = list(revision.containers.values())
+    provided = [(provider.name, export) for provider in containers for export in provider.exports]
     links = []
-    for consumer in names:
-        for req in requirements(state, consumer):
+    for container in containers:
+        consumer = container.name
+        for req in container.requirements:
             for provider, export in provided:
                 if export["name"] != req["name"]:
                     continue

@@ -80,8 +80,9 @@ class FakeEngine:
         self.stops = 0
 
     @hookimpl
-    def pv_containers_run_revision(self, core, rev, state, only_changed, timeout):
-        self.runs.append(SimpleNamespace(rev=rev, state=state, only_changed=only_changed, timeout=timeout))
+    def pv_containers_run_revision(self, core, revision, only_changed, timeout):
+        rev = revision.rev
+        self.runs.append(SimpleNamespace(rev=rev, revision=revision, only_changed=only_changed, timeout=timeout))
         self.running.set()
         if self.gate is not None:
             assert self.gate.wait(10), "test forgot to open the engine gate"

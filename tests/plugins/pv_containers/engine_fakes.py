@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import itertools
 
+from pv_steps.model import build
+
 from pvcore import hookimpl
 
 SPEC = "pantavisor-service-system@1"
@@ -26,9 +28,14 @@ def state_of(*runs, groups=None):
     return state
 
 
+def model_of(rev, state):
+    """The revision model the owner of revisions hands the engine (``pv_steps_revision``)."""
+    return build(rev, state)
+
+
 class FakeStorage:
     """Stands in for the owner of revisions: hands ``state`` to the engine at start-up
-    (``pv_containers_load``) and answers ``pv_steps_revision_state`` from memory."""
+    (``pv_containers_load``) and answers ``pv_steps_revision`` from memory."""
 
     def __init__(self, state=None, rev="0"):
         self.rev = rev
@@ -37,15 +44,15 @@ class FakeStorage:
     @hookimpl(trylast=True)
     def pvcore_startup(self, core):
         if self.state is not None:
-            core.hook.pv_containers_load(core=core, rev=self.rev, state=self.state)
+            core.hook.pv_containers_load(core=core, revision=model_of(self.rev, self.state))
 
     @hookimpl
     def pv_steps_running_revision(self, core):
         return self.rev if self.state is not None else None
 
     @hookimpl
-    def pv_steps_revision_state(self, core, rev):
-        return self.state if rev in ("current", self.rev) else None
+    def pv_steps_revision(self, core, rev):
+        return model_of(self.rev, self.state) if rev in ("current", self.rev) and self.state is not None else None
 
 
 class FakeProc:

@@ -1,6 +1,6 @@
 """Black-box helpers: a real gunicorn serving the demo device (or a custom revision).
 
-The storage plugin provides ``pv_steps_revision_state``; when it is not
+The storage plugin provides ``pv_steps_revision``; when it is not
 installed (this branch alone), :func:`storage_shim_path` builds a tiny
 stand-in distribution that reads ``trails/current`` and ``.pvr/json`` and
 gunicorn gets it on ``PYTHONPATH``, so the engine is tested through its hooks
@@ -31,12 +31,14 @@ def pv_steps_running_revision(core):
 
 
 @hookimpl
-def pv_steps_revision_state(core, rev):
+def pv_steps_revision(core, rev):
+    from pv_steps.model import build
+
     if rev == "current":
         rev = pv_steps_running_revision(core)
     try:
         with open(os.path.join(_trails(core), rev, ".pvr", "json")) as fh:
-            return json.load(fh)
+            return build(rev, json.load(fh))
     except (OSError, TypeError, ValueError):
         return None
 '''
@@ -45,7 +47,7 @@ def pv_steps_revision_state(core, rev):
 def storage_shim_path():
     """A PYTHONPATH entry with the stand-in storage plugin, or ``None`` if a real one is installed."""
     pm = get_plugin_manager(load_entrypoints=True, disabled=())
-    if pm.hook.pv_steps_revision_state.get_hookimpls():
+    if pm.hook.pv_steps_revision.get_hookimpls():
         return None
     base = tempfile.mkdtemp(prefix="pvshim")
     with open(os.path.join(base, "pvtest_engine_storage.py"), "w") as fh:

@@ -2,7 +2,7 @@
 import threading
 import time
 
-from engine_fakes import run_json, state_of
+from engine_fakes import model_of, run_json, state_of
 from pvcore.testing import wait_until
 
 APP = dict(group="app", restart_policy="container")
@@ -17,7 +17,7 @@ def test_run_revision_replaces_everything(make_device):
     dev.step(2)
     old = dict(dev.runtime.procs)
     new_state = state_of(run_json("sdk", group="platform"), run_json("a", **APP), run_json("c", **APP))
-    ok = dev.core.hook.pv_containers_run_revision(core=dev.core, rev="1", state=new_state)
+    ok = dev.core.hook.pv_containers_run_revision(core=dev.core, revision=model_of("1", new_state))
     assert ok == (True, "")
     assert dev.runtime.stopped == ["b", "a", "sdk"]  # reverse group order
     assert all(proc.code == -15 for proc in old.values())
@@ -34,7 +34,7 @@ def test_only_changed_keeps_unchanged_containers(make_device):
     kept_sdk, kept_a = dev.runtime.procs["sdk"], dev.runtime.procs["a"]
     new_state = state_of(run_json("sdk", group="platform"), run_json("a", **APP),
                          run_json("b", status_goal="STARTED", **APP), run_json("d", **APP))
-    ok = dev.engine.run_revision("2", new_state, only_changed=True)
+    ok = dev.engine.run_revision(model_of("2", new_state), only_changed=True)
     assert ok == (True, "")
     assert dev.runtime.stopped == ["b"]
     assert dev.runtime.procs["sdk"] is kept_sdk and dev.runtime.procs["a"] is kept_a
@@ -46,7 +46,7 @@ def test_goal_not_reached_within_group_timeout(make_device):
     dev.step(2)
     groups = [{"name": "base", "status_goal": "READY", "timeout": 0.3}]
     started = time.monotonic()
-    ok = dev.engine.run_revision("3", state_of(run_json("x"), groups=groups))
+    ok = dev.engine.run_revision(model_of("3", state_of(run_json("x"), groups=groups)))
     assert ok == (False, "Status goal not reached")
     assert 0.3 <= time.monotonic() - started < 3
     assert dev.status("x") == "STARTED"
@@ -54,7 +54,7 @@ def test_goal_not_reached_within_group_timeout(make_device):
 
 def test_explicit_timeout(make_device):
     dev = make_device(None, clock=time.monotonic)
-    ok = dev.engine.run_revision("3", state_of(run_json("x", status_goal="READY", **APP)), timeout=0.2)
+    ok = dev.engine.run_revision(model_of("3", state_of(run_json("x", status_goal="READY", **APP))), timeout=0.2)
     assert ok == (False, "Status goal not reached")
 
 
@@ -62,7 +62,7 @@ def test_ready_signal_completes_the_run(make_device):
     dev = make_device(None, clock=time.monotonic)
     result = []
     state = state_of(run_json("x", status_goal="READY", **APP))
-    worker = threading.Thread(target=lambda: result.append(dev.engine.run_revision("4", state)))
+    worker = threading.Thread(target=lambda: result.append(dev.engine.run_revision(model_of("4", state))))
     worker.start()
     wait_until(lambda: dev.engine.container("x") and dev.status("x") == "STARTED", 5)
     assert dev.core.hook.pv_containers_signal(core=dev.core, name="x", type="ready", payload="") is True
@@ -73,7 +73,7 @@ def test_ready_signal_completes_the_run(make_device):
 def test_failed_start_is_reported(make_device):
     dev = make_device(None, clock=time.monotonic)
     dev.runtime.fail.add("x")
-    ok = dev.engine.run_revision("5", state_of(run_json("x", **APP)))
+    ok = dev.engine.run_revision(model_of("5", state_of(run_json("x", **APP))))
     assert ok == (False, "A container could not be started")
 
 
@@ -81,7 +81,7 @@ def test_crash_without_recovery_is_reported(make_device):
     dev = make_device(None, clock=time.monotonic)
     state = state_of(run_json("x", status_goal="READY", **APP, auto_recovery={"policy": "no"}))
     result = []
-    worker = threading.Thread(target=lambda: result.append(dev.engine.run_revision("6", state)))
+    worker = threading.Thread(target=lambda: result.append(dev.engine.run_revision(model_of("6", state))))
     worker.start()
     wait_until(lambda: "x" in dev.runtime.procs, 5)
     dev.runtime.procs["x"].exit(2)

@@ -34,8 +34,10 @@ FAKE_PLUGIN = textwrap.dedent('''
         return ["mgmt"] if name == "%s" else None
 
     @hookimpl(trylast=True)
-    def pv_steps_revision_state(core, rev):
-        return demo_state()[0] if rev == "current" else None
+    def pv_steps_revision(core, rev):
+        from pv_steps.model import build
+
+        return build("0", demo_state()[0]) if rev == "current" else None
 ''' % (CONTAINER, CONTAINER))
 
 

@@ -1,4 +1,4 @@
-"""Parsing bsp/drivers.json and run.json driver references."""
+"""Driver module strings (the manifest and references are the revision model's: tests/plugins/pv_steps/test_steps_model.py)."""
 from pv_drivers import manifest
 from pv_drivers.loaders import modprobe_argv
 
@@ -15,22 +15,6 @@ def test_split_module():
     assert manifest.split_module("brcmfmac  a=1 b=2 ") == ("brcmfmac", "a=1 b=2")
     assert manifest.split_module("cfg80211") == ("cfg80211", "")
     assert manifest.split_module("   ") == ("", "")
-
-
-def test_bsp_aliases_merge_and_ignore_bad_shapes():
-    state = {"bsp/drivers.json": {"all": {"a": ["x"], "bad": "y", "b": ["z"]},
-                                  "fitconfig:f1": {"b": ["w"]}, "fitconfig:f2": {"c": ["v"]}}}
-    assert manifest.bsp_aliases(state) == {"a": ["x"], "b": ["z"]}
-    assert manifest.bsp_aliases(state, "f1") == {"a": ["x"], "b": ["w"]}
-    assert manifest.bsp_aliases({"bsp/drivers.json": "nope"}) == {}
-    assert manifest.bsp_aliases(None) == {}
-
-
-def test_references_in_type_order_and_robust():
-    run = {"drivers": {"manual": ["m"], "required": ["r", 3], "optional": "notalist"}}
-    assert manifest.references(run) == [("r", "REQUIRED"), ("m", "MANUAL")]
-    assert manifest.references({"drivers": []}) == []
-    assert manifest.references(None) == []
 
 
 def test_modprobe_argv_splits_params_like_a_shell():

@@ -6,6 +6,7 @@ import pytest
 
 import pv_drivers
 from pv_drivers.state import DriverLoadError
+from pv_steps.model import build
 from pvcore import hookimpl
 
 APP_PID = 4_000_001  # a peer pid only the fake resolver knows
@@ -21,6 +22,7 @@ STATE = {
                                                 "manual": ["wifi", "ghost"]}},
     "bare/run.json": {"name": "bare"},
 }
+MODEL = build("0", STATE)
 
 
 class FakeDevice:
@@ -38,8 +40,8 @@ class FakeDevice:
         return ["mgmt"] if name in ("app", "bare") else None
 
     @hookimpl
-    def pv_steps_revision_state(self, core, rev):
-        return STATE if rev == "current" else None
+    def pv_steps_revision(self, core, rev):
+        return MODEL if rev == "current" else None
 
     @hookimpl
     def pv_metadata_user(self, core):
@@ -211,12 +213,12 @@ def test_modprobe_loader_runs_the_injected_runner(device):
                    ["modprobe", "-r", "brcmfmac"], ["modprobe", "-r", "cfg80211"]]
     assert dry_calls(core) == []
     with pytest.raises(DriverLoadError):
-        core.hook.pv_containers_starting(core=core, name="app", run=STATE["app/run.json"])
+        core.hook.pv_containers_starting(core=core, name="app", run=MODEL.containers["app"].run, container=MODEL.containers["app"])
 
 
 def test_container_starting_loads_required_and_optional(device):
     core, client = device(overrides={"driver_fitconfig": "board-b"})
-    core.hook.pv_containers_starting(core=core, name="app", run=STATE["app/run.json"])
+    core.hook.pv_containers_starting(core=core, name="app", run=MODEL.containers["app"].run, container=MODEL.containers["app"])
     assert dry_calls(core) == [["modprobe", "usbserial"], ["modprobe", "ftdi_sio"], ["modprobe", "panfrost", "debug=1"]]
     statuses = {d["name"]: d["status"] for d in client.simulate_get("/drivers").json}
     assert statuses == {"usb-serial": "LOADED", "gpu": "LOADED", "wifi": "UNLOADED", "ghost": "UNKNOWN"}
@@ -225,7 +227,7 @@ def test_container_starting_loads_required_and_optional(device):
 def test_failing_optional_driver_does_not_abort_the_start(device):
     loader = FailingLoader("panfrost")
     core, client = device(extra=[LoaderPlugin(loader)], overrides={"driver_fitconfig": "board-b"})
-    core.hook.pv_containers_starting(core=core, name="app", run=STATE["app/run.json"])
+    core.hook.pv_containers_starting(core=core, name="app", run=MODEL.containers["app"].run, container=MODEL.containers["app"])
     assert [c[1] for c in loader.calls] == ["usbserial", "ftdi_sio", "panfrost"]
 
 

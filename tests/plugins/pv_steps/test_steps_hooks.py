@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import pv_steps
+from pv_steps.model import build
 from pvcore import hookimpl
 from steps_helpers import SHA_A, SHA_B, make_rev, minimal_state, point_current, trail
 
@@ -30,11 +31,17 @@ def test_running_revision_state_and_objects(steps_core, storage):
     make_rev(storage, "locals/x", minimal_state(**{"a/f": SHA_B, "a/run.json": {"name": "a"}, "note": "short"}))
     assert core.hook.pv_steps_running_revision(core=core) == "0"
     assert core.hook.pv_steps_running_revision(core=core) == "0"
-    assert core.hook.pv_steps_revision_state(core=core, rev="current") == minimal_state(**{"bsp/kernel.img": SHA_A})
+    current = core.hook.pv_steps_revision(core=core, rev="current")
+    assert current == build("0", minimal_state(**{"bsp/kernel.img": SHA_A}))
+    assert current.rev == "0" and current.shas() == (SHA_A,)
+    # one model per state file, shared by every consumer
+    assert core.hook.pv_steps_revision(core=core, rev="0") is current
+    local = core.hook.pv_steps_revision(core=core, rev="locals/x")
+    assert list(local.containers) == ["a"] and dict(local.containers["a"].objects) == {"f": SHA_B}
     assert core.stash[pv_steps.STEPS].trails.objects("locals/x") == [SHA_B]
     assert core.stash[pv_steps.STEPS].trails.objects("0") == [SHA_A]
     for rev in ("9", "..", "locals/nope", "locals"):
-        assert core.hook.pv_steps_revision_state(core=core, rev=rev) is None
+        assert core.hook.pv_steps_revision(core=core, rev=rev) is None
         assert core.stash[pv_steps.STEPS].trails.objects(rev) is None
 
 
@@ -138,13 +145,14 @@ def test_make_factory(steps_core, storage, make_client):
     state = minimal_state(**{"x/f": SHA_B})
     make_rev(storage, "locals/f", state)
     open(trail(storage, "0", "stale-file"), "w").close()
+    before = core.hook.pv_steps_revision(core=core, rev="0")
     assert pv_steps.make_factory(core, rev="locals/f") is True
-    assert core.hook.pv_steps_revision_state(core=core, rev="0") == state
+    assert core.hook.pv_steps_revision(core=core, rev="0") == build("0", state) != before
     assert not os.path.exists(trail(storage, "0", "stale-file"))
     assert core.hook.pv_steps_running_revision(core=core) == "0"
     assert pv_steps.make_factory(core, rev="locals/none") is None
     assert pv_steps.make_factory(core, rev="0") is True  # itself: still intact
-    assert core.hook.pv_steps_revision_state(core=core, rev="0") == state
+    assert core.hook.pv_steps_revision(core=core, rev="0") == build("0", state)
 
 
 def test_revisions_in_use_are_running_tried_committed_and_factory(steps_core, storage):
@@ -234,5 +242,5 @@ def test_startup_sweeps_staging_of_dead_workers(steps_core, storage):
 
 def test_plugin_registers_every_hook_it_promises():
     names = {name for name in dir(pv_steps) if name.startswith(("pvcore_", "pv_steps_", "pv_commands_"))}
-    assert {"pv_steps_running_revision", "pv_steps_revision_state", "pv_commands_run",
+    assert {"pv_steps_running_revision", "pv_steps_revision", "pv_commands_run",
             "pv_commands_update_ongoing", "pvcore_event"} <= names

@@ -1,6 +1,5 @@
 """Revision transitions, carried out by pv_steps behind POST /commands, with a fake
 engine and object store (docs/protocol.md §D3.2)."""
-import copy
 import json
 import os
 import threading
@@ -10,6 +9,7 @@ import pytest
 
 import pv_commands
 import pv_steps
+from pv_steps.model import build
 from pvcore import hookimpl
 from pvcore.testing import wait_until
 
@@ -94,9 +94,9 @@ class FakeEngine:
         self.running = threading.Event()
 
     @hookimpl
-    def pv_containers_run_revision(self, core, rev, state, only_changed, timeout):
-        self.runs.append(SimpleNamespace(rev=rev, state=copy.deepcopy(dict(state)), only_changed=only_changed,
-                                         timeout=timeout))
+    def pv_containers_run_revision(self, core, revision, only_changed, timeout):
+        rev = revision.rev
+        self.runs.append(SimpleNamespace(rev=rev, revision=revision, only_changed=only_changed, timeout=timeout))
         self.running.set()
         if self.gate is not None:
             assert self.gate.wait(10), "test forgot to open the engine gate"
@@ -172,7 +172,7 @@ def test_local_run_goes_through_testing_to_updated(cmd_env, log_output):
     assert env.storage.committed == "0"
     [run] = env.engine.runs
     assert (run.rev, run.only_changed, run.timeout) == ("locals/x", False, 7.0)
-    assert run.state == env.storage.revisions["locals/x"]
+    assert run.revision == build("locals/x", env.storage.revisions["locals/x"])
     assert env.device.activity == [("update", True), ("update", False)]
     events = [e["event"] for e in log_output]
     for name in ("command_accepted", "command_started", "revision_transition_started", "revision_testing",
@@ -236,7 +236,7 @@ def test_failed_transition_rolls_back(cmd_env, log_output, failure):
     assert statuses == [("INPROGRESS", "Transitioning to new revision without rebooting"), ("ERROR", message)]
     assert env.storage.calls == [("set_running", "locals/x", False), ("set_running", "0", False)]
     assert [run.rev for run in env.engine.runs] == ["locals/x", "0"]
-    assert env.engine.runs[1].state == env.storage.revisions["0"]
+    assert env.engine.runs[1].revision == build("0", env.storage.revisions["0"])
     assert env.storage.running == "0"
     assert env.device.activity == [("update", True), ("update", False)]
     failed = [e for e in log_output if e["event"] == "revision_transition_failed"]
@@ -252,7 +252,7 @@ def test_make_factory_copies_then_runs_zero_committed(cmd_env):
     assert final(env, "0")[-1] == ("DONE", "Update finished, revision set as rollback point")
     assert env.storage.calls[0] == ("make_factory", "locals/x")
     assert [run.rev for run in env.engine.runs] == ["0"]
-    assert env.engine.runs[0].state == env.storage.revisions["locals/x"]
+    assert env.engine.runs[0].revision == build("0", env.storage.revisions["locals/x"])
     assert env.storage.committed == "0"
 
 

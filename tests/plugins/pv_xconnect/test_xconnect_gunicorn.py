@@ -27,7 +27,7 @@ def graph(server):
 
 def test_seed_21_demo_graph_has_the_unix_link(start_gunicorn):
     server = start_gunicorn(demo=True)
-    if not implementers(server, "pv_steps_revision_state"):
+    if not implementers(server, "pv_steps_revision"):
         assert graph(server) == (500, "application/json", b'{"Error":"State not loaded yet"}')
         return
     engine = implementers(server, "pv_containers_pids")
