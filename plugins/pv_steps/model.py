@@ -370,8 +370,9 @@ class RevisionCache:
     An entry is keyed by the revision and its ``.pvr/json``'s identity (inode,
     size, mtime): a local revision rewritten by ``PUT /steps/locals/{name}``
     (a new file renamed into place) is built again on its next use, a removed
-    one is not found. At most ``size`` models are kept (the running revision,
-    the one being switched to, the one to roll back to).
+    one is not found. At most ``size`` models are kept: a transition needs
+    two (the one it switches to, the running one to roll back to), and a
+    model is about as large as its state (docs/architecture.md, "Memory").
 
     :param resolve: revision name (``current`` too) → concrete name, or ``None``.
     :param state_path: concrete name → path of its state JSON, or ``None``.
@@ -379,7 +380,7 @@ class RevisionCache:
     """
 
     def __init__(self, resolve: Callable[[str], Optional[str]], state_path: Callable[[str], Optional[str]],
-                 load: Callable[[str], Optional[Mapping[str, Any]]], size: int = 4):
+                 load: Callable[[str], Optional[Mapping[str, Any]]], size: int = 2):
         self._resolve = resolve
         self._state_path = state_path
         self._load = load
