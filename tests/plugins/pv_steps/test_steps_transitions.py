@@ -344,3 +344,23 @@ def test_storage_refusing_the_switch_is_an_error(cmd_env):
     assert final(env, "locals/x")[-1] == ("ERROR", "Internal error")
     assert refused == ["locals/x"]
     assert [run.rev for run in env.engine.runs] == ["0"]  # only the rollback ran
+
+
+def test_engine_and_updater_name_containers_from_one_model(cmd_env, log_output):
+    """Issue 19's divergence, from a state PUT /steps would refuse (run.json naming another
+    container) that got onto the disk otherwise: the engine and the updater read the same
+    revision model, so the name the engine publishes is the one the updater watches."""
+    env = cmd_env(start=False, update_commit_delay=30.0)
+    state = state_of("one", **{"one/root.squashfs": SHA_A})
+    state["two/run.json"] = {"name": "other", "group": "app"}
+    make_rev(env.core.settings.storage_dir, "locals/x", state)
+    env.core.start()
+    env.post("LOCAL_RUN", "locals/x")
+    wait_until(lambda: env.storage.last_status("locals/x") == "TESTING")
+    [run] = env.engine.runs
+    assert list(run.revision.containers) == ["one", "other"]
+    assert run.revision.containers["other"].folder == "two"
+    # the engine publishes its containers by the model's name
+    env.core.publish("container.status", "other", {"old": "READY", "new": "STOPPED", "rev": "locals/x"})
+    assert final(env, "locals/x")[-1] == ("ERROR", "A container could not be started")
+    assert [run.rev for run in env.engine.runs] == ["locals/x", "0"]
