@@ -79,6 +79,23 @@ def pvcore_services(core):
     return [CommandWorker(core, core.stash[STATE])]
 
 
+@hookimpl
+def pvcore_event(core, event):
+    # A platform container dead for good tears a real device down, as upstream
+    # does: reboot (docs/protocol.md §D5.3). While an update is being tested
+    # its owner rolls back instead; the demo device only shows the failure.
+    if event.type != "container.status" or not event.data.get("platform_failed"):
+        return
+    cstate = core.stash.get(STATE)
+    if cstate is None or cstate.update_ongoing():
+        return
+    if isinstance(core.hook.pv_commands_power_backend(core=core), DemoPower):
+        log.warning("platform_failed_no_reboot", container=event.subject, reason="demo device")
+        return
+    log.error("platform_failed_reboot", container=event.subject)
+    cstate.schedule_reboot(0.0, f"Platform container {event.subject} failed")
+
+
 @hookimpl(trylast=True)
 def pv_commands_power_backend(core):
     backend = core.stash.get(POWER)

@@ -69,9 +69,9 @@ class Engine(Lifecycle, Transitions):
         self._changed.wait(seconds)
         self._changed.clear()
 
-    def _set(self, c: Container, status: Status, events: Events) -> None:
+    def _set(self, c: Container, status: Status, events: Events, **extra) -> None:
         if c.status != status:
-            events.append((c.name, c.status.name, status.name))
+            events.append((c.name, c.status.name, status.name, extra))
             c.status = status
 
     def _ordered(self, reverse: bool = False) -> List[Container]:
@@ -86,10 +86,10 @@ class Engine(Lifecycle, Transitions):
         """Tell the other plugins, outside the data lock."""
         core = self._core
         rev_name = self._revision.rev if self._revision is not None else None
-        for name, old, new in events:
+        for name, old, new, extra in events:
             log.info("container_status_changed", container=name, old=old, new=new)
             try:
-                core.publish("container.status", name, {"old": old, "new": new, "rev": rev_name})
+                core.publish("container.status", name, {"old": old, "new": new, "rev": rev_name, **extra})
             except Exception:
                 log.exception("status_event_failed", container=name)
         with self._lock:
@@ -216,11 +216,13 @@ class Engine(Lifecycle, Transitions):
     def _died(self, c: Container, code: Optional[int], events: Events) -> None:
         c.died = not c.user_stopped
         if c.died and c.restart_policy == "system":
-            # NOTE: upstream reboots the device here; this engine never tears
-            # its host down. The failure shows instead: the group and the
-            # revision status say STOPPED, never READY (docs/protocol.md §D5.3).
+            # The group and the revision status say STOPPED, never READY; the
+            # event's platform_failed lets the owner of power reboot a real
+            # device, as upstream does (docs/protocol.md §D5.3).
             log.error("platform_container_failed", container=c.name, exit_code=code,
                       group=c.group.name if c.group else None)
+            self._set(c, Status.STOPPED, events, platform_failed=True)
+            return
         self._set(c, Status.STOPPED, events)
 
     def _do_stops(self) -> None:

@@ -3,6 +3,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -126,20 +127,7 @@ def test_defer_reboot_without_pending_reboot_does_nothing(cmd_env, log_output):
 
 def test_a_plugin_power_backend_wins_over_the_demo_one(cmd_env):
     actions = []
-
-    class Board:
-        def reboot(self, message):
-            actions.append(("reboot", message))
-
-        def poweroff(self, message):
-            actions.append(("poweroff", message))
-
-    class BoardPlugin:
-        @hookimpl
-        def pv_commands_power_backend(self, core):
-            return Board()
-
-    env = cmd_env(extra_plugins=[BoardPlugin()])
+    env = cmd_env(extra_plugins=[_board(actions)])
     env.post("POWEROFF_DEVICE", "now")
     wait_until(lambda: actions)
     assert actions == [("poweroff", "now")]
@@ -207,3 +195,37 @@ def test_subprocess_errors_are_caught(cmd_env):
 
     SystemPower(env.core, run=run).poweroff("p")
     assert env.device.activity[-1] == ("shutdown", False)
+
+
+def _board(actions):
+    class Board:
+        def reboot(self, message):
+            actions.append(("reboot", message))
+
+        def poweroff(self, message):
+            actions.append(("poweroff", message))
+
+    class BoardPlugin:
+        @hookimpl
+        def pv_commands_power_backend(self, core):
+            return Board()
+
+    return BoardPlugin()
+
+
+def test_a_dead_platform_reboots_a_real_device(cmd_env):
+    actions = []
+    env = cmd_env(extra_plugins=[_board(actions)])
+    env.core.publish("container.status", "pvr-sdk", {"old": "READY", "new": "STOPPED", "platform_failed": True})
+    wait_until(lambda: actions)
+    assert actions == [("reboot", "Platform container pvr-sdk failed")]
+
+
+def test_a_stopped_container_or_the_demo_device_does_not_reboot(cmd_env):
+    actions = []
+    env = cmd_env(extra_plugins=[_board(actions)])
+    env.core.publish("container.status", "app", {"old": "READY", "new": "STOPPED"})
+    demo = cmd_env()
+    demo.core.publish("container.status", "pvr-sdk", {"old": "READY", "new": "STOPPED", "platform_failed": True})
+    time.sleep(0.3)
+    assert actions == [] and demo.kills.calls == []
