@@ -1,7 +1,8 @@
 """pv_commands' unit tests: the real pv_steps (transitions), fake engine, daemons,
 config and metadata plugins."""
 import json
-import threading
+import os
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -9,93 +10,10 @@ import pytest
 import pv_commands
 from pvcore import hookimpl
 
-SHA_A = "a" * 64
-SHA_B = "b" * 64
+# The transition fakes (the watched pv_steps, the engine) live beside pv_steps' own tests.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pv_steps"))
 
-
-def state_of(*containers):
-    return {"#spec": "pantavisor-service-system@1",
-            **{f"{name}/run.json": {"name": name, "group": "app"} for name in containers}}
-
-
-class FakeStorage:
-    """The real pv_steps (which carries out transitions and GC), watched: progress
-    writes, boot-record changes and the keep-set of each GC, in order."""
-
-    def __init__(self, core):
-        import pv_steps
-
-        self.steps = core.stash[pv_steps.STEPS]
-        self.progress = []
-        self.calls = []
-        self.gc_in_use = None
-        trails, steps = self.steps.trails, self.steps
-        write_progress, set_running, collect = trails.write_progress, steps.set_running, steps.collect
-
-        def record_progress(rev, status, message, logs=None):
-            self.progress.append((rev, status, message))
-            return write_progress(rev, status, message, logs)
-
-        def record_set_running(rev, try_once=False):
-            self.calls.append(("set_running", rev, bool(try_once)))
-            return set_running(rev, try_once)
-
-        def record_collect(keep):
-            self.gc_in_use = sorted(keep)
-            return collect(keep)
-
-        trails.write_progress, steps.set_running, steps.collect = record_progress, record_set_running, record_collect
-
-    @staticmethod
-    def seed(storage_dir):
-        import os
-
-        for rev, state in {"0": state_of("one"), "locals/x": state_of("one", "two")}.items():
-            path = os.path.join(storage_dir, "trails", rev)
-            os.makedirs(os.path.join(path, ".pvr"), exist_ok=True)
-            with open(os.path.join(path, ".pvr", "json"), "w") as fh:
-                json.dump(state, fh)
-        os.symlink("0", os.path.join(storage_dir, "trails", "current"))
-
-    def point_current(self, rev):
-        self.steps.trails.point_current(rev)
-
-    def statuses(self, rev):
-        return [(status, message) for r, status, message in self.progress if r == rev]
-
-    def last_status(self, rev):
-        statuses = self.statuses(rev)
-        return statuses[-1][0] if statuses else None
-
-
-class FakeEngine:
-    """run_revision succeeds unless the revision is in ``fail``; ``gate`` holds it."""
-
-    def __init__(self):
-        self.runs = []
-        self.fail = set()
-        self.raises = set()
-        self.gate = None
-        self.running = threading.Event()
-        self.stops = 0
-
-    @hookimpl
-    def pv_containers_run_revision(self, core, revision, only_changed, timeout):
-        rev = revision.rev
-        self.runs.append(SimpleNamespace(rev=rev, revision=revision, only_changed=only_changed, timeout=timeout))
-        self.running.set()
-        if self.gate is not None:
-            assert self.gate.wait(10), "test forgot to open the engine gate"
-        if rev in self.raises:
-            raise RuntimeError("engine exploded")
-        if rev in self.fail:
-            return False, "Status goal not reached"
-        return True, ""
-
-    @hookimpl
-    def pv_containers_stop(self, core, timeout):
-        self.stops += 1
-        return True
+from steps_helpers import FakeEngine, WatchedSteps, make_rev, point_current, state_of  # noqa: E402
 
 
 class FakeDevice:
@@ -180,8 +98,10 @@ def cmd_env(make_core, make_client):
         settings = {"update_commit_delay": 0.05, "update_goals_timeout": 7.0, "power_kill": kills}
         settings.update(overrides)
         core = make_core(plugins=[pv_commands, pv_steps, engine, device, *extra_plugins], overrides=settings)
-        FakeStorage.seed(core.settings.storage_dir)
-        storage = FakeStorage(core)
+        for rev, state in {"0": state_of("one"), "locals/x": state_of("one", "two")}.items():
+            make_rev(core.settings.storage_dir, rev, state)
+        point_current(core.settings.storage_dir, "0")
+        storage = WatchedSteps(core)
         if start:
             core.start()
         client = make_client(core)

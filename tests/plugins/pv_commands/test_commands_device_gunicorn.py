@@ -6,17 +6,9 @@ import pytest
 
 from pvcore.testing import wait_until
 
+from commands_helpers import command, get
+
 pytestmark = pytest.mark.gunicorn
-
-
-def get(server, path):
-    status, _, body = server.request("GET", path)
-    assert status == 200, (path, body)
-    return json.loads(body)
-
-
-def command(server, op, payload=""):
-    return server.request("POST", "/commands", json.dumps({"op": op, "payload": payload}))
 
 
 def ssh(server):

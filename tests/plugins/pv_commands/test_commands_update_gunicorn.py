@@ -9,6 +9,8 @@ import pytest
 from pvcore.supervisor import process_running as _alive
 from pvcore.testing import wait_until
 
+from commands_helpers import command, get
+
 pytestmark = pytest.mark.gunicorn
 
 SERVER = "pv-example-unix-server"
@@ -23,16 +25,6 @@ def device(start_gunicorn):
     wait_until(lambda: statuses(server) == {SERVER: "READY", CLIENT: "READY", "pvr-sdk": "STARTED"},
                timeout=20, message="the demo device to come up")
     return server
-
-
-def get(server, path):
-    status, _, body = server.request("GET", path)
-    assert status == 200, (path, body)
-    return json.loads(body)
-
-
-def command(server, op, payload=""):
-    return server.request("POST", "/commands", json.dumps({"op": op, "payload": payload}))
 
 
 def statuses(server):

@@ -1,7 +1,6 @@
 """Revision transitions, carried out by pv_steps behind POST /commands, with a fake
 engine and object store (docs/protocol.md §D3.2)."""
 import json
-import os
 import threading
 from types import SimpleNamespace
 
@@ -13,63 +12,7 @@ from pv_steps.model import build
 from pvcore import hookimpl
 from pvcore.testing import wait_until
 
-from steps_helpers import make_rev, point_current
-
-SHA_A = "a" * 64
-SHA_B = "b" * 64  # an object of locals/x
-
-
-def state_of(*containers, **objects):
-    return {"#spec": "pantavisor-service-system@1",
-            **{f"{name}/run.json": {"name": name, "group": "app"} for name in containers}, **objects}
-
-
-class Storage:
-    """The real pv_steps, watched: progress writes and boot-record changes, in order."""
-
-    def __init__(self, core, revisions):
-        self.core = core
-        self.steps = core.stash[pv_steps.STEPS]
-        self.revisions = revisions
-        self.progress = []
-        self.calls = []
-        trails, steps = self.steps.trails, self.steps
-        write_progress, set_running = trails.write_progress, steps.set_running
-        commit, make_factory = steps.commit, steps.make_factory
-
-        def record_progress(rev, status, message, logs=None):
-            self.progress.append((rev, status, message))
-            return write_progress(rev, status, message, logs)
-
-        def record_set_running(rev, try_once=False):
-            self.calls.append(("set_running", rev, bool(try_once)))
-            return set_running(rev, try_once)
-
-        def record_commit(rev):
-            self.calls.append(("commit", rev))
-            return commit(rev)
-
-        def record_make_factory(rev):
-            self.calls.append(("make_factory", rev))
-            return make_factory(rev)
-
-        trails.write_progress, steps.set_running = record_progress, record_set_running
-        steps.commit, steps.make_factory = record_commit, record_make_factory
-
-    @property
-    def running(self):
-        return self.steps.trails.running()
-
-    @property
-    def committed(self):
-        return self.steps.boot_state().pv_rev
-
-    def statuses(self, rev):
-        return [(status, message) for r, status, message in self.progress if r == rev]
-
-    def last_status(self, rev):
-        statuses = self.statuses(rev)
-        return statuses[-1][0] if statuses else None
+from steps_helpers import SHA_A, SHA_B, FakeEngine, WatchedSteps, make_rev, point_current, state_of
 
 
 class FakeObjects:
@@ -81,30 +24,6 @@ class FakeObjects:
     @hookimpl
     def pv_objects_missing(self, core, shas):
         return [sha for sha in shas if sha in self.missing]
-
-
-class FakeEngine:
-    """run_revision succeeds unless the revision is in ``fail``; ``gate`` holds it."""
-
-    def __init__(self):
-        self.runs = []
-        self.fail = set()
-        self.raises = set()
-        self.gate = None
-        self.running = threading.Event()
-
-    @hookimpl
-    def pv_containers_run_revision(self, core, revision, only_changed, timeout):
-        rev = revision.rev
-        self.runs.append(SimpleNamespace(rev=rev, revision=revision, only_changed=only_changed, timeout=timeout))
-        self.running.set()
-        if self.gate is not None:
-            assert self.gate.wait(10), "test forgot to open the engine gate"
-        if rev in self.raises:
-            raise RuntimeError("engine exploded")
-        if rev in self.fail:
-            return False, "Status goal not reached"
-        return True, ""
 
 
 class Activity:
@@ -131,7 +50,7 @@ def cmd_env(make_core, make_client):
         for rev, state in revisions.items():
             make_rev(storage_dir, rev, state)
         point_current(storage_dir, "0")
-        storage = Storage(core, revisions)
+        storage = WatchedSteps(core, revisions)
         if start:
             core.start()
         client = make_client(core)
