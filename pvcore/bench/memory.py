@@ -28,8 +28,10 @@ def _sha(data: bytes) -> str:
 
 
 def many_small_objects(size: int, name: str = "app", shas=()) -> bytes:
-    """A valid state of at most ``size`` bytes: one container and ``size / 40`` small config objects."""
-    head = {"#spec": "pantavisor-service-system@1", f"{name}/run.json": {"name": name, "type": "lxc"}}
+    """A valid state of at most ``size`` bytes: one container and ``size / 40`` small config objects
+    (the kind that blew up the old parser), with ``shas`` as its objects. The memory tests use it too."""
+    head = {"#spec": "pantavisor-service-system@1",
+            f"{name}/run.json": {"name": name, "type": "lxc", "root-volume": "root.squashfs"}}
     for i, sha in enumerate(shas):
         head[f"{name}/blob{i}"] = sha
     parts = [json.dumps(head)[:-1]]

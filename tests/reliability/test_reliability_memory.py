@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from pvcore.bench.memory import many_small_objects
 from pvcore.testing import wait_until
 from reliability_helpers import LONG, all_ready, get_json, kill_worker, sha256, start_server, stop_server
 
@@ -25,25 +26,6 @@ pytestmark = pytest.mark.gunicorn
 MiB = 1 << 20
 LIMIT = 128 * MiB
 SPEC = "pantavisor-service-system@1"
-
-
-def many_small_objects(size: int, name: str = "app", shas=()) -> bytes:
-    """A valid state of at most ``size`` bytes: one container and ``size / 40`` small config objects."""
-    head = {"#spec": SPEC, f"{name}/run.json": {"name": name, "type": "lxc", "root-volume": "root.squashfs"}}
-    for i, sha in enumerate(shas):
-        head[f"{name}/blob{i}"] = sha
-    parts = [json.dumps(head)[:-1]]
-    total = len(parts[0])
-    i = 0
-    while True:
-        part = f', "{name}/_config/f{i:07d}.json": {{"i": {i}, "on": true}}'
-        if total + len(part) + 1 > size:
-            break
-        parts.append(part)
-        total += len(part)
-        i += 1
-    parts.append("}")
-    return "".join(parts).encode()
 
 
 def empty_arrays(size: int) -> bytes:
