@@ -1,8 +1,13 @@
 """Fixtures for the steps plugin: cores over a scratch storage dir, one demo gunicorn per module."""
+import os
+import sys
 
 import pytest
 
 import pv_steps
+
+# The builders of state JSON from run.json dicts (run_json, state_of) live with the engine's fakes.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pv_containers"))
 
 
 @pytest.fixture

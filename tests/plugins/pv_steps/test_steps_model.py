@@ -3,23 +3,7 @@ import pytest
 
 from pv_steps.model import build, parse_backoff
 
-SPEC = "pantavisor-service-system@1"
-
-
-def run_json(name, **fields):
-    run = {"#spec": "service-manifest-run@1", "name": name, "type": "lxc"}
-    run.update(fields)
-    return run
-
-
-def state_of(*runs, groups=None):
-    state = {"#spec": SPEC}
-    if groups is not None:
-        state["device.json"] = {"groups": groups}
-    for run in runs:
-        state[run["name"] + "/run.json"] = run
-    return state
-
+from engine_fakes import SPEC, run_json, state_of
 
 def parse_state(rev, state):
     return build(rev, state)
