@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 
 class Status(enum.IntEnum):
@@ -45,6 +45,11 @@ def number(value: float) -> Any:
     return int(value) if float(value).is_integer() else value
 
 
+def _from_spec(name: str) -> property:
+    """A read-only attribute of the revision model's record (``spec``): the engine never changes it."""
+    return property(lambda self: getattr(self.spec, name), doc=f"The revision model's ``{name}``.")
+
+
 @dataclass(eq=False)
 class Group:
     """A group of the running revision: the revision model's group and the engine's record of it."""
@@ -54,25 +59,11 @@ class Group:
     opened_at: Optional[float] = None
     timed_out: bool = False
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def status_goal(self) -> str:
-        return self.spec.status_goal
-
-    @property
-    def restart_policy(self) -> str:
-        return self.spec.restart_policy
-
-    @property
-    def timeout(self) -> float:
-        return self.spec.timeout
-
-    @property
-    def recovery(self):
-        return self.spec.recovery
+    name = _from_spec("name")
+    status_goal = _from_spec("status_goal")
+    restart_policy = _from_spec("restart_policy")
+    timeout = _from_spec("timeout")
+    recovery = _from_spec("recovery")
 
 
 @dataclass(eq=False)
@@ -110,29 +101,12 @@ class Container:
     #: exited on its own and stayed STOPPED: no recovery, or none left.
     died: bool = False
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def run(self) -> Mapping[str, Any]:
-        return self.spec.run
-
-    @property
-    def status_goal(self) -> str:
-        return self.spec.status_goal
-
-    @property
-    def restart_policy(self) -> str:
-        return self.spec.restart_policy
-
-    @property
-    def roles(self) -> Tuple[str, ...]:
-        return self.spec.roles
-
-    @property
-    def digest(self) -> str:
-        return self.spec.digest
+    name = _from_spec("name")
+    run = _from_spec("run")
+    status_goal = _from_spec("status_goal")
+    restart_policy = _from_spec("restart_policy")
+    roles = _from_spec("roles")
+    digest = _from_spec("digest")
 
     @property
     def goal(self) -> Status:
