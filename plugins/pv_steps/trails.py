@@ -9,6 +9,7 @@ sweeper can tell a crashed worker's leftovers from work in flight.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -198,6 +199,21 @@ class Trails:
         os.makedirs(self.root, exist_ok=True)
         return os.path.join(self.root, f".{os.getpid()}-{secrets.token_hex(8)}.tmp")
 
+    @contextlib.contextmanager
+    def _publishing(self, target: str):
+        """Yield a fresh staging folder to fill, then publish it as ``target`` in one
+        rename: a new revision appears complete or not at all. On any failure the
+        staging folder is removed. The caller holds the lock."""
+        staging = self.staging_path()
+        try:
+            yield staging
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.rename(staging, target)
+        except BaseException:
+            _remove_tree(staging)
+            raise
+        fsync_dir(os.path.dirname(target))
+
     def progress_status(self, rev: str) -> Optional[str]:
         """The ``status`` of ``rev``'s progress JSON, or ``None`` if unreadable."""
         path = self.existing(rev)
@@ -254,16 +270,9 @@ class Trails:
                 target = self.path(rev)
                 if target is None:
                     return False
-                staging = self.staging_path()
-                try:
+                with self._publishing(target) as staging:
                     os.makedirs(os.path.join(staging, ".pv"))
                     atomic_write(os.path.join(staging, ".pv", "progress"), progress_json(status, message))
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    os.rename(staging, target)
-                except BaseException:
-                    _remove_tree(staging)
-                    raise
-                fsync_dir(os.path.dirname(target))
         return self.write_progress(rev, status, message) is not None
 
     def write_commitmsg(self, rev: str, message: bytes) -> bool:
@@ -301,20 +310,13 @@ class Trails:
                 os.makedirs(os.path.join(target, ".pv"), exist_ok=True)
                 atomic_write(os.path.join(target, ".pv", "progress"), ready)
                 return
-            staging = self.staging_path()
-            try:
+            with self._publishing(target) as staging:
                 os.makedirs(os.path.join(staging, ".pvr"))
                 os.makedirs(os.path.join(staging, ".pv"))
                 os.replace(json_file, os.path.join(staging, ".pvr", "json"))
                 objects_index.write(os.path.join(staging, ".pv"), json_stat, objects)
                 atomic_write(os.path.join(staging, ".pv", "progress"), ready)
                 fsync_dir(os.path.join(staging, ".pvr"))
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                os.rename(staging, target)
-            except BaseException:
-                _remove_tree(staging)
-                raise
-            fsync_dir(os.path.dirname(target))
 
     def replace_with_state(self, rev: str, data: bytes, objects: Optional[List[str]] = None) -> None:
         """Make ``rev`` a fresh revision holding only state ``data`` (MAKE_FACTORY).
