@@ -119,6 +119,12 @@ def _effective_uid(pid: int) -> Optional[int]:
     return None
 
 
+def _start_time(pid: int) -> Optional[str]:
+    """When ``pid`` started (clock ticks since boot), or ``None`` if it is gone."""
+    stat = proc_stat(pid)
+    return stat[19] if stat is not None and len(stat) > 19 else None
+
+
 def _in_own_tree(pid: int) -> bool:
     """Whether ``pid`` is pvcore's master, its worker, or a descendant of them."""
     own = {os.getpid(), os.getppid()}
@@ -183,10 +189,18 @@ class CallerCache:
     PERF: identifying a caller reads several ``/proc`` files; a keep-alive
     connection keeps its peer process, so the answer holds until the device
     changes (a container status or the revision), which bumps the generation.
+
+    The peer process is pinned too: ``SO_PEERCRED`` names the pid that
+    connected, and once that process is gone its pid may be reused by
+    another (the host). A connection outlives its process when handed on
+    (fork, ``SCM_RIGHTS``), so re-identifying it by pid alone would give a
+    container's connection the new owner's identity; instead it becomes
+    unknown (docs/protocol.md §4.1).
     """
 
     def __init__(self):
         self._by_socket = weakref.WeakKeyDictionary()
+        self._peers = weakref.WeakKeyDictionary()  # sock -> (pid, start time) first seen
         self._generation = itertools.count()
         self.generation = next(self._generation)
 
@@ -198,6 +212,15 @@ class CallerCache:
 
     def put(self, sock, caller: Caller) -> None:
         self._by_socket[sock] = (self.generation, caller)
+
+    def same_peer(self, sock, pid: int) -> bool:
+        """Whether ``pid`` is still the process first seen on ``sock``."""
+        current = (pid, _start_time(pid))
+        try:
+            first = self._peers.setdefault(sock, current)
+        except TypeError:  # a socket that cannot be weakly referenced: nothing to pin
+            return True
+        return current[1] is not None and first == current
 
     def invalidate(self) -> None:
         self.generation = next(self._generation)
@@ -227,6 +250,9 @@ def identify(core, environ) -> Optional[Caller]:
         cache = core.caller_cache
         caller = cache.get(sock)
         if caller is None:
+            pid = peer_pid(environ)
+            if pid is None or not cache.same_peer(sock, pid):
+                return None
             caller = _identify(core, environ)
             if caller is not None:
                 cache.put(sock, caller)
