@@ -17,7 +17,7 @@ from typing import List
 
 from pvcore.bench.loadgen import load
 from pvcore.bench.servers import Server
-from pvcore.testing import UnixHTTPConnection
+from pvcore.testing import UnixHTTPConnection, wait_until
 
 #: Larger than any socket buffer: a download never read holds its thread.
 OBJECT_SIZE = 4 << 20
@@ -29,17 +29,6 @@ def _call(server: Server, method: str, path: str, body=None):
         return conn.call(method, path, body)
     finally:
         conn.close()
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _settled(server: Server):
@@ -64,10 +53,10 @@ def _add_hog(server: Server, connections: int, sha: str, go: str, ready: str) ->
                             json.dumps({"op": "LOCAL_RUN", "payload": "locals/hog"}).encode())
     if status != 200:
         raise RuntimeError(f"LOCAL_RUN: {status} {body[:200]!r}")
-    _wait(lambda: json.loads(server.get("/steps/locals/hog/progress"))["status"] in ("DONE", "UPDATED"), 60,
-          "the switch to locals/hog")
-    _wait(lambda: (lambda items: items and "hog" in {c["name"] for c in items})(_settled(server)), 60,
-          "the hog container")
+    wait_until(lambda: json.loads(server.get("/steps/locals/hog/progress"))["status"] in ("DONE", "UPDATED"),
+               timeout=60, interval=0.1, message="the switch to locals/hog")
+    wait_until(lambda: (lambda items: items and "hog" in {c["name"] for c in items})(_settled(server)),
+               timeout=60, interval=0.1, message="the hog container")
 
 
 def fig_starvation(quick: bool) -> List[dict]:
@@ -78,7 +67,7 @@ def fig_starvation(quick: bool) -> List[dict]:
     connections = 16 if quick else 64
     server = Server().start()
     try:
-        _wait(lambda: _settled(server), 60, "the demo containers")
+        wait_until(lambda: _settled(server), timeout=60, interval=0.1, message="the demo containers")
         data = os.urandom(OBJECT_SIZE)
         sha = hashlib.sha256(data).hexdigest()
         status, _, body = _call(server, "PUT", f"/objects/{sha}", data)
@@ -90,7 +79,8 @@ def fig_starvation(quick: bool) -> List[dict]:
         load(server.socket, "/containers", 1, 1)  # warm-up
         calm = load(server.socket, "/containers", 1, seconds)
         open(go, "w").close()
-        opened = _wait(lambda: os.path.exists(ready) and json.load(open(ready)), 120, "the hostile connections")
+        opened = wait_until(lambda: os.path.exists(ready) and json.load(open(ready)),
+                            timeout=120, interval=0.1, message="the hostile connections")
         if opened["opened"] != connections:
             raise RuntimeError(f"the hog opened {opened}")
         time.sleep(1.0)  # downloads fill their sockets, trickles reach their threads
