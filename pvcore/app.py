@@ -109,6 +109,10 @@ class MethodMux:
             setattr(self, "on_" + method.lower(), getattr(resource, name))
 
 
+#: Longest a publisher waits for another thread to deliver its event (seconds).
+EVENT_DELIVERY_WAIT = 5.0
+
+
 class Core:
     """Everything the plugins share, kept beside the Falcon app.
 
@@ -235,29 +239,39 @@ class Core:
 
         Delivery never runs under a lock: the thread that finds nobody
         delivering delivers every pending event — its own, and those
-        published meanwhile by a listener or by another thread (whose
-        ``publish`` then returns at once). So a listener may publish, and may
-        wait for a lock that another publisher holds while publishing (the
-        metadata store publishes under its write lock; its listener writes
-        under it), without a deadlock.
+        published meanwhile by a listener or by another thread. A listener
+        that publishes returns at once (its event follows the current one).
+        Another thread waits until its event has been delivered, so that
+        when ``publish`` returns every listener has seen it: a client whose
+        ``PUT /user-meta`` was answered reads the new value in ``/config``
+        (docs/architecture.md §3). Publish after releasing your own locks;
+        the wait is bounded (``EVENT_DELIVERY_WAIT``) in case a listener
+        waits for one anyway.
         """
         events = self._events
+        me = threading.get_ident()
         with events.lock:
             event = events.make(type, subject, data or {})
             events.pending.append(event)
             if events.delivering:
+                if events.deliverer != me and not events.delivered_cond.wait_for(
+                        lambda: events.delivered >= event.id, EVENT_DELIVERY_WAIT):
+                    log.warning("event_delivery_slow", type=type, subject=subject, id=event.id)
                 return event
-            events.delivering = True
+            events.delivering, events.deliverer = True, me
         while True:
             with events.lock:
                 if not events.pending:
-                    events.delivering = False
+                    events.delivering, events.deliverer = False, None
                     return event
                 current = events.pending.popleft()
             try:
                 self.hook.pvcore_event(core=self, event=current)
             except Exception:  # a listener's bug must not stall every later event
                 log.exception("event_listener_failed", type=current.type, subject=current.subject)
+            with events.lock:
+                events.delivered = current.id
+                events.delivered_cond.notify_all()
 
     @property
     def first_event_id(self) -> int:

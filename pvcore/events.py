@@ -55,8 +55,14 @@ class EventCounter:
         # NOTE: held only to number and queue an event, never while
         # listeners run (see Core.publish).
         self.lock = threading.Lock()
+        #: notified (under ``lock``) each time an event has been delivered
+        self.delivered_cond = threading.Condition(self.lock)
         self.pending: "collections.deque[Event]" = collections.deque()
         self.delivering = False
+        #: the thread delivering, while one is
+        self.deliverer: Optional[int] = None
+        #: id of the last event every listener has seen
+        self.delivered = self.first - 1
 
     def make(self, type: str, subject: str, data: Mapping[str, Any]) -> Event:
         return Event(next(self._ids), time.time(), type, subject, dict(data or {}))

@@ -87,3 +87,35 @@ def test_an_oversized_event_keeps_its_place_but_not_its_data():
     log.append(counter.make("big", "s", {"blob": "x" * 100_000}))
     (record,) = lines(log.read(0, type_matcher([]), 1 << 16)[0])
     assert record["type"] == "big" and record["data"]["truncated"] is True
+
+
+def test_publish_returns_once_every_listener_has_seen_the_event(make_core):
+    """A PUT answered after its publish: readers see what listeners made of it."""
+    import threading
+    import time
+
+    from pvcore import hookimpl
+
+    seen, started, gate = [], threading.Event(), threading.Event()
+
+    class Slow:
+        @hookimpl
+        def pvcore_event(self, core, event):
+            if event.type == "test.slow":
+                started.set()
+                gate.wait(5)
+            seen.append(event.type)
+
+    core = make_core(plugins=[Slow()])
+    first = threading.Thread(target=core.publish, args=("test.slow", "a"))
+    first.start()
+    assert started.wait(5)
+    returned = []
+    second = threading.Thread(target=lambda: (core.publish("test.fast", "b"), returned.append(list(seen))))
+    second.start()
+    time.sleep(0.2)
+    assert returned == []  # still being delivered by the first thread
+    gate.set()
+    second.join(5)
+    first.join(5)
+    assert returned == [["test.slow", "test.fast"]]
