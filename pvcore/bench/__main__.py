@@ -1,5 +1,10 @@
 """``python -m pvcore.bench [--quick] [--only NAME]``: run every figure, print one table,
-write ``var/bench/<timestamp>.json``."""
+write ``var/bench/<timestamp>.json``.
+
+The core's figures live here; a plugin adds its own through the ``pvcore.bench``
+entry-point group (a sequence of ``figure(quick) -> rows`` functions), so the
+bench, like the core, names no plugin (pv_lxc's container-start figure is one).
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +15,6 @@ import sys
 import time
 
 from pvcore.bench.figures import FIGURES
-from pvcore.bench.containers import CONTAINER_FIGURES
 from pvcore.bench.memory import MEMORY_FIGURES
 from pvcore.bench.starvation import STARVATION_FIGURES
 from pvcore.bench.streams import STREAM_FIGURES
@@ -37,6 +41,16 @@ def render(rows) -> str:
     return "\n".join(lines)
 
 
+def plugin_figures() -> tuple:
+    """Figures that installed plugins declare in the ``pvcore.bench`` entry-point group."""
+    from importlib.metadata import entry_points
+
+    found = []
+    for ep in sorted(entry_points(group="pvcore.bench"), key=lambda e: e.name):
+        found.extend(ep.load())
+    return tuple(found)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pvcore.bench")
     parser.add_argument("--quick", action="store_true", help="each figure briefly (a smoke run)")
@@ -44,7 +58,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="var/bench", help="directory for the JSON results")
     args = parser.parse_args(argv)
     rows = []
-    for figure in FIGURES + STREAM_FIGURES + CONTAINER_FIGURES + STARVATION_FIGURES + MEMORY_FIGURES:
+    for figure in FIGURES + STREAM_FIGURES + plugin_figures() + STARVATION_FIGURES + MEMORY_FIGURES:
         if args.only and not any(name in figure.__name__ for name in args.only):
             continue
         t0 = time.monotonic()

@@ -56,7 +56,6 @@ def fig_container_start(quick: bool) -> List[dict]:
     if reason:
         print(f"# fig_container_start skipped: {reason}", file=sys.stderr)
         return []
-    # NOTE: the bench, like any client, uses the plugin's demo builder; the service core never imports it.
     from pv_lxc import demo
 
     runs = 3 if quick else 15
@@ -93,4 +92,5 @@ def fig_container_start(quick: bool) -> List[dict]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-CONTAINER_FIGURES = (fig_container_start,)
+#: Found by ``python -m pvcore.bench`` through the ``pvcore.bench`` entry-point group.
+FIGURES = (fig_container_start,)
