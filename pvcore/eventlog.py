@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 import structlog
 
 from pvcore import hookimpl
-from pvcore.app import StashKey
+from pvcore.stash import StashKey
 from pvcore.body import dumps
 from pvcore.errors import BadRequest
 from pvcore.query import int_param
