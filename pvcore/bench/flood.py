@@ -10,6 +10,10 @@ connections each send a request pvcore refuses on its head (``403``: a
 non-mgmt caller's ``PUT /containers/x``) followed by a body that never ends
 (chunked, a byte a second); each reconnects as soon as it is closed.
 
+``python -m pvcore.bench.flood streams --connections N --ready FILE`` (a
+mgmt container): opens as many ``/_pvcore/events`` streams as it is given,
+up to N, and holds them.
+
 :func:`probe` is the host's side: requests made the way ``curl`` makes them
 (a non-blocking connect: a full backlog is a failure, not a wait), timed.
 """
@@ -74,6 +78,30 @@ def refused_flood(path: str, connections: int, ready: str) -> None:
         time.sleep(0.2)
 
 
+def stream_hog(path: str, connections: int, ready: str) -> None:
+    """Hold every ``/_pvcore/events`` stream pvcore grants, up to ``connections``."""
+    held = []
+    statuses = []
+    for _ in range(connections):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(10)
+        sock.connect(path)
+        sock.sendall(b"GET /_pvcore/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        head = b""
+        while b"\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        statuses.append(head.split(b" ", 2)[1].decode() if head.count(b" ") >= 2 else "closed")
+        held.append(sock)
+    with open(ready + ".tmp", "w") as fh:
+        fh.write(" ".join(statuses) + "\n")
+    os.rename(ready + ".tmp", ready)
+    while True:
+        time.sleep(1)
+
+
 def probe(path: str, requests: int, timeout: float = 5.0, pause: float = 0.01,
           target: bytes = b"/containers") -> Tuple[List[float], int]:
     """``(seconds of each answered request, failures)``: ``GET target``, one connection each.
@@ -111,7 +139,7 @@ def probe(path: str, requests: int, timeout: float = 5.0, pause: float = 0.01,
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pvcore.bench.flood")
-    parser.add_argument("kind", choices=("connect", "refused"))
+    parser.add_argument("kind", choices=("connect", "refused", "streams"))
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--ready", required=True)
@@ -119,6 +147,8 @@ def main(argv=None) -> None:
     path = os.environ["PVCORE_CTRL_SOCKET"]
     if args.kind == "connect":
         connect_flood(path, args.procs, args.ready)
+    elif args.kind == "streams":
+        stream_hog(path, args.connections, args.ready)
     else:
         refused_flood(path, args.connections, args.ready)
 

@@ -23,28 +23,30 @@ pytestmark = pytest.mark.gunicorn
 
 CALLS = 400 if LONG else 100
 
-def _flooder(kind, out, *args):
+def _flooder(kind, out, *args, roles=()):
     script = ("import sys\nfrom pvcore.bench.flood import main\n"
               f"main([{kind!r}, '--ready', {os.path.join(out, kind)!r}, " + ", ".join(map(repr, args)) + "])\n")
     return {"#spec": "service-manifest-run@1", "name": "flood", "type": "lxc", "group": "app",
-            "status_goal": "STARTED", "restart_policy": "container", "roles": [],
+            "status_goal": "STARTED", "restart_policy": "container", "roles": list(roles),
             "exec": ["{python}", "-c", script]}
 
 @pytest.fixture(name="flooded")
 def _flooded(request):
     kind, args, env = (request.param + ({},))[:3]
+    env = dict(env)
     base = short_tempdir("pvfl")
     out = os.path.join(base, "out")
     os.makedirs(out)
     state = {"#spec": "pantavisor-service-system@1"}
     if kind:
-        state["flood/run.json"] = _flooder(kind, out, *args)
+        state["flood/run.json"] = _flooder(kind, out, *args, roles=env.pop("roles", ()))
     write_revision(os.path.join(base, "storage"), state)
     server = start_server({"PVCORE_THREADS": "8", **env}, demo=False, base=base)
     try:
         if kind:
             wait_until(lambda: os.path.exists(os.path.join(out, kind)), 30, message=f"the {kind} flood")
             time.sleep(1.0)  # let it fill what it can
+        server.out = out
         yield server
     finally:
         stop_server(server)
@@ -95,7 +97,8 @@ def test_a_refused_request_is_answered_and_closed_without_reading_its_body(flood
     _refusals(flooded, [
         (b"DELETE /containers HTTP/1.1\r\nHost: localhost\r\n" + ENDLESS, b"400"),  # method
         (b"PUT /nowhere HTTP/1.1\r\nHost: localhost\r\n" + CHUNKED, b"400"),  # unknown endpoint
-        (b"PATCH /user-meta/k HTTP/1.1\r\nHost: localhost\r\n" + ENDLESS, b"501"),  # framework
+        (b"PATCH /user-meta/k HTTP/1.1\r\nHost: localhost\r\n" + ENDLESS, b"400"),  # method, templated
+        (b"PATCH /containers HTTP/1.1\r\nHost: localhost\r\n" + CHUNKED, b"501"),  # framework
     ])
 
 
@@ -103,6 +106,10 @@ def test_a_refused_request_is_answered_and_closed_without_reading_its_body(flood
 @pytest.mark.parametrize("flooded", [(None, ())], indirect=True, ids=["unknown"])
 def test_an_unknown_callers_request_is_refused_without_reading_its_body(flooded):
     os.chmod(flooded.socket, 0o666)
+    folder = os.path.dirname(flooded.socket)
+    while folder not in ("/", "/tmp"):
+        os.chmod(folder, os.stat(folder).st_mode | 0o011)
+        folder = os.path.dirname(folder)
     pid = os.fork()
     if pid == 0:  # an unknown caller: not pvcore's uid, in no container
         code = 1
@@ -119,3 +126,17 @@ def test_an_unknown_callers_request_is_refused_without_reading_its_body(flooded)
         finally:
             os._exit(code)
     assert os.waitpid(pid, 0)[1] == 0
+
+
+@pytest.mark.parametrize("flooded", [("streams", ("--connections", "20"), {"roles": ["mgmt"]})], indirect=True,
+                         ids=["streams"])
+def test_one_caller_cannot_take_every_stream_slot(flooded):
+    """Before: a mgmt container took all 16 slots and the host's watcher got 503."""
+    with open(os.path.join(flooded.out, "streams")) as fh:
+        statuses = fh.read().split()
+    assert 0 < statuses.count("200") < 16, statuses
+    from pvcore.testing import StreamReader
+    with StreamReader(flooded.socket, "/_pvcore/events") as watcher:
+        assert watcher.status == 200
+    with StreamReader(flooded.socket, "/_pvcore/logs/flood?follow=1") as follower:
+        assert follower.status == 200
