@@ -182,7 +182,8 @@ def _make_core_fixture():
     A Core with exactly ``plugins`` (modules, objects or ``(name, plugin)``
     pairs; the core's caller and introspection plugins are always there),
     storage and run dirs in a fresh temp dir, settings from ``overrides``
-    only (the environment is ignored). ``load_entrypoints=True`` adds every
+    only (the environment is ignored), with the demo device's values (a
+    laptop: process runtime, pretend power) unless ``demo=False``. ``load_entrypoints=True`` adds every
     installed plugin; ``disabled`` blocks plugins by name. Nothing runs until
     you call ``core.start()``; every core is stopped and its dirs removed at
     teardown. A plugin mistake raises pvcore.errors.StartupError.
@@ -198,7 +199,9 @@ def _make_core_fixture():
     ) -> Core:
         base = short_tempdir()
         dirs.append(base)
-        values = {"storage_dir": os.path.join(base, "storage"), "run_dir": os.path.join(base, "run")}
+        # A laptop, not a device: the demo's values (process runtime, pretend
+        # power, drivers dry-run), never its seeded revision.
+        values = {"demo": True, "storage_dir": os.path.join(base, "storage"), "run_dir": os.path.join(base, "run")}
         values.update(overrides or {})
         pm = get_plugin_manager(load_entrypoints=load_entrypoints, plugins=[*plugins, StandInContracts()],
                                 disabled=disabled)
@@ -403,6 +406,11 @@ class GunicornServer:
             "PVCORE_SOCKET": self.socket,
             "PVCORE_LOG_FORMAT": "json",
         })
+        if "PVCORE_DEMO" not in env:
+            # A laptop, not a device (no reboot, no modprobe, no LXC): the
+            # demo's settings without its seeded revision. Pass PVCORE_DEMO=1
+            # for the demo device, PVCORE_DEMO=0 for a device's defaults.
+            self.env.update({"PVCORE_DEMO": "1", "PVCORE_DEMO_SEED": "0"})
         self.env.update(env)
         self.proc: Optional[subprocess.Popen] = None
         #: The interpreter that runs gunicorn (another venv's, to test an install).
