@@ -4,6 +4,7 @@ venv, units, start as the unit does from an empty working directory, serve,
 stop, nothing left, nothing written outside the configured directories."""
 import configparser
 import glob
+import json
 import os
 import shlex
 import shutil
@@ -15,6 +16,7 @@ import time
 
 import pytest
 
+from pvcore.demo import demo_state
 from pvcore.deploy import declared_settings, install_units, main, settings_template
 from pvcore.settings import SettingsError
 from pvcore.testing import UnixHTTPConnection, short_tempdir, wait_until
@@ -131,7 +133,20 @@ def _walkthrough(tmp_path, base):
     sock_path = _unit(os.path.join(root, "etc/systemd/system/pvcore.socket"))["Socket"]["ListenStream"]
     assert sock_path == os.path.join(run, "pv-ctrl")
 
-    # 3. Start it as systemd would: socket activation, Type=notify, the unit's
+    # 3. Provision a factory revision in upstream's layout (docs/deploy.md):
+    # here the demo's BSP alone, which runs under any runtime.
+    state, objects = demo_state()
+    state = {key: value for key, value in state.items() if key == "#spec" or key.startswith("bsp/")}
+    os.makedirs(os.path.join(storage, "objects"))
+    for key, sha in state.items():
+        if isinstance(sha, str) and sha in objects:
+            with open(os.path.join(storage, "objects", sha), "wb") as fh:
+                fh.write(objects[sha])
+    os.makedirs(os.path.join(storage, "trails", "0", ".pvr"))
+    with open(os.path.join(storage, "trails", "0", ".pvr", "json"), "w") as fh:
+        json.dump(state, fh)
+
+    # 4. Start it as systemd would: socket activation, Type=notify, the unit's
     # environment only, from an empty working directory and an empty home.
     cwd, home = os.path.join(base, "cwd"), os.path.join(base, "home")
     os.makedirs(cwd)
@@ -173,7 +188,10 @@ def _walkthrough(tmp_path, base):
         assert values["power_backend"] == ("system", "default")
         assert values["update_commit_delay"] == (25.0, "default")
         assert values["demo"] == (False, "default")
-        assert conn.json("GET", "/containers")[0] == 200
+        assert conn.json("GET", "/containers") == (200, [])
+        assert conn.json("GET", "/steps/current") == (200, state)
+        progress = conn.json("GET", "/steps/0/progress")[1]
+        assert (progress["status"], progress["status-msg"]) == ("DONE", "Factory revision")
         conn.close()
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -181,11 +199,13 @@ def _walkthrough(tmp_path, base):
         notify.close()
     assert code == 0, open(log_path).read()[-3000:]
 
-    # 4. Nothing left, nothing written outside the configured directories.
+    # 5. Nothing left, nothing written outside the configured directories.
     wait_until(lambda: not _processes_with(marker), 10, 0.1, "every process of the deployed pvcore to end")
     assert os.listdir(cwd) == [] and os.listdir(home) == []
     assert sorted(os.listdir(base)) == ["cwd", "home", "journal.log", "notify", "root", "run", "storage"]
     assert _tree(root) == ["etc/pvcore/pvcore.conf", "etc/systemd/system/pvcore.service",
                            "etc/systemd/system/pvcore.socket"]
-    for line in open(log_path).read().splitlines():
-        assert line.startswith("{"), line  # every log line is a JSON object
+    # Every line of pvcore's is a JSON object (systemd-socket-activate's own aside).
+    lines = [line for line in open(log_path).read().splitlines()
+             if not line.startswith(("Listening on ", "Communication attempt ", "Execing "))]
+    assert lines and all(json.loads(line) for line in lines)
