@@ -293,7 +293,8 @@ class CallerCache:
 
     PERF: identifying a caller reads several ``/proc`` files; a keep-alive
     connection keeps its peer process, so the answer holds until the device
-    changes (a container status or the revision), which bumps the generation.
+    changes (a container status or the revision), which bumps the generation,
+    or its peer process exits (one ``/proc/<pid>/stat`` read per request).
 
     The peer process is pinned too: ``SO_PEERCRED`` names the pid that
     connected, and once that process is gone its pid may be reused by
@@ -354,6 +355,10 @@ def identify(core, environ) -> Optional[Caller]:
     if sock is not None:
         cache = core.caller_cache
         caller = cache.get(sock)
+        # NOTE: the answer is the connecting process's: once it has exited
+        # (the connection handed on), the connection is unknown (§4.1).
+        if caller is not None and not cache.same_peer(sock, caller.pid):
+            return None
         if caller is None:
             pid = peer_pid(environ)
             if pid is None or not cache.same_peer(sock, pid):

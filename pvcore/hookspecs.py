@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
-    from pvcore.app import Core
+    from pvcore.core import Core
     from pvcore.events import Event
     from pvcore.services import Service
     from pvcore.settings import Setting

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from pvcore.errors import BadRequest, NotFound, PvError
+from pvcore.query import int_param
 from pvcore.streams import FileFollower, open_stream, tail_offset
 
 from .runtime import console_log_path
@@ -47,12 +48,10 @@ class ContainerLog:
         container = self._engine.container(name)
         if container is None:
             raise NotFound("Container not found")
-        tail = req.params.get("tail")
-        if tail is not None and (not isinstance(tail, str) or not tail.isdigit() or int(tail) > MAX_TAIL):
-            raise BadRequest("Invalid tail")
+        tail = int_param(req, "tail", MAX_TAIL)
         follow = _flag(req.params.get("follow"))
         path = self.log_path(container)
-        offset = tail_offset(path, int(tail)) if tail is not None else 0
+        offset = tail_offset(path, tail) if tail is not None else 0
         if follow and open_stream(self._core, req, resp, FileFollower(path, offset), TEXT, "logs:" + name):
             return
         resp.content_type = TEXT
