@@ -535,22 +535,24 @@ class LxcRuntime:
         return [f"{key.split(':', 1)[1]}:{path}" for key, path in handle.cgroups.items()]
 
     def identify(self, pid: int) -> Optional[str]:
-        """The running container whose cgroup holds process ``pid`` (or a cgroup below it).
+        """``""`` (unknown) for a process in an LXC payload cgroup that no running container owns.
 
-        A process in an LXC payload cgroup that no running container owns gets
-        an impossible name, so it is an unknown caller, never the host.
+        Such a process runs as uid 0 like pvcore: "host by uid" must never
+        reach it. Processes in a running container's cgroups are left to
+        the core's resolver, which weighs every hierarchy and the pid
+        namespace (docs/architecture.md §6): a single hierarchy is no proof.
         """
         peer = read_cgroups(pid)
         if not peer:
             return None
-        for name, handle in list(self._running.items()):
+        for handle in list(self._running.values()):
             for key, path in handle.cgroups.items():
                 theirs = peer.get(key)
                 if theirs is not None and (theirs == path or theirs.startswith(path + "/")):
-                    return name
+                    return None
         for path in peer.values():
             if "/lxc.payload." in path or path.startswith("lxc.payload."):
-                return "lxc:" + path
+                return ""
         return None
 
     def running(self) -> List[str]:
