@@ -98,8 +98,11 @@ def _install(binary: str, root: str, dest: str) -> None:
             shutil.copy2(os.path.realpath(lib), copy)
 
 
-def build_rootfs(workdir: str) -> str:
-    """Build the demo root filesystem as a squashfs file in ``workdir``; return its path."""
+def build_rootfs(workdir: str, extra: Optional[Mapping[str, bytes]] = None) -> str:
+    """Build the demo root filesystem as a squashfs file in ``workdir``; return its path.
+
+    ``extra`` adds files (path in the rootfs → content), for images that differ.
+    """
     root = os.path.join(workdir, "rootfs")
     shutil.rmtree(root, ignore_errors=True)
     for sub in ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "run", "var", "pantavisor"):
@@ -116,6 +119,11 @@ def build_rootfs(workdir: str) -> str:
     write_init(os.path.join(root, "sbin", "pvdemo-init"))
     with open(os.path.join(root, "etc", "hostname"), "w") as fh:
         fh.write("pvdemo\n")
+    for path, data in (extra or {}).items():
+        target = os.path.join(root, path.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as fh:
+            fh.write(data)
     image = os.path.join(workdir, "root.squashfs")
     if os.path.exists(image):
         os.unlink(image)
