@@ -140,3 +140,63 @@ def test_one_caller_cannot_take_every_stream_slot(flooded):
         assert watcher.status == 200
     with StreamReader(flooded.socket, "/_pvcore/logs/flood?follow=1") as follower:
         assert follower.status == 200
+
+
+def _as_uid(uid, fn):
+    """Run ``fn()`` in a child process with effective uid ``uid``; its success as a bool."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setuid(uid)
+            fn()
+            code = 0
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to call as other uids (unknown callers)")
+@pytest.mark.parametrize("flooded", [(None, (), {"PVCORE_CALLER_CONNECTIONS": "4"})], indirect=True, ids=["unknown"])
+def test_unknown_callers_do_not_share_one_bucket(flooded):
+    """Before: every unknown caller counted as one, so one that held its
+    connections left every other unknown caller closed at accept."""
+    import socket
+    os.chmod(flooded.socket, 0o666)
+    folder = os.path.dirname(flooded.socket)
+    while folder not in ("/", "/tmp"):
+        os.chmod(folder, os.stat(folder).st_mode | 0o011)
+        folder = os.path.dirname(folder)
+    r, w = os.pipe()
+    hog = os.fork()
+    if hog == 0:  # uid 65534 holds as many idle connections as it may
+        os.setuid(65534)
+        held = []
+        for _ in range(8):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(flooded.socket)
+            held.append(sock)
+        os.write(w, b"x")
+        time.sleep(30)
+        os._exit(0)
+    try:
+        assert os.read(r, 1) == b"x"
+        time.sleep(0.5)
+
+        def answered():
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(5)
+                sock.connect(flooded.socket)
+                sock.sendall(b"GET /containers HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                data = sock.recv(65536)
+                assert data.split(b" ", 2)[1] == b"500", data  # unknown, answered (not closed at accept)
+
+        assert _as_uid(65533, answered)
+    finally:
+        os.kill(hog, 9)
+        os.waitpid(hog, 0)
+        os.close(r)
+        os.close(w)
