@@ -136,6 +136,18 @@ def pvcore_identify_caller(core: "Core", pid: int) -> Optional[str]:
 
 
 @hookspec
+def pvcore_caller_leaders(core: "Core") -> Optional[Mapping[str, int]]:
+    """The leading process of each running caller a plugin runs: ``{name: pid}`` (a container's init).
+
+    No process can leave its pid namespace, so a peer in a leader's pid
+    namespace, or in one created below it, is that caller and no other
+    (docs/architecture.md §6). Leaders in pvcore's own pid namespace (the
+    process runtime's) say nothing. Called for a connection's first request;
+    must be quick.
+    """
+
+
+@hookspec
 def pvcore_caller_cgroups(core: "Core") -> Optional[Mapping[str, Sequence[str]]]:
     """Cgroups of the callers a plugin runs: ``{name: ["<controllers>:<path>", ...]}``.
 

@@ -16,14 +16,14 @@ import pluggy
 
 import structlog
 
-from pvcore import caller, eventlog, hookspecs, introspect
+from pvcore import caller, eventlog, hookspecs, introspect, logdir
 from pvcore.errors import StartupError
 from pvcore.labels import dist_of, plugin_label, readable_name
 
 log = structlog.get_logger(__name__)
 
 #: Modules of the core that are plugins themselves and cannot be disabled.
-ESSENTIAL_PLUGINS = (caller, introspect, eventlog)
+ESSENTIAL_PLUGINS = (caller, introspect, eventlog, logdir)
 
 
 def split_names(text: str) -> list:
