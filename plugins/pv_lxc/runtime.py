@@ -304,6 +304,7 @@ class LxcRuntime:
         self.storage = os.path.abspath(settings.storage_dir)
         self.lxc_path = os.path.abspath(settings.get("lxc_path") or os.path.join(settings.run_dir, "lxc"))
         self.start_timeout = settings.get("lxc_start_timeout")
+        self.pids_max = settings.get("lxc_pids_max")
         self._running: Dict[str, LxcHandle] = {}
 
     # -- engine interface ------------------------------------------------------
@@ -393,7 +394,9 @@ class LxcRuntime:
             with open(self._object(spec, spec.config), errors="replace") as fh:
                 source = fh.read()
         socket_path = os.path.abspath(core.settings.socket_path)
-        text = lxc_config.compose(name, source, rootfs, volumes, socket_path)
+        # NOTE: the hardening baseline is for non-mgmt containers (docs/architecture.md §7.1)
+        hardening = None if "mgmt" in (container.roles or ()) else self.pids_max
+        text = lxc_config.compose(name, source, rootfs, volumes, socket_path, hardening)
         atomic_write(os.path.join(base, "config"), text)
 
         lxc_log = os.path.join(base, "lxc.log")
