@@ -91,6 +91,9 @@ def pvcore_declare_settings():
         Setting("lxc_pids_max", int, 1024,
                 "pids.max (processes and threads) of each non-mgmt LXC container, part of its hardening "
                 "baseline; 0 for no limit. A container's own lxc.cgroup*.pids.max line wins."),
+        Setting("lxc_boot_size", str, "25%",
+                "Size of the tmpfs each container start gets for its boot-persistent storage (the rootfs "
+                "overlay's upper layer by default): tmpfs size= syntax, bytes with k/m/g or a % of RAM."),
     ]
 
 

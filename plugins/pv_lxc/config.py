@@ -17,7 +17,7 @@ the same key — an explicit grant — wins (docs/architecture.md §7.1).
 from __future__ import annotations
 
 import os
-from typing import Collection, Dict, List, Mapping, Optional
+from typing import Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 #: Keys pvcore sets itself: the rootfs it mounted, the console it captures, the log it reads.
 OWNED_PREFIXES = ("lxc.rootfs", "lxc.console", "lxc.log.")
@@ -105,8 +105,12 @@ def rewrite_volume(value: str, name: str, volumes: Mapping[str, str]) -> str:
     return value
 
 
+#: Options of the read-only views under ``/pantavisor`` (docs/protocol.md §D4.9).
+VIEW_OPTIONS = "bind,ro,nosuid,nodev,noexec,create=dir"
+
+
 def compose(name: str, source: str, rootfs: str, volumes: Mapping[str, str], socket_path: str,
-            hardening: Optional[int] = None) -> str:
+            views: Sequence[Tuple[str, str]] = (), hardening: Optional[int] = None) -> str:
     """The config file for container ``name``.
 
     :param source: the container's ``lxc.container.conf`` (may be empty).
@@ -114,6 +118,8 @@ def compose(name: str, source: str, rootfs: str, volumes: Mapping[str, str], soc
     :param volumes: volume name (``root.squashfs``, ``docker--data`` …) →
         the host directory pvcore mounted or created for it.
     :param socket_path: the pv-ctrl socket, bound at ``/pantavisor/pv-ctrl``.
+    :param views: ``(host directory, name)`` pairs bound read-only at
+        ``/pantavisor/<name>`` (metadata and logs).
     :param hardening: ``None`` for a mgmt container (its config as is);
         otherwise the :func:`baseline` applies, with this ``pids.max``.
     """
@@ -143,10 +149,11 @@ def compose(name: str, source: str, rootfs: str, volumes: Mapping[str, str], soc
     if hardening is not None:
         head += baseline(hardening, keys)
     tail = [
-        "# pvcore: rootfs, console, pv-ctrl",
+        "# pvcore: rootfs, console, /pantavisor",
         f"lxc.rootfs.path = dir:{rootfs}",
         "lxc.console.path = none",
         f"lxc.mount.entry = {socket_path} pantavisor/pv-ctrl none bind,create=file 0 0",
+        *(f"lxc.mount.entry = {source} pantavisor/{view} none {VIEW_OPTIONS} 0 0" for source, view in views),
     ]
     return "\n".join(head + ["# from lxc.container.conf"] + own + tail) + "\n"
 
