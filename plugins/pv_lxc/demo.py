@@ -193,7 +193,7 @@ def install(socket_path: str, rev: str, state: Mapping, files: Mapping[str, str]
             until: Iterable[str] = SETTLED) -> dict:
     """Upload ``files``, PUT ``state`` as ``rev``, LOCAL_RUN it; its progress once in ``until``."""
     until = tuple(until)
-    from pvcore.client import PvClient
+    from pvcore_client import PvClient
 
     with PvClient(socket_path) as client:
         for sha, path in files.items():
@@ -231,7 +231,7 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--rev", default="locals/lxc-demo", help="name of the local revision")
     args = parser.parse_args(argv)
     _wait_socket(args.socket, 60)
-    from pvcore.client import PvClient
+    from pvcore_client import PvClient
 
     with tempfile.TemporaryDirectory(prefix="pvlxc") as workdir:
         image = build_rootfs(workdir)
