@@ -21,13 +21,14 @@ from pvcore.boot import call_hook_at_boot, declare_plugin_settings, reason
 from pvcore.core import Core
 from pvcore.errors import BadRequest, PvError, StartupError
 from pvcore.log import LOG_FIELDS, bind_request
-from pvcore.routing import HTTP_METHODS, MethodMux, Route, collect_routes, mgmt_of, requires_mgmt
+from pvcore.routing import HTTP_METHODS, MethodMux, Route, collect_routes, mgmt_of, requires_mgmt, takes_query
 from pvcore.settings import Settings
 from pvcore.stash import StashKey
 
 # NOTE: Core, Route, StashKey, mgmt_of and requires_mgmt stay importable from
 # here: plugins written against earlier releases import them from pvcore.app.
-__all__ = ["Core", "Route", "StashKey", "build_core", "create_app", "mgmt_of", "render_error", "requires_mgmt"]
+__all__ = ["Core", "Route", "StashKey", "build_core", "create_app", "mgmt_of", "render_error", "requires_mgmt",
+           "takes_query"]
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +86,8 @@ def _on_exception(req, resp, ex: Exception, params) -> None:
 
 METHOD_NOT_SUPPORTED = "Method not supported for this endpoint"
 PATH_NOT_UTF8 = "Request path is not valid UTF-8"
+NAME_QUERY = "Request has a query string or fragment in a name"
+UNKNOWN_QUERY = "Request has an unknown query parameter"
 
 
 # ---------------------------------------------------------------------------
@@ -160,6 +163,23 @@ class Access:
                 "Request not sent from mgmt platform" if route.templated else "Request not sent from a mgmt platform",
                 403,
             )
+        if route.templated:
+            _check_query(req.env, route.query.get(req.method, frozenset()))
+
+
+def _check_query(env, allowed) -> None:
+    """A name ends where the client's path ends: a query string or fragment on a
+    templated route is refused unless the responder takes those parameters
+    (:func:`pvcore.routing.takes_query`; docs/protocol.md §2)."""
+    raw = env.get("RAW_URI")  # gunicorn's: the request target as sent
+    if raw is not None and "#" in raw:
+        raise BadRequest(NAME_QUERY)
+    if env.get("QUERY_STRING") or (raw is not None and "?" in raw):
+        names = {part.partition("=")[0] for part in env.get("QUERY_STRING", "").split("&") if part}
+        if not allowed:
+            raise BadRequest(NAME_QUERY)
+        if not names <= allowed:
+            raise BadRequest(UNKNOWN_QUERY)
 
 
 class _FrameworkError(Exception):

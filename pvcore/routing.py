@@ -8,7 +8,7 @@ a template and method claimed twice fails the boot. :func:`requires_mgmt` and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
 from falcon.routing import map_http_methods
 
@@ -28,6 +28,7 @@ class Route:
     resources: Dict[str, Any] = field(default_factory=dict)  # method -> resource
     suffix: Optional[str] = None
     mgmt: Dict[str, bool] = field(default_factory=dict)  # method -> needs the mgmt role
+    query: Dict[str, FrozenSet[str]] = field(default_factory=dict)  # method -> query params it takes
 
     @property
     def templated(self) -> bool:
@@ -70,6 +71,24 @@ def requires_mgmt(required: bool):
     lets containers without the mgmt role call that method only."""
     def mark(responder):
         responder.mgmt = bool(required)
+        return responder
+    return mark
+
+
+def takes_query(*names: str):
+    """Decorator for one responder: the query parameters it reads,
+    ``@takes_query("tail", "follow") def on_get(...)``.
+
+    On a templated route (a route whose path carries a name) a query string is
+    otherwise refused with 400, as is a fragment always: cut off, it would
+    make ``PUT /steps/locals/a?b`` store ``locals/a`` (docs/protocol.md §2).
+    Exact routes ignore their query string, as upstream does.
+    """
+    if not all(isinstance(name, str) and name for name in names):
+        raise ValueError(f"query parameter names must be non-empty strings, not {names!r}")
+
+    def mark(responder):
+        responder.query = frozenset(names)
         return responder
     return mark
 
@@ -141,6 +160,7 @@ def collect_routes(core) -> Dict[str, Route]:
                     route.mgmt[method] = mgmt_of(resource, method, responder)
                 except ValueError as exc:
                     raise StartupError(f"plugin {owner}: route {template}: {exc}") from None
+                route.query[method] = frozenset(getattr(responder, "query", ()))
                 route.methods[method] = owner
                 route.resources[method] = resource
     return table

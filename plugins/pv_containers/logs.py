@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from pvcore.app import takes_query
 from pvcore.errors import BadRequest, NotFound, PvError
 from pvcore.query import int_param
 from pvcore.streams import FileFollower, open_stream, tail_offset
@@ -42,6 +43,7 @@ class ContainerLog:
             return custom(container)
         return console_log_path(self._core.settings.storage_dir, container.rev, container.name)
 
+    @takes_query("tail", "follow")
     def on_get(self, req, resp, name):
         if not self._engine.loaded:
             raise PvError("State not loaded yet", 500)
