@@ -54,8 +54,13 @@ SMALL_BODY = 64 * 1024
 #: (which refuses it with gunicorn's limits: 414, 431, 400).
 MAX_HEAD = 64 * 1024
 _RECV = 64 * 1024
-#: A closing connection is drained this long at most (gunicorn's own limit).
+#: A closing connection is drained until its peer pauses this long (gunicorn's
+#: own limit, here renewed by every read)...
 LINGER = 2.0
+#: ... and this long at most in all, however steadily the peer sends.
+LINGER_MAX = 30.0
+#: The poll loop's one buffer for bytes it discards (it is single-threaded).
+_DISCARD = bytearray(256 * 1024)
 #: Seconds a stopping worker lets requests in threads finish before it cuts
 #: them off (well inside gunicorn's graceful_timeout, 30 s).
 STOP_GRACE = 10.0
@@ -279,11 +284,24 @@ class FairThreadWorker(ThreadWorker):
         self.nr_conns -= 1
         conn.close()
 
+    def linger_budget(self, conn) -> int:
+        """Bytes a closing ``conn`` may still discard: ``linger_bytes``.
+        (:class:`pvcore.worker.PvThreadWorker` allows the rest of a body the
+        client declared, so that it can send it all and then read the answer.)"""
+        return self.linger_bytes
+
     def _linger(self, conn) -> None:
-        """Half-close, then drain what the peer still sends, for at most
-        ``LINGER`` seconds and ``linger_bytes``, in the poll loop (RFC 9112
-        §9.6), then close: gunicorn's ``close_graceful`` does the same but
-        blocks the loop meanwhile."""
+        """Half-close, then drain what the peer still sends, in the poll loop
+        (RFC 9112 §9.6), then close: gunicorn's ``close_graceful`` does the
+        same but blocks the loop meanwhile.
+
+        Closing with unread bytes would reset the connection, and a client
+        still writing its body would die of ``SIGPIPE`` before reading the
+        answer. The drain ends at :meth:`linger_budget` bytes, when the peer
+        closes or pauses for ``LINGER`` seconds, and after ``LINGER_MAX``
+        seconds in all; it holds no thread, and the connection still counts
+        against its caller's cap.
+        """
         try:
             conn.sock.shutdown(socket.SHUT_WR)
             conn.sock.setblocking(False)
@@ -291,19 +309,23 @@ class FairThreadWorker(ThreadWorker):
         except (OSError, ValueError, KeyError):
             conn.close()
             return
-        conn.pv_drained = 0
-        self._lingering[conn] = time.monotonic() + LINGER
+        now = time.monotonic()
+        conn.pv_drain_left = self.linger_budget(conn)
+        conn.pv_drain_end = now + LINGER_MAX
+        self._lingering[conn] = now + LINGER
 
     def _on_linger_readable(self, conn, _sock) -> None:
         try:
-            data = conn.sock.recv(_RECV)
+            size = conn.sock.recv_into(_DISCARD, min(len(_DISCARD), max(conn.pv_drain_left, 1)))
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        conn.pv_drained += len(data)
-        if not data or conn.pv_drained >= self.linger_bytes:
+            size = 0
+        conn.pv_drain_left -= size
+        if not size or conn.pv_drain_left <= 0:
             self._end_linger(conn)
+        else:
+            self._lingering[conn] = min(time.monotonic() + LINGER, conn.pv_drain_end)
 
     def _end_linger(self, conn) -> None:
         self._lingering.pop(conn, None)
