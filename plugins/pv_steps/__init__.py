@@ -25,6 +25,7 @@ from pvcore.services import Service
 from pvcore.settings import Setting
 
 from pv_steps.resources import CommitMessage, GarbageCollect, LocalStep, Progress, StepList, StepState
+from pv_steps.secureboot import boot_check, verify_state
 from pv_steps.state import Steps
 from pv_steps.transition import TRANSITIONS, Updater
 
@@ -69,7 +70,9 @@ def pvcore_startup(core):
                   gc_keep_locals=settings.get("steps_gc_keep_locals"))
     steps.start()
     core.stash[STEPS] = steps
-    revision = steps.revisions.get("current")
+    # The running revision is checked before anything of it runs (docs/protocol.md §D12.1).
+    rev = boot_check(core, steps)
+    revision = steps.revisions.get(rev) if rev is not None else None
     if revision is not None:
         core.call("pv_containers_load", revision=revision)
     core.stash[UPDATER] = Updater(core, steps, lambda rev, try_once: set_running(core, rev, try_once))
@@ -118,7 +121,7 @@ def pvcore_routes(core):
         ("/steps/{rev}/progress", progress),
         ("/steps/{rev}/commitmsg", commitmsg),
         ("/steps/locals/{name}", LocalStep(steps, settings.free_space, settings.get("steps_max_state_size"),
-                                           settings.init_mode)),
+                                           settings.init_mode, lambda path: verify_state(core, path))),
         ("/steps/locals/{name}/progress", progress),
         ("/steps/locals/{name}/commitmsg", commitmsg),
         ("/storage/gc", GarbageCollect(lambda: collect_garbage(core))),
