@@ -25,6 +25,7 @@ from pvcore.services import Service
 from pvcore.settings import Setting
 
 from pv_steps.resources import CommitMessage, GarbageCollect, LocalStep, Progress, StepList, StepState
+from pv_steps.secureboot import boot_check, verify_state
 from pv_steps.state import Steps
 from pv_steps.transition import TRANSITIONS, Updater
 
@@ -39,12 +40,12 @@ def pvcore_declare_settings():
     return [
         Setting("steps_max_state_size", int, 16 << 20,
                 "Largest state JSON PUT /steps/locals/{name} accepts, in bytes; larger bodies get 507."),
-        Setting("update_goals_timeout", float, 60.0,
+        Setting("update_goals_timeout", float, 120.0,
                 "Seconds a revision transition waits for every container to reach its status goal "
-                "before rolling back (upstream PV_UPDATER_GOALS_TIMEOUT)."),
-        Setting("update_commit_delay", float, 2.0,
+                "before rolling back (upstream PV_UPDATER_GOALS_TIMEOUT, 120)."),
+        Setting("update_commit_delay", float, 25.0,
                 "Seconds a transitioned revision stays TESTING before it is final (UPDATED or DONE); "
-                "upstream's PV_UPDATER_COMMIT_DELAY is 25, the demo device uses 2."),
+                "upstream's PV_UPDATER_COMMIT_DELAY, 25; the demo device uses 2.", demo=2.0),
         Setting("steps_gc_grace", float, 600.0,
                 "Seconds garbage collection spares a revision after it was last written (state JSON "
                 "installed or progress recorded), so a revision just put is not reclaimed before it runs."),
@@ -69,7 +70,9 @@ def pvcore_startup(core):
                   gc_keep_locals=settings.get("steps_gc_keep_locals"))
     steps.start()
     core.stash[STEPS] = steps
-    revision = steps.revisions.get("current")
+    # The running revision is checked before anything of it runs (docs/protocol.md §D12.1).
+    rev = boot_check(core, steps)
+    revision = steps.revisions.get(rev) if rev is not None else None
     if revision is not None:
         core.call("pv_containers_load", revision=revision)
     core.stash[UPDATER] = Updater(core, steps, lambda rev, try_once: set_running(core, rev, try_once))
@@ -118,7 +121,7 @@ def pvcore_routes(core):
         ("/steps/{rev}/progress", progress),
         ("/steps/{rev}/commitmsg", commitmsg),
         ("/steps/locals/{name}", LocalStep(steps, settings.free_space, settings.get("steps_max_state_size"),
-                                           settings.init_mode)),
+                                           settings.init_mode, lambda path: verify_state(core, path))),
         ("/steps/locals/{name}/progress", progress),
         ("/steps/locals/{name}/commitmsg", commitmsg),
         ("/storage/gc", GarbageCollect(lambda: collect_garbage(core))),
