@@ -45,6 +45,7 @@ from gunicorn.http.body import LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.message import Request
 from gunicorn.http.parser import RequestParser
+from pvcore.body import body_deadline
 from pvcore.connections import FairThreadWorker
 from pvcore.settings import Settings
 
@@ -254,15 +255,40 @@ class PvResponse(wsgi.Response):
             self.must_close = True
 
 
+def _take_priority(nice: int) -> None:
+    """Run the worker (and the threads it starts) at ``nice``, when allowed.
+
+    A container that connects in a loop competes with the worker's accept
+    loop for the CPU; at equal priority it can keep the listen backlog full
+    (docs/architecture.md, "Connections"). With autogroups (one per session,
+    and every supervised child has its own) the scheduler weighs sessions
+    first, so the worker's session is reprioritised too.
+    """
+    if not nice:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError:  # not root: stays as it is
+        return
+    try:
+        with open("/proc/self/autogroup", "w") as fh:
+            fh.write(str(nice))
+    except OSError:
+        pass
+
+
 class PvThreadWorker(FairThreadWorker):
     """``worker_class = "pvcore.worker.PvThreadWorker"``."""
 
     def init_process(self):
         settings = Settings()
+        _take_priority(settings.worker_nice)
         self.header_timeout = settings.header_timeout
         self.io_timeout = settings.io_timeout
+        body_deadline.seconds = settings.header_timeout  # a small body read in a thread, overall
         self.caller_threads = max(1, settings.caller_threads)
         self.caller_connections = max(1, settings.caller_connections)
+        self.caller_connect_rate = max(0, settings.caller_connect_rate)
         RequestParser.mesg_class = PvRequest
         wsgi.Response = PvResponse
         util.close_graceful = functools.partial(util.close_graceful, max_drain=LINGER_DRAIN)

@@ -1,9 +1,10 @@
 """The LXC runtime: each container of the revision as a real LXC container.
 
 ``start`` mounts the container's rootfs object (squashfs, read-only, through
-a loop device), its ``volumes`` objects likewise, lays a writable overlay on
-the rootfs whose upper layer lives under ``<storage>/disks/`` by the
-``lxc-overlay`` persistence, writes the LXC config (:mod:`pv_lxc.config`) and
+a loop device), its ``volumes`` objects likewise, a tmpfs for this start's
+``boot`` storage, lays a writable overlay on the rootfs (over its ``_config``
+files) whose upper layer is the ``lxc-overlay`` storage by persistence (that
+tmpfs, or under ``<storage>/disks/``), writes the LXC config (:mod:`pv_lxc.config`) and
 runs ``lxc-start -F`` as a supervised process whose output is the console
 log. ``stop`` asks LXC to halt it (``lxc-stop -t``: the config's halt
 signal, SIGKILL after the timeout), then unmounts everything.
