@@ -116,6 +116,14 @@ CORE_SETTINGS = (
             "Comma-separated plugin names to leave out; their routes answer unknown endpoint."),
     Setting("trace_hooks", bool, False,
             "Log every hook call (at debug level: set log_level to debug to see them)."),
+    Setting("log_dir_maxsize", int, 16 << 20,
+            "Bytes <storage>/logs may hold (upstream's PV_LOG_DIR_MAXSIZE); past 90 % of it the oldest logs of "
+            "what no longer runs are removed first, until it is under the low watermark; 0: no budget."),
+    Setting("log_hysteresis_factor", int, 4,
+            "The low watermark of log cleanup is log_dir_maxsize - log_dir_maxsize / this (PV_LOG_HYSTERESIS_FACTOR)."),
+    Setting("log_file_maxsize", int, 2 << 20,
+            "A console or daemon log file is emptied when it would grow past this many bytes "
+            "(upstream's 2 MiB truncate size); 0: never."),
     Setting("free_space", callable, _free_space,
             "Function(path) -> free bytes of the filesystem holding path; injected by tests to simulate a full disk."),
 )

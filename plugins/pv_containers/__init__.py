@@ -99,6 +99,12 @@ def pvcore_caller_cgroups(core):
 
 
 @hookimpl
+def pvcore_caller_leaders(core):
+    pids = core.stash[ENGINE].pids() or {}
+    return {name: pid for name, pid in pids.items() if pid > 0}
+
+
+@hookimpl
 def pvcore_caller_roles(core, name):
     return core.stash[ENGINE].roles(name)
 

@@ -138,6 +138,13 @@ def pv_metadata_set_device(core, key, value):
 
 
 @hookimpl
+def pv_metadata_views(core, container):
+    meta = core.stash[META]
+    return {meta.kinds[kind].view: store.view_for(container) for kind, store in meta.stores.items()} \
+        if container is None or valid_key(container) and "." not in container else None
+
+
+@hookimpl
 def pvcore_event(core, event):
     meta = core.stash.get(META)
     if meta is None:

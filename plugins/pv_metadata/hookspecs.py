@@ -28,3 +28,21 @@ def pv_metadata_set_device(core: "Core", key: str, value: Optional[str]) -> Opti
 
     :return: ``True`` when done, ``False`` for an invalid key.
     """
+
+
+@hookspec(firstresult=True)
+def pv_metadata_views(core: "Core", container: Optional[str]) -> Optional[Mapping[str, str]]:
+    """The run-dir directories showing metadata to a container, one file per key. *firstresult*
+
+    For runtimes, which bind them read-only into a container at
+    ``/pantavisor/user-meta`` and ``/pantavisor/device-meta``
+    (docs/protocol.md §D4.9). The directories exist when this returns and
+    stay while pvcore runs (emptied, never removed), so a bind mount of one
+    keeps seeing its changes.
+
+    :param container: ``None`` for every key (what mgmt containers see), or
+        a container's name for its own keys: ``<container>.<sub>`` shown as
+        ``<sub>``.
+    :return: ``{"user-meta": dir, "device-meta": dir}``; ``None`` for a name
+        that cannot be a directory.
+    """
