@@ -168,7 +168,9 @@ def _make_core_fixture():
     A Core with exactly ``plugins`` (modules, objects or ``(name, plugin)``
     pairs; the core's caller and introspection plugins are always there),
     storage and run dirs in a fresh temp dir, settings from ``overrides``
-    only (the environment is ignored). ``load_entrypoints=True`` adds every
+    only (the environment is ignored), with the demo device's values (a
+    laptop: process runtime, pretend power) unless ``demo=False``.
+    ``load_entrypoints=True`` adds every
     installed plugin; ``disabled`` blocks plugins by name. Nothing runs until
     you call ``core.start()``; every core is stopped and its dirs removed at
     teardown. A plugin mistake raises pvcore.errors.StartupError.
@@ -184,7 +186,9 @@ def _make_core_fixture():
     ) -> Core:
         base = short_tempdir()
         dirs.append(base)
-        values = {"storage_dir": os.path.join(base, "storage"), "run_dir": os.path.join(base, "run")}
+        # A laptop, not a device: the demo's values (process runtime, pretend
+        # power, drivers dry-run), never its seeded revision.
+        values = {"demo": True, "storage_dir": os.path.join(base, "storage"), "run_dir": os.path.join(base, "run")}
         values.update(overrides or {})
         pm = get_plugin_manager(load_entrypoints=load_entrypoints, plugins=[*plugins, StandInContracts()],
                                 disabled=disabled)

@@ -195,6 +195,11 @@ class GunicornServer:
             "PVCORE_SOCKET": self.socket,
             "PVCORE_LOG_FORMAT": "json",
         })
+        if "PVCORE_DEMO" not in env:
+            # A laptop, not a device (no reboot, no modprobe, no LXC): the
+            # demo's settings without its seeded revision. Pass PVCORE_DEMO=1
+            # for the demo device, PVCORE_DEMO=0 for a device's defaults.
+            self.env.update({"PVCORE_DEMO": "1", "PVCORE_DEMO_SEED": "0"})
         self.env.update(env)
         self.proc: Optional[subprocess.Popen] = None
         #: The interpreter that runs gunicorn (another venv's, to test an install).

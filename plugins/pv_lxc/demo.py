@@ -225,6 +225,13 @@ def _wait_socket(path: str, timeout: float) -> None:
         time.sleep(0.1)
 
 
+def _running_revision(client) -> Optional[str]:
+    """The revision the device runs (device-meta ``pantavisor.revision``), if any."""
+    resp = client.request("GET", "/device-meta")
+    meta = resp.json() if resp.ok else {}
+    return meta.get("pantavisor.revision") or None if isinstance(meta, dict) else None
+
+
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pv_lxc.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--socket", required=True, help="the pv-ctrl socket of a server running the lxc runtime")
@@ -238,7 +245,15 @@ def main(argv: Optional[list] = None) -> int:
         state, files = demo_revision(image)
         with PvClient(args.socket) as client:
             running = client.request("GET", "/steps/current")
-        if running.ok and running.json() == state:  # a second `make run-lxc`: it booted already
+            running_rev = _running_revision(client)
+        if running_rev not in (None, args.rev):
+            # The user's own revision runs on this storage: never replace it.
+            print(f"pv_lxc demo: keeping the running revision {running_rev}; "
+                  f"run the demo with: pvcontrol cmd run {args.rev}", flush=True)
+            args.rev = running_rev
+            with PvClient(args.socket) as client:
+                progress = client.get_json(f"/steps/{running_rev}/progress")
+        elif running.ok and running.json() == state:  # a second `make run-lxc`: it booted already
             with PvClient(args.socket) as client:
                 progress = client.get_json(f"/steps/{args.rev}/progress")
         else:

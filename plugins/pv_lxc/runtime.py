@@ -253,6 +253,7 @@ class LxcHandle:
     init_pid: int
     cgroups: Dict[str, str]
     record: Record
+    lxc_log: str = ""
 
 
 def _children(pid: int) -> List[int]:
@@ -456,7 +457,9 @@ class LxcRuntime:
         lxc_log = os.path.join(base, "lxc.log")
         proc = core.supervisor.spawn(
             "lxc-" + name,
-            ["lxc-start", "-F", "-n", name, "-P", self.lxc_path, "-o", lxc_log, "-l", "WARN"],
+            # INFO: LXC logs the init's own exit status ("Child <pid> ended on
+            # error (3)"), which lxc-start -F's status loses (container_exit_status).
+            ["lxc-start", "-F", "-n", name, "-P", self.lxc_path, "-o", lxc_log, "-l", "INFO"],
             cwd=base, log_path=console,
         )
         try:
@@ -468,7 +471,7 @@ class LxcRuntime:
         record.init = (init_pid, start_time(init_pid) or "")
         record.cgroups = cgroup_dirs(cgroups)
         record.save()
-        handle = LxcHandle(name, proc, init_pid, cgroups, record)
+        handle = LxcHandle(name, proc, init_pid, cgroups, record, lxc_log)
         self._running[name] = handle
         log.info("lxc_started", container=name, init_pid=init_pid, rootfs=root_volume,
                  overlay=overlay, cgroup=cgroups.get("0:", next(iter(cgroups.values()), None)))
@@ -525,6 +528,7 @@ class LxcRuntime:
         if code is None:
             return None
         self._core.supervisor.reaped(handle.proc)
+        code = container_exit_status(handle.lxc_log, code)
         self._release(handle)
         return code
 
@@ -574,6 +578,22 @@ class LxcRuntime:
         count = cleanup_leftovers(self.lxc_path)
         shutil.rmtree(os.path.join(self.storage, "disks", "boot"), ignore_errors=True)
         return count
+
+
+_ENDED = re.compile(rb"Child <\d+> ended on (?:error \((\d+)\)|signal[^(]*\((\d+)\))")
+
+
+def container_exit_status(lxc_log: str, lxc_start_status: int) -> int:
+    """The container init's exit status: ``lxc-start -F`` exits with the low
+    byte of the init's raw wait status, so an init that exited 3 reads 0.
+    LXC logs the real one at INFO; a signal counts ``128 + n``, as LXC's own
+    convention. Without that line (lxc-start failed itself, or exit 0) the
+    tool's status stands."""
+    matches = _ENDED.findall(_tail(lxc_log, 8192).encode())
+    if not matches:
+        return lxc_start_status
+    exited, signalled = matches[-1]
+    return int(exited) if exited else 128 + int(signalled)
 
 
 def _tail(path: str, size: int = 600) -> str:

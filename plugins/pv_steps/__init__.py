@@ -27,6 +27,7 @@ from pvcore.settings import Setting
 
 from pv_steps.model import load_default_groups
 from pv_steps.resources import CommitMessage, GarbageCollect, LocalStep, Progress, StepList, StepState
+from pv_steps.secureboot import boot_check, verify_state
 from pv_steps.state import Steps
 from pv_steps.transition import TRANSITIONS, Updater, goals_timeout
 
@@ -44,9 +45,9 @@ def pvcore_declare_settings():
         Setting("update_goals_timeout", float, 120.0,
                 "Status-goal timeout, in seconds, of groups whose state sets no timeout, when no "
                 "configuration plugin answers PV_UPDATER_GOALS_TIMEOUT (pv_config's, default 120, wins)."),
-        Setting("update_commit_delay", float, 2.0,
+        Setting("update_commit_delay", float, 25.0,
                 "Seconds a transitioned revision stays TESTING before it is final (UPDATED or DONE); "
-                "upstream's PV_UPDATER_COMMIT_DELAY is 25, the demo device uses 2."),
+                "upstream's PV_UPDATER_COMMIT_DELAY, 25; the demo device uses 2.", demo=2.0),
         Setting("default_groups_file", str, "",
                 "A groups.json holding the groups of a state that declares none (upstream's "
                 "/etc/pantavisor/defaults/groups.json); empty: upstream's shipped defaults "
@@ -79,7 +80,9 @@ def pvcore_startup(core):
                   gc_keep_locals=settings.get("steps_gc_keep_locals"), default_groups=default_groups)
     steps.start()
     core.stash[STEPS] = steps
-    revision = steps.revisions.get("current")
+    # The running revision is checked before anything of it runs (docs/protocol.md §D12.1).
+    rev = boot_check(core, steps)
+    revision = steps.revisions.get(rev) if rev is not None else None
     if revision is not None:
         core.call("pv_containers_load", revision=revision, goals_timeout=goals_timeout(core))
     core.stash[UPDATER] = Updater(core, steps, lambda rev, try_once: set_running(core, rev, try_once))
@@ -128,7 +131,7 @@ def pvcore_routes(core):
         ("/steps/{rev}/progress", progress),
         ("/steps/{rev}/commitmsg", commitmsg),
         ("/steps/locals/{name}", LocalStep(steps, settings.free_space, settings.get("steps_max_state_size"),
-                                           settings.init_mode)),
+                                           settings.init_mode, lambda path: verify_state(core, path))),
         ("/steps/locals/{name}/progress", progress),
         ("/steps/locals/{name}/commitmsg", commitmsg),
         ("/storage/gc", GarbageCollect(lambda: collect_garbage(core))),

@@ -117,6 +117,23 @@ class Steps:
                 pass
         log.info("factory_first_boot", rev=rev)
 
+    def refuse_boot(self, rev: str, reason: str) -> Optional[str]:
+        """The running revision ``rev`` may not run (docs/protocol.md §D12.1).
+
+        A revision being tried gets progress ERROR ``reason`` and ``current``
+        goes back to the rollback point, which is returned. The rollback
+        point itself has nowhere to go: ``None``.
+        """
+        with self.lock:
+            state = self.boot_state()
+            if rev == state.pv_rev or not self.trails.existing(state.pv_rev):
+                return None
+            self.trails.write_progress(rev, "ERROR", reason)
+            self.boot.save(BootState(pv_rev=state.pv_rev))
+            self.trails.point_current(state.pv_rev)
+            log.warning("boot_rolled_back", rev=rev, to=state.pv_rev, reason=reason)
+            return state.pv_rev
+
     def boot_state(self) -> BootState:
         with self.lock:
             if self.boot.exists():

@@ -30,12 +30,13 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, FrozenSet, List, Optional
 
 import structlog
 
 from pvcore.services import Service
 
+from pv_steps import secureboot
 from pv_steps.model import reboot_reasons
 
 log = structlog.get_logger(__name__)
@@ -216,11 +217,21 @@ class Updater(Service):
             log.warning("revision_transition_refused", op=op, rev=rev, reason=STATE_NOT_FOUND,
                         progress_written=written)
             return False
+        refused = secureboot.verify_state(core, trails.state_path(rev))
+        if refused is not None:
+            log.warning("revision_transition_refused", op=op, rev=rev, reason=refused)
+            self._progress(rev, "WONTGO", refused)
+            return False
         shas = list(revision.shas())
         missing = list(core.call("pv_objects_missing", default=shas, shas=shas)) if shas else []
         if missing:
             log.warning("revision_transition_refused", op=op, rev=rev, reason=OBJECTS_MISSING, missing=missing[:5])
             self._progress(rev, "ERROR", OBJECTS_MISSING, _log_line(f"{len(missing)} objects missing"))
+            return False
+        corrupt = secureboot.corrupt_objects(core, revision)
+        if corrupt:
+            log.warning("revision_transition_refused", op=op, rev=rev, reason=OBJECTS_MISSING, corrupt=corrupt[:5])
+            self._progress(rev, "ERROR", OBJECTS_MISSING, _log_line(f"{len(corrupt)} objects do not match their sha256"))
             return False
         reasons = ["op"] if op in ALWAYS_REBOOT else reboot_reasons(old_revision, revision)
         reboot = bool(reasons) and op not in IN_PLACE

@@ -25,7 +25,8 @@ def test_buildinfo_is_plain_text(server):
     status, headers, body = server.request("GET", "/buildinfo")
     assert status == 200
     assert headers["Content-Type"].startswith("text/plain")
-    assert body == b""
+    # The test kit's servers are laptops (demo values): the manifest of what runs.
+    assert body.startswith(b"pvcore ")
 
 
 def test_unknown_endpoint(server):

@@ -284,6 +284,9 @@ def test_a_crashing_container_is_recovered_and_releases_its_mounts(image):
         wait_until(lambda: containers(server)[name]["auto_recovery"]["current_retries"] >= 2, 20,
                    message="two recoveries")
         assert console(server, "locals/flaky", name).count(f"pvdemo {name}: exiting with 3") >= 2
+        # The init's own status, not lxc-start's (which reads 0 for an exit 3).
+        codes = {e.get("exit_code") for e in server.log_events() if e.get("event") == "container_recovering"}
+        assert codes == {3}
         assert len(mounts_under(lxc_path(server))) <= 3 and len(loops_backed_under(server.base)) <= 1
         assert server.stop() == 0
         assert_clean(server, [name])
