@@ -391,11 +391,9 @@ def build(rev: str, state: Mapping[str, Any], default: Optional[Tuple[Group, ...
             if defaults:
                 wanted = "platform" if root_taken else "root"
                 root_taken = True
-            else:
-                # Upstream's code: the last group, with a warning (its docs say the
-                # revision fails; docs/protocol.md §D5.2).
+            else:  # upstream's code (its docs say the state is invalid): docs/protocol.md §D2.2
                 wanted = groups[-1].name
-                log.warning("container_joins_last_group", container=name, group=wanted)
+                log.warning("container_without_group", container=name, group=wanted)
         group = by_name[wanted]
         goal = run.get("status_goal")
         policy = run.get("restart_policy")
