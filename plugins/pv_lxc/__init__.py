@@ -54,6 +54,8 @@ docs/architecture.md §7, "Container runtimes", has the whole picture.
 """
 from __future__ import annotations
 
+import re
+
 import structlog
 
 from pvcore import hookimpl
@@ -96,10 +98,20 @@ def pvcore_declare_settings():
         Setting("lxc_pids_max", int, 1024,
                 "pids.max (processes and threads) of each non-mgmt LXC container, part of its hardening "
                 "baseline; 0 for no limit. A container's own lxc.cgroup*.pids.max line wins."),
-        Setting("lxc_boot_size", str, "25%",
+        Setting("lxc_boot_size", tmpfs_size, "25%",
                 "Size of the tmpfs each container start gets for its boot-persistent storage (the rootfs "
                 "overlay's upper layer by default): tmpfs size= syntax, bytes with k/m/g or a % of RAM."),
     ]
+
+
+_TMPFS_SIZE = re.compile(r"[1-9][0-9]{0,15}[kmgKMG%]?")
+
+
+def tmpfs_size(text: str) -> str:
+    """A tmpfs ``size=``: a number of bytes, with ``k``/``m``/``g``, or a percentage of RAM (not 0)."""
+    if not _TMPFS_SIZE.fullmatch(text) or (text.endswith("%") and int(text[:-1]) > 100):
+        raise ValueError("a tmpfs size: bytes, with k, m or g, or 1% to 100% of RAM")
+    return text
 
 
 def _selected(core) -> bool:
