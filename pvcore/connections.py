@@ -46,6 +46,8 @@ import structlog
 from gunicorn import http
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from pvcore.linger import LingeringClose
+
 log = structlog.get_logger(__name__)
 
 #: A body up to this size is read in the poll loop with the head.
@@ -54,8 +56,6 @@ SMALL_BODY = 64 * 1024
 #: (which refuses it with gunicorn's limits: 414, 431, 400).
 MAX_HEAD = 64 * 1024
 _RECV = 64 * 1024
-#: A closing connection is drained this long at most (gunicorn's own limit).
-LINGER = 2.0
 #: Seconds a stopping worker lets requests in threads finish before it cuts
 #: them off (well inside gunicorn's graceful_timeout, 30 s).
 STOP_GRACE = 10.0
@@ -202,7 +202,7 @@ def request_ready(buf: bytes, eof: bool) -> bool:
     return length > SMALL_BODY or len(buf) - len(head) >= length
 
 
-class FairThreadWorker(ThreadWorker):
+class FairThreadWorker(LingeringClose, ThreadWorker):
     """gthread, reading heads in its poll loop and capping each caller (module docstring).
 
     :ivar caller_key: ``function(sock) -> key``; callers with equal keys share
@@ -218,13 +218,10 @@ class FairThreadWorker(ThreadWorker):
     #: new connections a caller may open per second (and in a burst); beyond
     #: that they are closed at accept, before any identification. 0: no limit.
     caller_connect_rate = 500
-    #: bytes a closing connection may still discard (see :meth:`_linger`).
-    linger_bytes = 64 * 1024
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._reading: Dict[TConn, float] = {}  # conn -> deadline of its head
-        self._lingering: Dict[TConn, float] = {}  # conn -> when to stop draining it
         self._in_threads: Dict[Hashable, int] = defaultdict(int)
         self._waiting: Dict[Hashable, Deque[TConn]] = defaultdict(deque)
         self._open: Dict[Hashable, int] = defaultdict(int)
@@ -378,40 +375,6 @@ class FairThreadWorker(ThreadWorker):
     def _drop(self, conn) -> None:
         self._stop_reading(conn)
         self.nr_conns -= 1
-        conn.close()
-
-    def _linger(self, conn) -> None:
-        """Half-close, then drain what the peer still sends, for at most
-        ``LINGER`` seconds and ``linger_bytes``, in the poll loop (RFC 9112
-        §9.6), then close: gunicorn's ``close_graceful`` does the same but
-        blocks the loop meanwhile."""
-        try:
-            conn.sock.shutdown(socket.SHUT_WR)
-            conn.sock.setblocking(False)
-            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_linger_readable, conn))
-        except (OSError, ValueError, KeyError):
-            conn.close()
-            return
-        conn.pv_drained = 0
-        self._lingering[conn] = time.monotonic() + LINGER
-
-    def _on_linger_readable(self, conn, _sock) -> None:
-        try:
-            data = conn.sock.recv(_RECV)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        conn.pv_drained += len(data)
-        if not data or conn.pv_drained >= self.linger_bytes:
-            self._end_linger(conn)
-
-    def _end_linger(self, conn) -> None:
-        self._lingering.pop(conn, None)
-        try:
-            self.poller.unregister(conn.sock)
-        except (KeyError, ValueError, OSError):
-            pass
         conn.close()
 
     def on_client_socket_readable(self, conn, client):

@@ -136,6 +136,9 @@ CORE_SETTINGS = (
     Setting("threads", int, 16,
             "gthread threads serving requests in the one worker (read by gunicorn when it starts); at most "
             "caller_threads of them per caller, so callers stuck on slow peers leave the others threads."),
+    Setting("plugins", str, "",
+            "Comma-separated entry-point plugins to load, and no others; empty: every installed one. The test "
+            "suite names its set here, so what else is installed never changes its results."),
     Setting("disable_plugins", str, "",
             "Comma-separated plugin names to leave out; their routes answer unknown endpoint."),
     Setting("trace_hooks", bool, False,

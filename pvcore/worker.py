@@ -21,10 +21,10 @@ Connections are handled by :class:`pvcore.connections.FairThreadWorker`
    the body, not before it runs: a request refused on its headers alone
    (an upload declaring more than the free space) gets its final answer with
    no ``100 Continue`` and the connection closes, so the client never sends
-   the body (docs/protocol.md §1). Closing lingers (gunicorn's graceful close)
-   over up to :data:`LINGER_DRAIN` bytes the client had already sent, so a
-   client that sends its whole body before reading still gets the answer
-   rather than a broken pipe.
+   the body (docs/protocol.md §1). Closing lingers over the rest of the body
+   the client declared (:meth:`PvThreadWorker.linger_budget`; otherwise
+   :data:`LINGER_DRAIN` bytes), so a client that sends its whole body before
+   reading still gets the answer rather than a broken pipe.
 5. Errors gunicorn raises itself (malformed request line, bad headers,
    ``Expect`` other than ``100-continue``) get libevent's framework error body
    ``{"Error": "Unsupported protocol"}`` (docs/protocol.md §3.3) instead of an HTML page.
@@ -130,9 +130,13 @@ class ContinueOnRead:
             self.waiting = False
             self._sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
 
+    #: The answer left before the client was told to send its body.
+    unasked = False
+
     def final_answer(self) -> bool:
         """The final response starts now; ``True`` if the body was never asked for."""
         waiting, self.waiting = self.waiting, False
+        self.unasked = waiting
         return waiting
 
     def read(self, size=None):
@@ -279,6 +283,21 @@ def _take_priority(nice: int) -> None:
 
 class PvThreadWorker(FairThreadWorker):
     """``worker_class = "pvcore.worker.PvThreadWorker"``."""
+
+    def linger_budget(self, conn) -> int:
+        """A request answered before its body was read (the early 507 of an
+        upload over the free space) may still send the rest of the body it
+        declared: a client that writes its whole body before reading must
+        get the answer, not a broken pipe (docs/protocol.md §1). Other
+        closes drain ``linger_bytes``. Time bounds the drain either way."""
+        budget = self.linger_bytes
+        body = getattr(getattr(conn.parser, "mesg", None), "body", None)
+        if body is None or getattr(body, "unasked", False):  # told nothing, it sends nothing
+            return budget
+        reader = getattr(body, "reader", None)
+        if isinstance(reader, LengthReader):
+            budget = max(budget, reader.length)
+        return budget
 
     def init_process(self):
         settings = Settings()
