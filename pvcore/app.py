@@ -10,6 +10,7 @@ import fcntl
 import itertools
 import os
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Generic, List, Mapping, Optional, Tuple, TypeVar
@@ -22,6 +23,7 @@ from pvcore import caller as caller_mod
 from pvcore.body import drain, dumps
 from pvcore.errors import BadRequest, PvError, StartupError
 from pvcore.events import Event, EventCounter
+from pvcore.listeners import Listeners
 from pvcore.log import LOG_FIELDS, bind_request
 from pvcore.settings import Settings, SettingsError
 from pvcore.supervisor import ProcessGroups
@@ -133,6 +135,9 @@ class Core:
         self.routes: Dict[str, Route] = {}
         self.caller_cache = caller_mod.CallerCache()
         self._events = EventCounter()
+        #: what each plugin owns (pvcore/ownership.py), collected by build_core
+        self.ownership = None
+        self.listeners = Listeners(pm, None)
         self.app: Optional[falcon.App] = None
         self._services: List[Any] = []
         self._state_lock = threading.Lock()
@@ -248,6 +253,8 @@ class Core:
         the wait is bounded (``EVENT_DELIVERY_WAIT``) in case a listener
         waits for one anyway.
         """
+        if self.ownership is not None:
+            self.ownership.check_publish(type, sys._getframe(1).f_globals.get("__name__"))
         events = self._events
         me = threading.get_ident()
         with events.lock:
@@ -266,7 +273,7 @@ class Core:
                     return event
                 current = events.pending.popleft()
             try:
-                self.hook.pvcore_event(core=self, event=current)
+                self.listeners.deliver(self, current)
             except Exception:  # a listener's bug must not stall every later event
                 log.exception("event_listener_failed", type=current.type, subject=current.subject)
             with events.lock:
@@ -285,14 +292,21 @@ class Core:
         ``PVCORE_DISABLE_PLUGINS``, or not installed): a contract exists only
         while its owner is loaded (:func:`pvcore.hookspecs.pvcore_addhooks`).
 
-        :return: the hook's answer; ``default`` when the hook is not declared
-            or a *firstresult* hook got no answer.
+        :return: the hook's answer; ``default`` when the hook's owner is
+            absent (blocked, or installed but not loaded) or a *firstresult*
+            hook got no answer.
+        :raises pvcore.names.UnknownHook: no loaded or known-but-absent owner
+            declares ``hook_name`` (a misspelling; the closest hook is named).
 
         Grep ``hook_name`` to find its documented spec in the owner's
         ``hookspecs.py`` (docs/architecture.md §3).
         """
         caller = getattr(self.hook, hook_name, None)
         if caller is None or caller.spec is None:
+            from pvcore import names  # NOTE: only on this rare path (owner absent)
+
+            if names.classify(self.pm, hook_name) != "absent":
+                raise names.UnknownHook(names.unknown_message(self.pm, hook_name))
             return default
         result = caller(core=self, **kwargs)
         return default if result is None else result
@@ -592,11 +606,22 @@ def _collect_routes(core: Core) -> Dict[str, Route]:
     return table
 
 
+def declare_ownership(core: Core) -> None:
+    """Collect what each plugin owns (pvcore/ownership.py) and check the hook names
+    plugins use (pvcore/names.py); events then go to their subscribers only."""
+    from pvcore import names, ownership  # NOTE: here: both import plugins' labels from this module
+
+    pm = core.pm
+    core.ownership = ownership.collect(pm, lambda plugin: pm.get_name(plugin))
+    core.listeners = Listeners(pm, core.ownership)
+    names.check(pm)
+
+
 def build_core(settings: Settings, pm) -> Core:
     """Build the :class:`Core` and its Falcon app from ``settings`` and ``pm``.
 
-    Fires ``pvcore_declare_settings``, ``pvcore_startup`` and
-    ``pvcore_routes``. Starts nothing.
+    Fires ``pvcore_declare_settings``, ``pvcore_declare_ownership``,
+    ``pvcore_startup`` and ``pvcore_routes``. Starts nothing.
 
     :raises StartupError: any plugin mistake (a hook that raises, a malformed
         answer, a setting or route clash), as one line naming the plugin and
@@ -606,6 +631,7 @@ def build_core(settings: Settings, pm) -> Core:
     for path in (settings.storage_dir, settings.run_dir):
         os.makedirs(path, exist_ok=True)
     core = Core(settings, pm)
+    declare_ownership(core)
     _call_hook_at_boot(pm, "pvcore_startup", core=core)
     core.routes = _collect_routes(core)
 

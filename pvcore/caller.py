@@ -27,6 +27,7 @@ from typing import FrozenSet, Iterable, List, Optional, Tuple
 
 from pvcore import hookimpl
 from pvcore.cgroups import CgroupRef, parse_membership
+from pvcore.ownership import Owns
 from pvcore.supervisor import CONTAINED_VARIABLE, environ_names, proc_stat
 
 HOST = "_pv_"
@@ -227,10 +228,15 @@ class CallerCache:
 
 
 @hookimpl
+def pvcore_declare_ownership():
+    # Who a pid is, and what it may do, change with the events plugins
+    # declared as ``caller_events`` (a container's status, the revision).
+    return Owns(listens=lambda registry: sorted(registry.caller_events))
+
+
+@hookimpl
 def pvcore_event(core, event):
-    # Who a pid is, and what it may do, change with containers and revisions.
-    if event.type in ("container.status", "revision.running"):
-        core.caller_cache.invalidate()
+    core.caller_cache.invalidate()
 
 
 def connection_key(core, sock) -> Optional[str]:
