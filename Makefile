@@ -34,17 +34,20 @@ else
 	@echo "not root: the LXC runtime's tests will skip (make run-lxc needs root)"
 endif
 
-$(STAMP): setup.cfg pyproject.toml contrib/pvcore-wakelocks/pyproject.toml
+$(STAMP): setup.cfg pyproject.toml contrib/pvcore-client/pyproject.toml contrib/pvcore-wakelocks/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	# The client first: pvcore depends on it, and it is in no package index.
+	$(BIN)/python -m pip install -q -e contrib/pvcore-client
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m pip install -q -e contrib/pvcore-wakelocks
 	touch $@
 
-# The settings' defaults are the demo device's: ./var/storage, ./var/run/pv-ctrl.
+# Settings default to a device's (/storage, /run/pantavisor/pv, LXC, real
+# reboot); PVCORE_DEMO=1 gives the laptop demo's: ./var/storage, ./var/run/pv-ctrl.
 run: $(STAMP)
 	mkdir -p var/run var/storage
-	PVCORE_DEMO=1 $(BIN)/gunicorn -c contrib/gunicorn.conf.py
+	PVCORE_DEMO=1 $(BIN)/gunicorn -c python:pvcore.gunicorn_conf
 
 # `make run-lxc` (root): the same device with the LXC runtime. Beside the
 # server, pv_lxc.demo builds a busybox rootfs with mksquashfs and installs it
@@ -54,8 +57,9 @@ LXC_DEMO := var/lxc
 run-lxc: $(STAMP) lxc-tools
 	mkdir -p $(LXC_DEMO)/run $(LXC_DEMO)/storage
 	$(BIN)/python -m pv_lxc.demo --socket $(LXC_DEMO)/run/pv-ctrl & \
-	PVCORE_CONTAINER_RUNTIME=lxc PVCORE_STORAGE_DIR=$(LXC_DEMO)/storage PVCORE_RUN_DIR=$(LXC_DEMO)/run \
-		exec $(BIN)/gunicorn -c contrib/gunicorn.conf.py
+	PVCORE_DEMO=1 PVCORE_DEMO_SEED=0 PVCORE_CONTAINER_RUNTIME=lxc \
+		PVCORE_STORAGE_DIR=$(LXC_DEMO)/storage PVCORE_RUN_DIR=$(LXC_DEMO)/run \
+		exec $(BIN)/gunicorn -c python:pvcore.gunicorn_conf
 
 test-tools:
 	$(call apt_install_missing,$(TEST_TOOLS))

@@ -1,19 +1,31 @@
 """Who is calling: the peer pid of the socket, mapped to a container.
 
-Callers are identified by the peer's cgroup, as upstream does
-(docs/protocol.md, "Callers"). The core's resolver runs last, so runtimes
-that know better (the process runtime matches process trees) answer first
-through ``pvcore_identify_caller``. In order, the core's resolver takes:
+Callers are identified by what pvcore observes of the peer process
+(:mod:`pvcore.peer`): its cgroups and its pid namespace, as upstream does
+with cgroups (docs/protocol.md §4.1, docs/architecture.md §6). The core's
+resolver runs last, so runtimes that know better (the process runtime
+matches process trees) answer first through ``pvcore_identify_caller``. In
+order, the core's resolver takes:
 
-1. the cgroups running callers report (``pvcore_caller_cgroups``): a
-   process cannot leave its cgroup, whatever it forks;
+1. the running callers' cgroups (``pvcore_caller_cgroups``) and pid
+   namespaces (``pvcore_caller_leaders``): a caller is named only when
+   *every* cgroup reported for it holds the peer, the peer is in (or below)
+   its pid namespace when it has one of its own, and nothing points at
+   another caller;
 2. a cgroup of pvcore's own container tree no running container claims, or
    a process carrying a contained child's environment tag: unknown;
-3. upstream's cgroup names (``name=pantavisor``, ``/lxc/<name>``);
-4. the host, only when recognised positively: an effective uid of
-   ``caller_host_uids``, a cgroup of ``caller_host_cgroups``, or a process
-   of pvcore's own tree (master, worker, daemons);
+3. upstream's cgroup names (``name=pantavisor``, ``/lxc/<name>``), when
+   every line naming one agrees;
+4. the host, only when recognised positively and in pvcore's own pid
+   namespace: an effective uid of ``caller_host_uids``, a cgroup of
+   ``caller_host_cgroups``, or a process of pvcore's own tree (master,
+   worker, daemons);
 5. anyone else is unknown, and gets the contract's 500 — never mgmt.
+
+Whichever resolver answered, :func:`confirm` then checks the answer against
+the same observation: evidence for another caller, a missing piece of the
+named caller's, or a "host" outside pvcore's pid namespace turns it into an
+unknown caller, logged as ``caller_identity_disputed`` with the evidence.
 """
 from __future__ import annotations
 
@@ -22,13 +34,19 @@ import os
 import socket
 import struct
 import weakref
-from dataclasses import dataclass
-from typing import FrozenSet, Iterable, List, Optional, Tuple
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
+
+import structlog
 
 from pvcore import hookimpl
-from pvcore.cgroups import CgroupRef, parse_membership
+from pvcore.cgroups import CgroupRef
 from pvcore.ownership import Owns
+from pvcore.peer import Observation, observe, own_pid_namespace, pid_namespace
 from pvcore.supervisor import CONTAINED_VARIABLE, environ_names, proc_stat
+
+log = structlog.get_logger(__name__)
 
 HOST = "_pv_"
 _PEERCRED = struct.Struct("3i")
@@ -85,11 +103,15 @@ def name_from_cgroup(text: str) -> Optional[str]:
                 rest = rest[4:]
             # NOTE: upstream treats any prefix of "_pv_" (even "") as the host;
             # only the exact root is the host here (docs/protocol.md).
-            return rest or HOST
-    for line in lines:
-        if "/lxc/" in line:
-            return line.split("/lxc/", 1)[1] or None
-    return None
+            name = rest or HOST
+            break
+    else:
+        names = {line.split("/lxc/", 1)[1] for line in lines if "/lxc/" in line}
+        # a tenant can move itself in one hierarchy: every line must agree
+        return names.pop() or None if len(names) == 1 else None
+    # name=pantavisor wins, but no other line may name another container
+    others = {line.split("/lxc/", 1)[1] for line in lines if "/lxc/" in line and ":name=pantavisor:" not in line}
+    return name if not others - {name} else None
 
 
 def host_uids(value: str) -> FrozenSet[int]:
@@ -149,6 +171,85 @@ def _reported_cgroups(core) -> Iterable[Tuple[str, CgroupRef]]:
                 yield name, ref if isinstance(ref, CgroupRef) else CgroupRef.parse(ref)
 
 
+@dataclass
+class Testimony:
+    """What an observation says about the running callers (step 1 of the module docstring).
+
+    :ivar holds: caller → the evidence that the peer is that caller
+        (its cgroups that hold the peer, its pid namespace).
+    :ivar lacks: caller → the evidence of it that does not hold the peer.
+    """
+
+    holds: Dict[str, List[str]] = field(default_factory=dict)
+    lacks: Dict[str, List[str]] = field(default_factory=dict)
+
+    def full(self, name: str) -> bool:
+        """Whether everything known of ``name`` holds the peer, and nothing of another caller does."""
+        return name in self.holds and not self.lacks.get(name) and set(self.holds) == {name}
+
+
+def testimony(core, seen: Observation) -> Testimony:
+    """Confront observation ``seen`` with every running caller's cgroups and pid namespace."""
+    result = Testimony()
+
+    def note(name, holds, what):
+        (result.holds if holds else result.lacks).setdefault(name, []).append(what)
+
+    for name, ref in _reported_cgroups(core):
+        note(name, ref.holds(seen.membership), str(ref))
+    own = own_pid_namespace()
+    for leaders in core.hook.pvcore_caller_leaders(core=core):
+        for name, leader in (leaders or {}).items():
+            namespace = pid_namespace(leader)
+            if namespace is not None and namespace != own:
+                note(name, seen.below(namespace), f"pid namespace of {leader}")
+    return result
+
+
+#: Disputes already logged, by pid (a hostile caller reconnecting must not flood the log).
+_DISPUTED: "OrderedDict[Tuple[int, str], None]" = OrderedDict()
+_DISPUTED_MAX = 256
+
+
+def _dispute(seen: Observation, named: str, facts: Testimony, why: str) -> str:
+    key = (seen.pid, named)
+    if key not in _DISPUTED:
+        _DISPUTED[key] = None
+        while len(_DISPUTED) > _DISPUTED_MAX:
+            try:
+                _DISPUTED.popitem(last=False)
+            except KeyError:  # another thread emptied it first
+                break
+        log.warning("caller_identity_disputed", named=named, why=why, holds=facts.holds, lacks=facts.lacks,
+                    **seen.evidence())
+    return ""
+
+
+def confirm(core, pid: int, name: str) -> str:
+    """``name`` if everything observed of ``pid`` agrees with it, else ``""`` (unknown, logged).
+
+    ``name`` is what a resolver answered (``_pv_`` or a caller name). The
+    host must be in pvcore's pid namespace and in no caller's cgroup or
+    namespace; a caller must have all its evidence and nobody else's
+    (docs/architecture.md §6).
+    """
+    seen = observe(pid)
+    if seen is None:
+        return ""  # gone: nothing it could be
+    facts = testimony(core, seen)
+    if name == HOST:
+        if not seen.in_own_pid_namespace:
+            return _dispute(seen, name, facts, "not in pvcore's pid namespace")
+        if facts.holds:
+            return _dispute(seen, name, facts, "evidence of a caller")
+        return name
+    if facts.holds and not facts.full(name):
+        return _dispute(seen, name, facts, "evidence disagrees")
+    if facts.lacks.get(name):
+        return _dispute(seen, name, facts, "evidence of the caller missing")
+    return name
+
+
 def is_host(core, pid: int, membership: List[Tuple[str, str]]) -> bool:
     """Positive recognition of the host (step 4 of the module docstring)."""
     uids = core.settings.get("caller_host_uids")
@@ -167,21 +268,25 @@ def pvcore_identify_caller(core, pid):
             text = fh.read()
     except OSError:
         return None
-    membership = parse_membership(text)
-    for name, ref in _reported_cgroups(core):
-        if ref.holds(membership):
-            return name
+    seen = observe(pid)
+    if seen is None:
+        return None
+    membership = seen.membership
+    facts = testimony(core, seen)
+    if facts.holds:
+        name = next(iter(facts.holds))
+        return name if facts.full(name) else _dispute(seen, name, facts, "evidence disagrees")
     tree = core.supervisor.cgroups
     if tree is not None and tree.owns(membership):
         return ""  # a container cgroup of ours that no running container claims
     name = name_from_cgroup(text)
     if name is not None:
-        return name
+        return "" if name == HOST and not seen.in_own_pid_namespace else name
     # NOTE: the tag only ever denies: a process can forge its environment
     # (so the tag never names a caller) but not to pass for the host.
     if environ_names(pid, CONTAINED_VARIABLE):
         return ""
-    return HOST if is_host(core, pid, membership) else ""
+    return HOST if seen.in_own_pid_namespace and is_host(core, pid, membership) else ""
 
 
 class CallerCache:
@@ -189,7 +294,8 @@ class CallerCache:
 
     PERF: identifying a caller reads several ``/proc`` files; a keep-alive
     connection keeps its peer process, so the answer holds until the device
-    changes (a container status or the revision), which bumps the generation.
+    changes (a container status or the revision), which bumps the generation,
+    or its peer process exits (one ``/proc/<pid>/stat`` read per request).
 
     The peer process is pinned too: ``SO_PEERCRED`` names the pid that
     connected, and once that process is gone its pid may be reused by
@@ -255,6 +361,10 @@ def identify(core, environ) -> Optional[Caller]:
     if sock is not None:
         cache = core.caller_cache
         caller = cache.get(sock)
+        # NOTE: the answer is the connecting process's: once it has exited
+        # (the connection handed on), the connection is unknown (§4.1).
+        if caller is not None and not cache.same_peer(sock, caller.pid):
+            return None
         if caller is None:
             pid = peer_pid(environ)
             if pid is None or not cache.same_peer(sock, pid):
@@ -271,6 +381,10 @@ def _identify(core, environ) -> Optional[Caller]:
     if pid is None:
         return None
     name = core.hook.pvcore_identify_caller(core=core, pid=pid)
+    if name and environ.get("gunicorn.socket") is not None:
+        # NOTE: in-process test clients name pretend pids (environ["pvcore.peer_pid"]);
+        # every real peer arrives through a socket and is confirmed.
+        name = confirm(core, pid, name)
     if not name:
         return None
     if name == HOST:

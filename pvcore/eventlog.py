@@ -20,9 +20,10 @@ from typing import List, Optional, Sequence, Tuple
 import structlog
 
 from pvcore import hookimpl
-from pvcore.app import StashKey
+from pvcore.stash import StashKey
 from pvcore.body import dumps
 from pvcore.errors import BadRequest
+from pvcore.query import int_param
 from pvcore.streams import HUB, CHUNK, Source, StreamHub, open_stream
 
 log = structlog.get_logger(__name__)
@@ -138,12 +139,9 @@ def parse_query(req, events: EventLog) -> Tuple[int, List[str]]:
     for kind in types:
         if not _TYPE.match(kind):
             raise BadRequest("Invalid types")
-    since = req.params.get("since")
-    if since is None:
+    since_id = int_param(req, "since", 10 ** 18 - 1)
+    if since_id is None:
         return events.last_id, types
-    if not isinstance(since, str) or not since.isdigit() or len(since) > 18:
-        raise BadRequest("Invalid since")
-    since_id = int(since)
     # since=0: everything this worker still holds.
     return (events.first_id - 1 if since_id == 0 else since_id), types
 

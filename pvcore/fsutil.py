@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from typing import Optional, Union
+from typing import List, Mapping, Optional, Union
 
 
 def fsync_dir(path: str) -> None:
@@ -63,3 +64,45 @@ def sweep_temp_files(directory: str) -> int:
             except OSError:
                 pass
     return removed
+
+
+def write_tree(root: str, files: Mapping[str, Union[bytes, str]], mode: int = 0o644) -> List[str]:
+    """Fill the new, empty directory ``root`` with ``files``: relative path → bytes, or a file to copy.
+
+    For per-start trees a runtime builds (a container's configuration
+    overlay): nothing is fsynced, and since only this function writes under
+    ``root``, no path it opens can be a symlink planted by someone else —
+    files are still created with ``O_EXCL | O_NOFOLLOW``, directories are
+    checked, and a path with an empty, ``.`` or ``..`` segment is refused.
+
+    :return: the paths skipped (unsafe, or in conflict with another one:
+        ``a`` a file and ``a/b`` too).
+    """
+    skipped = []
+    for rel in sorted(files):
+        parts = rel.split("/")
+        if any(part in ("", ".", "..") for part in parts) or "\0" in rel:
+            skipped.append(rel)
+            continue
+        parent = root
+        try:
+            for part in parts[:-1]:
+                parent = os.path.join(parent, part)
+                try:
+                    os.mkdir(parent, 0o755)
+                except FileExistsError:
+                    if os.path.islink(parent) or not os.path.isdir(parent):
+                        raise
+            source = files[rel]
+            fd = os.open(os.path.join(parent, parts[-1]),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+            with os.fdopen(fd, "wb") as out:
+                if isinstance(source, bytes):
+                    out.write(source)
+                else:
+                    with open(source, "rb") as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
+            os.chmod(os.path.join(parent, parts[-1]), mode)  # whatever the umask
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            skipped.append(rel)
+    return skipped

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
-    from pvcore.app import Core
+    from pvcore.core import Core
     from pvcore.events import Event
     from pvcore.ownership import Owns
     from pvcore.services import Service
@@ -150,6 +150,18 @@ def pvcore_identify_caller(core: "Core", pid: int) -> Optional[str]:
         the peer's cgroup against :func:`pvcore_caller_cgroups`, upstream's
         cgroup names, then the host, recognised positively
         (docs/architecture.md, "Callers"); anything else is unknown.
+    """
+
+
+@hookspec
+def pvcore_caller_leaders(core: "Core") -> Optional[Mapping[str, int]]:
+    """The leading process of each running caller a plugin runs: ``{name: pid}`` (a container's init).
+
+    No process can leave its pid namespace, so a peer in a leader's pid
+    namespace, or in one created below it, is that caller and no other
+    (docs/architecture.md §6). Leaders in pvcore's own pid namespace (the
+    process runtime's) say nothing. Called for a connection's first request;
+    must be quick.
     """
 
 

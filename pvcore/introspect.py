@@ -5,7 +5,7 @@ They live outside the pv-ctrl namespace so no upstream client ever meets them.
 from __future__ import annotations
 
 from pvcore import hookimpl
-from pvcore.app import StashKey
+from pvcore.stash import StashKey
 from pvcore.body import dumps
 from pvcore.ownership import Owns
 

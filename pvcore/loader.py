@@ -25,7 +25,7 @@ def load_core(overrides: Optional[Mapping[str, Any]] = None, env: Optional[Mappi
     if settings.demo:
         from pvcore.demo import build_manifest, seed_if_empty
 
-        if seed_if_empty(settings.storage_dir):
+        if settings.demo_seed and seed_if_empty(settings.storage_dir):
             log.info("demo_device_seeded", storage_dir=settings.storage_dir)
         labels = [plugin_label(pm, plugin) for _, plugin in pm.list_name_plugin() if plugin is not None]
         settings.supply("buildinfo", build_manifest(labels), source="demo")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
 import sys
 from contextvars import ContextVar
 from typing import Any, Dict, Optional
@@ -61,6 +62,49 @@ _SHARED = [
 ]
 
 
+#: syslog priorities of stdlib levels, as journald reads them from a ``<N>`` prefix.
+_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+
+def journal_stream(stream=None, environ=None) -> bool:
+    """Whether ``stream`` (stderr) is connected to the systemd journal.
+
+    systemd sets ``JOURNAL_STREAM=<device>:<inode>`` for a service whose
+    stdout/stderr go to the journal; a child whose stderr was redirected
+    elsewhere inherits the variable, so the descriptor itself must match.
+    """
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    try:
+        st = os.fstat((sys.stderr if stream is None else stream).fileno())
+        return (st.st_dev, st.st_ino) == (int(device), int(inode))
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+class StderrHandler(logging.StreamHandler):
+    """pvcore's one log handler: stderr, one rendered line per event.
+
+    When stderr is the journal (:func:`journal_stream`), each line starts
+    with its syslog priority, ``<3>`` for an error: journald strips the
+    prefix and files the line at that priority, so ``journalctl -p err``
+    finds pvcore's errors while the message stays the JSON line other
+    collectors parse (docs/deploy.md, "Logs").
+    """
+
+    def __init__(self, stream=None):
+        super().__init__(stream)
+        self.journal = journal_stream(self.stream)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if not self.journal:
+            return line
+        level = record.levelno
+        priority = next((p for lvl, p in sorted(_PRIORITY.items(), reverse=True) if level >= lvl), 7)
+        return f"<{priority}>{line}"
+
+
 def _use_json(fmt: str) -> bool:
     if fmt == "json":
         return True
@@ -90,7 +134,7 @@ def logconfig_dict(fmt: str = "auto", level: str = "info") -> Dict[str, Any]:
             }
         },
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "structlog", "stream": "ext://sys.stderr"}
+            "stderr": {"class": "pvcore.log.StderrHandler", "formatter": "structlog", "stream": "ext://sys.stderr"}
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {

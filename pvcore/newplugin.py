@@ -79,7 +79,7 @@ import time
 from collections import deque
 
 from pvcore import hookimpl
-from pvcore.app import StashKey
+from pvcore.stash import StashKey
 from pvcore.body import dumps
 from pvcore.fsutil import atomic_write
 from pvcore.services import LoopService

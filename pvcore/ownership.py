@@ -332,3 +332,21 @@ def collect(pm, plugin_name: Callable[[Any], str]) -> Registry:
     registry.packages = {package: names[0] for package, names in packages.items() if len(names) == 1}
     registry.finish()
     return registry
+
+
+def declare(core) -> None:
+    """Collect what each plugin owns into ``core.ownership`` and check the hook
+    names plugins use (pvcore/names.py); from now on events go to their
+    subscribers only (pvcore/listeners.py). Called by ``build_core`` before
+    ``pvcore_startup``.
+
+    :raises StartupError: a clash, a misspelled optional hook, a ``core.call``
+        literal naming no hook.
+    """
+    from pvcore import names  # NOTE: here: pvcore.names is needed only at boot
+    from pvcore.listeners import Listeners
+
+    pm = core.pm
+    core.ownership = collect(pm, pm.get_name)
+    core.listeners = Listeners(pm, core.ownership)
+    names.check(pm)

@@ -8,23 +8,22 @@ errors"); the traceback is logged at debug level only.
 """
 from __future__ import annotations
 
-import functools
 import importlib.metadata
-import inspect
 import os
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import pluggy
 
 import structlog
 
-from pvcore import caller, eventlog, hookspecs, introspect
+from pvcore import caller, eventlog, hookspecs, introspect, logdir
 from pvcore.errors import StartupError
+from pvcore.labels import dist_of, plugin_label, readable_name
 
 log = structlog.get_logger(__name__)
 
 #: Modules of the core that are plugins themselves and cannot be disabled.
-ESSENTIAL_PLUGINS = (caller, introspect, eventlog)
+ESSENTIAL_PLUGINS = (caller, introspect, eventlog, logdir)
 
 
 def split_names(text: str) -> list:
@@ -35,55 +34,6 @@ def split_names(text: str) -> list:
 def disabled_from_env(environ=None) -> list:
     """Plugin names listed in ``PVCORE_DISABLE_PLUGINS=a,b``."""
     return split_names((environ if environ is not None else os.environ).get("PVCORE_DISABLE_PLUGINS", ""))
-
-
-def _dist_of(pm, plugin) -> str:
-    """``"<distribution> <version>"`` of ``plugin``, or ``"not installed"``."""
-    for plug, dist in pm.list_plugin_distinfo():
-        if plug is plugin:
-            return f"{dist.project_name} {dist.version}"
-    module = getattr(plugin, "__name__", None) if inspect.ismodule(plugin) else getattr(plugin, "__module__", None)
-    if module and module.split(".")[0] == "pvcore":
-        return f"pvcore {_version('pvcore')}"  # the core's own plugins (caller, introspect)
-    if pm.is_registered(plugin):
-        # Registered in code (tests, embedding): an installed module still
-        # has its distribution; an inline class has none.
-        return _entry_point_dists().get(module, "not installed")
-    # A plugin refused while registering is not in pluggy's list: find the
-    # distribution whose entry point names its module (uncached: this is a
-    # failing boot, and the distribution may be new).
-    return _entry_point_dists.__wrapped__().get(module, "not installed")
-
-
-@functools.lru_cache(maxsize=None)
-def _entry_point_dists() -> Dict[str, str]:
-    """Module of each ``pvcore`` entry point -> its distribution and version."""
-    found: Dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        for ep in dist.entry_points:
-            if ep.group == "pvcore":
-                found.setdefault(ep.value.split(":")[0], f"{dist.metadata['Name']} {dist.version}")
-    return found
-
-
-@functools.lru_cache(maxsize=None)
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
-def plugin_label(pm, plugin) -> str:
-    """``"<name> (<distribution> <version>)"``: how boot errors name a plugin."""
-    name = pm.get_name(plugin) if pm.is_registered(plugin) else None
-    return f"{name or readable_name(plugin)} ({_dist_of(pm, plugin)})"
-
-
-def readable_name(plugin) -> str:
-    """A name for a plugin registered without one: a module's or class's
-    ``__name__``, an instance's class name (pluggy would use ``id()``)."""
-    return getattr(plugin, "__name__", None) or type(plugin).__name__
 
 
 def _free_name(pm, plugin) -> str:
@@ -156,14 +106,14 @@ def get_plugin_manager(
             try:
                 pm.register(plugin, name=name)
             except ValueError as exc:  # the same plugin or name twice
-                raise StartupError(f"plugin {name} ({_dist_of(pm, plugin)}): {exc}") from None
+                raise StartupError(f"plugin {name} ({dist_of(pm, plugin)}): {exc}") from None
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         plugin = exc.plugin
         label = pm.get_name(plugin) if pm.is_registered(plugin) else readable_name(plugin)
         # pluggy's message spans three lines: keep the promise of one.
         reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        raise StartupError(f"plugin {label} ({_dist_of(pm, plugin)}): {reason}") from None
+        raise StartupError(f"plugin {label} ({dist_of(pm, plugin)}): {reason}") from None
     return pm
 
 

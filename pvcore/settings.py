@@ -4,7 +4,13 @@ Each :class:`Setting` has a name, a type, a default, an environment variable
 (``PVCORE_<NAME>``) and a description; plugins add their own through the
 ``pvcore_declare_settings`` hook. Values come from, highest first: the
 overrides passed in code (tests, embedding), the environment, the settings
-file named by ``PVCORE_SETTINGS_FILE`` (``name = value`` lines), the default.
+file named by ``PVCORE_SETTINGS_FILE`` (``name = value`` lines), the demo
+device's value (only with ``PVCORE_DEMO=1``), the default.
+
+Defaults are what a device needs — upstream's value where upstream has one,
+absolute paths only (docs/deploy.md, "Settings to review"); a laptop demo
+gets its own values (``./var/…``, the ``process`` runtime, a pretend power
+backend) from :attr:`Setting.demo`, shown with source ``demo``.
 Callables (e.g. ``free_space``) can only be overridden in code: that is how
 tests inject faults without monkeypatching. :meth:`Settings.describe` says
 where each value came from (``GET /_pvcore/settings``, ``pvcontrol settings``).
@@ -20,6 +26,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 SETTINGS_FILE_ENV = "PVCORE_SETTINGS_FILE"
 #: How secret values are shown by :meth:`Settings.describe`.
 MASK = "********"
+#: :attr:`Setting.demo` of a setting the demo device leaves at its default.
+NO_DEMO = object()
 
 
 class SettingsError(Exception):
@@ -43,13 +51,17 @@ def _free_space(path: str) -> int:
 class Setting:
     """One setting: ``name``, ``type`` (``str``, ``int``, ``float``, ``bool`` or
     ``callable``), ``default`` and a one-paragraph ``help``. A ``secret``
-    setting (a token, a password) is masked wherever settings are listed."""
+    setting (a token, a password) is masked wherever settings are listed.
+    ``demo`` is the value the embedded demo device uses instead of the
+    default (``PVCORE_DEMO=1``): the default is a device's, the demo's a
+    laptop's."""
 
     name: str
     type: Any
     default: Any
     help: str
     secret: bool = False
+    demo: Any = NO_DEMO
 
     @property
     def env(self) -> str:
@@ -65,19 +77,25 @@ class Setting:
         return self.type(text)
 
 
-#: The core's own settings. Paths default to the embedded demo device under ./var/.
+#: The core's own settings. ``demo`` comes first: the others' values depend on it.
 CORE_SETTINGS = (
-    Setting("storage_dir", str, "var/storage",
-            "Pantavisor storage (objects/, trails/, cache/, logs/). The demo device lives in ./var/storage."),
-    Setting("run_dir", str, "var/run",
-            "Runtime directory: the pv-ctrl socket, process-group records, per-key metadata views."),
+    Setting("demo", bool, False,
+            "The embedded demo device: settings take their demo values (./var/, the process runtime, a pretend "
+            "power backend; source 'demo') and, with demo_seed, its factory revision is seeded when the "
+            "storage dir is empty. make run sets it; a device never does."),
+    Setting("demo_seed", bool, True,
+            "With demo on, seed the demo device's factory revision when the storage dir is empty."),
+    Setting("storage_dir", str, "/storage",
+            "Pantavisor storage (objects/, trails/, logs/, disks/, plugin data); upstream's /storage.",
+            demo="var/storage"),
+    Setting("run_dir", str, "/run/pantavisor/pv",
+            "Runtime directory: the pv-ctrl socket, process-group records, per-key metadata views "
+            "(upstream's PV_SYSTEM_RUNDIR).", demo="var/run"),
     Setting("socket", str, "",
             "Path of the pv-ctrl Unix socket; empty means <run_dir>/pv-ctrl."),
     Setting("log_format", str, "auto",
             "Log renderer: json, console, or auto (console on a tty, JSON otherwise)."),
     Setting("log_level", str, "info", "Minimum level of log events (debug, info, warning, error)."),
-    Setting("demo", bool, False,
-            "Seed the embedded demo device (revision 0, example containers) when the storage dir is empty."),
     Setting("caller_host_uids", str, "self",
             "Comma-separated effective uids whose processes, outside every container, are the host "
             "(_pv_, privileged); self is the uid pvcore runs as. Anyone unrecognised is unknown."),
@@ -116,6 +134,14 @@ CORE_SETTINGS = (
             "Comma-separated plugin names to leave out; their routes answer unknown endpoint."),
     Setting("trace_hooks", bool, False,
             "Log every hook call (at debug level: set log_level to debug to see them)."),
+    Setting("log_dir_maxsize", int, 16 << 20,
+            "Bytes <storage>/logs may hold (upstream's PV_LOG_DIR_MAXSIZE); past 90 % of it the oldest logs of "
+            "what no longer runs are removed first, until it is under the low watermark; 0: no budget."),
+    Setting("log_hysteresis_factor", int, 4,
+            "The low watermark of log cleanup is log_dir_maxsize - log_dir_maxsize / this (PV_LOG_HYSTERESIS_FACTOR)."),
+    Setting("log_file_maxsize", int, 2 << 20,
+            "A console or daemon log file is emptied when it would grow past this many bytes "
+            "(upstream's 2 MiB truncate size); 0: never."),
     Setting("free_space", callable, _free_space,
             "Function(path) -> free bytes of the filesystem holding path; injected by tests to simulate a full disk."),
 )
@@ -163,6 +189,8 @@ class Settings:
         if setting.name in self._file_values:
             line, text = self._file_values[setting.name]
             return self._parse(setting, text, f"{self.file}:{line}: {setting.name}"), "file"
+        if setting.demo is not NO_DEMO and self._values.get("demo"):
+            return setting.demo, "demo"
         return setting.default, "default"
 
     @staticmethod
@@ -224,8 +252,9 @@ class Settings:
 
     def describe(self) -> List[Dict[str, Any]]:
         """Every setting as a JSON-ready dict: name, value, source, default,
-        type, environment variable, owner (``pvcore`` or the plugin), help.
-        Secret values are masked; callables are shown by name."""
+        type, environment variable, owner (``pvcore`` or the plugin), help,
+        and the demo device's value where it has one. Secret values are
+        masked; callables are shown by name."""
         result = []
         for name, setting in self._decls.items():
             result.append({
@@ -239,6 +268,8 @@ class Settings:
                 "secret": setting.secret,
                 "help": setting.help,
             })
+            if setting.demo is not NO_DEMO:
+                result[-1]["demo"] = _shown(setting, setting.demo)
         return result
 
 

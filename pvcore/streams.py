@@ -35,7 +35,7 @@ from typing import Dict, List, Optional
 
 import structlog
 
-from pvcore.app import StashKey
+from pvcore.stash import StashKey
 from pvcore.errors import Unavailable
 from pvcore.services import Service
 

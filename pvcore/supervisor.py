@@ -169,6 +169,9 @@ class ProcessGroups:
         self._cgroup_mode = cgroups
         self._tree: Optional[CgroupTree] = None
         self._tree_checked = False
+        #: :class:`pvcore.logdir.LogDir` children's ``log_path`` output goes
+        #: through (set by the core at startup); ``None``: appended directly.
+        self.logs = None
 
     @property
     def cgroups(self) -> Optional[CgroupTree]:
@@ -218,7 +221,8 @@ class ProcessGroups:
     ) -> subprocess.Popen:
         """Start ``argv`` as the leader of a new session; remember it as ``key``.
 
-        stdout and stderr go to ``log_path`` (appended) or /dev/null.
+        stdout and stderr go to ``log_path`` (appended, within the log budget
+        of :attr:`logs`) or /dev/null.
 
         :param contain: a name for a child that may be hostile (a container):
             it runs in cgroup ``<tree>/<contain>``, or as a child subreaper
@@ -237,9 +241,11 @@ class ProcessGroups:
                 preexec = _enter_cgroup(tree.procs_file(contain))
             else:
                 preexec = _become_subreaper
-        if log_path:
+        if log_path and self.logs is not None:
+            out = self.logs.writer(log_path)  # bounded (pvcore/logdir.py)
+        elif log_path:
             os.makedirs(os.path.dirname(log_path), exist_ok=True)
-            out = open(log_path, "ab")
+            out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         else:
             out = subprocess.DEVNULL
         try:
@@ -256,7 +262,7 @@ class ProcessGroups:
             )
         finally:
             if log_path:
-                out.close()
+                os.close(out)
         path = self._record_path(key)
         with open(path, "w") as fh:
             fh.write(f"{proc.pid} {start_time(proc.pid) or ''}\n")

@@ -35,6 +35,8 @@ process (``init_process``), which serves nothing but pvcore.
 from __future__ import annotations
 
 import functools
+import io
+import os
 from urllib.parse import urlsplit
 
 from gunicorn import util
@@ -47,6 +49,9 @@ from pvcore.connections import FairThreadWorker
 from pvcore.settings import Settings
 
 FRAMEWORK_ERROR = b'{"Error": "Unsupported protocol"}'
+#: A response body up to this size leaves with its head in one write; a
+#: larger one sends its first this many bytes with the head.
+ONE_WRITE = 256 * 1024
 #: Bytes a closing connection may still discard (gunicorn's default: 64 KiB);
 #: its time limit (2 s) is unchanged.
 LINGER_DRAIN = 4 << 20
@@ -155,8 +160,87 @@ class ContinueOnRead:
 
 
 class PvResponse(wsgi.Response):
-    """A gunicorn response that honours the application's ``Connection: close``
-    and closes when a ``100-continue`` client was answered before its body."""
+    """A gunicorn response that leaves in one write where it fits, honours the
+    application's ``Connection: close`` and closes when a ``100-continue``
+    client was answered before its body.
+
+    **One write.** gunicorn writes the head (``send_headers``), then each body
+    item, then a file with ``sendfile``: two writes at least. A client that
+    reads once after the head arrives (upstream's ``pvtx``) then sees an
+    empty body (docs/protocol.md §1). Here the head is kept until the first
+    body bytes and leaves with them; a file's first :data:`ONE_WRITE` bytes
+    are read and leave with the head too (the rest, if any, by
+    ``sendfile``). A response without a body gets its head from
+    :meth:`close`, at once; an empty body item flushes the head as well.
+    """
+
+    _pending = None  # the head (and a whole small file), built but not yet sent
+
+    def send_headers(self):
+        if self.headers_sent:
+            return
+        tosend = self.default_headers()
+        tosend.extend(["%s: %s\r\n" % (k, v) for k, v in self.headers])
+        self._pending = ("%s\r\n" % "".join(tosend)).encode("latin-1")
+        self.headers_sent = True
+
+    def _send_with_head(self, data=b"") -> None:
+        head, self._pending = self._pending, None
+        if head is None:
+            if data:
+                self.sock.sendall(data)
+        elif len(data) <= ONE_WRITE:
+            self.sock.sendall(head + data)
+        else:  # no copy of a large body: the head leaves with its first part
+            view = memoryview(data)
+            self.sock.sendall(head + view[:ONE_WRITE])
+            self.sock.sendall(view[ONE_WRITE:])
+
+    def write(self, arg):
+        super().write(arg)
+        if not arg and self._pending is not None:
+            self._send_with_head()  # an empty item: the app wants the head out now
+
+    def _emit_body(self, data):
+        if self.chunked:
+            data = b"%X\r\n%s\r\n" % (len(data), data)
+        self._send_with_head(data)
+
+    def sendfile(self, respiter):
+        if self.cfg.is_ssl or not self.can_sendfile() or not util.has_fileno(respiter.filelike):
+            return False
+        fileno = respiter.filelike.fileno()
+        try:
+            offset = os.lseek(fileno, 0, os.SEEK_CUR)
+            nbytes = self.response_length
+            if nbytes is None:
+                nbytes = os.fstat(fileno).st_size - offset
+            first = b"" if self._omits_body else os.pread(fileno, min(nbytes, ONE_WRITE), offset)
+        except (OSError, io.UnsupportedOperation):
+            return False
+        if self._omits_body:
+            return super().sendfile(respiter)  # the head alone, and gunicorn's warning
+        self.send_headers()
+        rest = nbytes - len(first)
+        if self.chunked and nbytes:
+            first = b"%X\r\n%s" % (nbytes, first) + (b"" if rest else b"\r\n")
+        self.sent += nbytes
+        if not rest:  # the whole file: it leaves with close(), and a chunked end with it
+            self._pending = (self._pending or b"") + first
+            return True
+        self._send_with_head(first)
+        self.sock.sendfile(respiter.filelike, offset=offset + nbytes - rest, count=rest)
+        if self.chunked:
+            self.sock.sendall(b"\r\n")
+        os.lseek(fileno, offset, os.SEEK_SET)
+        return True
+
+    def close(self):
+        if not self.headers_sent:
+            self.send_headers()
+        tail = b"0\r\n\r\n" if self.chunked else b""
+        if self._pending is not None or tail:
+            self._send_with_head(tail)
 
     def process_headers(self, headers):
         super().process_headers(headers)

@@ -53,9 +53,10 @@ SETTINGS = (
     Setting("reboot_delay", float, 0.0,
             "Seconds REBOOT_DEVICE is held before the reboot happens (0 = at once); "
             "DEFER_REBOOT <seconds> pushes a held reboot back."),
-    Setting("power_backend", str, "demo",
+    Setting("power_backend", str, "system",
             "How REBOOT_DEVICE/POWEROFF_DEVICE act when no plugin offers a power backend: "
-            "demo (restart/stop pvcore itself) or system (run reboot/poweroff)."),
+            "system (the init system's reboot/poweroff, as a device does) or demo (restart/stop pvcore "
+            "itself).", demo="demo"),
     Setting("power_kill", callable, os.kill,
             "Function(pid, signum) the demo power backend signals gunicorn with; injected by tests."),
     Setting("claimed", bool, False,

@@ -79,9 +79,10 @@ def pvcore_declare_settings():
     return [
         Setting("containers_interval", float, 0.1,
                 "Seconds between two rounds of the container engine (status machine, recovery)."),
-        Setting("container_runtime", str, "process",
-                "Container runtime: process (each container a supervised process group; no root needed) "
-                "or lxc (real LXC containers from the revision's rootfs; the pv_lxc plugin, root)."),
+        Setting("container_runtime", str, "lxc",
+                "Container runtime: lxc (real LXC containers from the revision's rootfs, as on a device; the "
+                "pv_lxc plugin, root) or process (each container a supervised process group; no root needed).",
+                demo="process"),
         Setting("containers_clock", callable, time.monotonic,
                 "Monotonic clock of the container engine (recovery delays, group timeouts); injected by tests."),
     ]
@@ -115,6 +116,12 @@ def pvcore_identify_caller(core, pid):
 @hookimpl
 def pvcore_caller_cgroups(core):
     return core.stash[ENGINE].cgroups()
+
+
+@hookimpl
+def pvcore_caller_leaders(core):
+    pids = core.stash[ENGINE].pids() or {}
+    return {name: pid for name, pid in pids.items() if pid > 0}
 
 
 @hookimpl

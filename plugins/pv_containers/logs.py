@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 
+from pvcore.app import takes_query
 from pvcore.errors import BadRequest, NotFound, PvError
+from pvcore.query import int_param
 from pvcore.streams import FileFollower, open_stream, tail_offset
 
 from .runtime import console_log_path
@@ -41,18 +43,17 @@ class ContainerLog:
             return custom(container)
         return console_log_path(self._core.settings.storage_dir, container.rev, container.name)
 
+    @takes_query("tail", "follow")
     def on_get(self, req, resp, name):
         if not self._engine.loaded:
             raise PvError("State not loaded yet", 500)
         container = self._engine.container(name)
         if container is None:
             raise NotFound("Container not found")
-        tail = req.params.get("tail")
-        if tail is not None and (not isinstance(tail, str) or not tail.isdigit() or int(tail) > MAX_TAIL):
-            raise BadRequest("Invalid tail")
+        tail = int_param(req, "tail", MAX_TAIL)
         follow = _flag(req.params.get("follow"))
         path = self.log_path(container)
-        offset = tail_offset(path, int(tail)) if tail is not None else 0
+        offset = tail_offset(path, tail) if tail is not None else 0
         if follow and open_stream(self._core, req, resp, FileFollower(path, offset), TEXT, "logs:" + name):
             return
         resp.content_type = TEXT

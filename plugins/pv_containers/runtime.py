@@ -34,10 +34,16 @@ answers only for its own name (pv_lxc for ``lxc``); the built-in
 from __future__ import annotations
 
 import os
+import shutil
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
+
+import structlog
 
 from pvcore import hookimpl
+from pvcore.fsutil import write_tree
+
+log = structlog.get_logger(__name__)
 
 DEFAULT_ARGV = ("{python}", "-m", "pvcore.demo.container")
 
@@ -65,37 +71,109 @@ class ProcessRuntime:
     no process of it escapes identification or a stop; otherwise a child
     subreaper, whose tree keeps its double-forked descendants.
 
-    Environment: ``PVCORE_CONTAINER=<name>`` and ``PVCORE_CTRL_SOCKET`` (the
-    absolute socket path). Working dir ``<storage>/disks/rev/<rev>/<name>``;
-    console output appended to ``<storage>/logs/<rev>/<name>/console.log``.
+    Working dir ``<storage>/disks/rev/<rev>/<name>``; console output appended
+    to ``<storage>/logs/<rev>/<name>/console.log``. Each start gets a new
+    directory ``<run>/containers/<name>/``, removed when the process ends
+    (docs/protocol.md §D4.8, §D2.5), named in the environment:
+
+    ``PVCORE_CONTAINER``, ``PVCORE_CTRL_SOCKET``
+        The container's name; the pv-ctrl socket's absolute path.
+    ``PVCORE_BOOT_DIR``
+        An empty directory for this start: what a boot-persistent rootfs
+        layer is to an LXC container.
+    ``PVCORE_VOLUMES_DIR``
+        One entry per run.json ``storage`` volume (but ``lxc-overlay``), by
+        persistence: ``boot`` a new empty directory, ``revision`` and
+        ``permanent`` a symlink to ``<storage>/disks/rev/<rev>/<name>/<vol>``
+        and ``<storage>/disks/perm/<name>/<vol>``.
+    ``PVCORE_CONFIG_DIR``
+        The revision's ``_config/<name>/`` files, at their paths.
     """
 
     name = "process"
 
     def __init__(self, core):
         self._core = core
+        self._areas: Dict[Any, str] = {}
+        self._swept = False
+
+    def _area(self, container) -> Dict[str, str]:
+        """This start's directory (see the class docstring); its environment variables."""
+        name = container.name
+        if not name or "/" in name or "\0" in name or name in (".", ".."):
+            raise RuntimeError(f"container name {name!r} cannot name a directory")
+        settings = self._core.settings
+        storage = os.path.abspath(settings.storage_dir)
+        top = os.path.join(os.path.abspath(settings.run_dir), "containers")
+        if not self._swept:  # what a killed worker left
+            shutil.rmtree(top, ignore_errors=True)
+            self._swept = True
+        area = os.path.join(top, name)
+        shutil.rmtree(area, ignore_errors=True)
+        env = {key: os.path.join(area, sub) for key, sub in
+               (("PVCORE_BOOT_DIR", "boot"), ("PVCORE_VOLUMES_DIR", "volumes"), ("PVCORE_CONFIG_DIR", "config"))}
+        for path in env.values():
+            os.makedirs(path)
+        disks = {"permanent": os.path.join(storage, "disks", "perm", name),
+                 "revision": os.path.join(storage, "disks", "rev", container.rev, name)}
+        storage_spec = container.run.get("storage")
+        for volume, spec in (storage_spec.items() if isinstance(storage_spec, Mapping) else ()):
+            if not isinstance(volume, str) or volume == "lxc-overlay" or "/" in volume or volume in ("", ".", ".."):
+                continue
+            link = os.path.join(env["PVCORE_VOLUMES_DIR"], volume)
+            disk = disks.get(spec.get("persistence") if isinstance(spec, Mapping) else None)
+            if disk is None:
+                os.mkdir(link)
+            else:
+                os.makedirs(os.path.join(disk, volume), exist_ok=True)
+                os.symlink(os.path.join(disk, volume), link)
+        files = {}
+        for path, value in container.spec.configs.items():
+            files[path] = value if isinstance(value, bytes) else self._core.call("pv_objects_object_path", sha=value)
+            if not files[path]:
+                raise RuntimeError(f"object {value} (_config/{name}/{path}) is not stored")
+        skipped = write_tree(env["PVCORE_CONFIG_DIR"], files)
+        if skipped:
+            log.warning("config_overlay_skipped", container=name, paths=skipped)
+        env["area"] = area
+        return env
 
     def start(self, container) -> Any:
         settings = self._core.settings
         storage = os.path.abspath(settings.storage_dir)
         cwd = os.path.join(storage, "disks", "rev", container.rev, container.name)
         os.makedirs(cwd, exist_ok=True)
+        area = self._area(container)
         env = dict(os.environ)
         env.update({
             "PVCORE_CONTAINER": container.name,
             "PVCORE_CTRL_SOCKET": os.path.abspath(settings.socket_path),
         })
-        return self._core.supervisor.spawn(
-            "container-" + container.name,
-            container_argv(container.run),
-            env=env,
-            cwd=cwd,
-            log_path=console_log_path(storage, container.rev, container.name),
-            contain=container.name,
-        )
+        top = area.pop("area")
+        env.update(area)
+        try:
+            handle = self._core.supervisor.spawn(
+                "container-" + container.name,
+                container_argv(container.run),
+                env=env,
+                cwd=cwd,
+                log_path=console_log_path(storage, container.rev, container.name),
+                contain=container.name,
+            )
+        except BaseException:
+            shutil.rmtree(top, ignore_errors=True)
+            raise
+        self._areas[handle] = top
+        return handle
+
+    def _release(self, handle) -> None:
+        top = self._areas.pop(handle, None)
+        if top is not None:
+            shutil.rmtree(top, ignore_errors=True)
 
     def stop(self, handle, timeout: float) -> None:
         self._core.supervisor.stop(handle, timeout)
+        self._release(handle)
 
     def cgroups(self, handle) -> List[str]:
         ref = self._core.supervisor.cgroup_of(handle)
@@ -108,6 +186,7 @@ class ProcessRuntime:
         code = handle.poll()
         if code is not None:
             self._core.supervisor.reaped(handle)
+            self._release(handle)
         return code
 
 

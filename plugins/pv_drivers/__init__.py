@@ -66,9 +66,9 @@ def pvcore_addhooks(pluginmanager):
 @hookimpl
 def pvcore_declare_settings():
     return [
-        Setting("driver_loader", str, "dryrun",
+        Setting("driver_loader", str, "modprobe",
                 "How drivers are loaded: 'modprobe' runs modprobe/modprobe -r; 'dryrun' (the demo device) "
-                "only records the calls in <run_dir>/drivers-dryrun.log."),
+                "only records the calls in <run_dir>/drivers-dryrun.log.", demo="dryrun"),
         Setting("driver_fitconfig", str, "",
                 "The FIT configuration name whose 'fitconfig:<name>' section of bsp/drivers.json applies "
                 "besides 'all' (PV_BOOTLOADER_FITCONFIG upstream)."),

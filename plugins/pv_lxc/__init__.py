@@ -96,6 +96,9 @@ def pvcore_declare_settings():
                 "LXC's lxcpath for pvcore's containers (configs, mounts, records); empty means <run_dir>/lxc."),
         Setting("lxc_start_timeout", float, 10.0,
                 "Seconds lxc-start gets to bring up a container's init before the start counts as failed."),
+        Setting("lxc_boot_size", str, "25%",
+                "Size of the tmpfs each container start gets for its boot-persistent storage (the rootfs "
+                "overlay's upper layer by default): tmpfs size= syntax, bytes with k/m/g or a % of RAM."),
     ]
 
 

@@ -10,7 +10,7 @@ sources to where pvcore mounted them, and adds pvcore's own lines around it
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 #: Keys pvcore sets itself: the rootfs it mounted, the console it captures, the log it reads.
 OWNED_PREFIXES = ("lxc.rootfs", "lxc.console", "lxc.log.")
@@ -37,7 +37,12 @@ def rewrite_volume(value: str, name: str, volumes: Mapping[str, str]) -> str:
     return value
 
 
-def compose(name: str, source: str, rootfs: str, volumes: Mapping[str, str], socket_path: str) -> str:
+#: Options of the read-only views under ``/pantavisor`` (docs/protocol.md §D4.9).
+VIEW_OPTIONS = "bind,ro,nosuid,nodev,noexec,create=dir"
+
+
+def compose(name: str, source: str, rootfs: str, volumes: Mapping[str, str], socket_path: str,
+            views: Sequence[Tuple[str, str]] = ()) -> str:
     """The config file for container ``name``.
 
     :param source: the container's ``lxc.container.conf`` (may be empty).
@@ -45,6 +50,8 @@ def compose(name: str, source: str, rootfs: str, volumes: Mapping[str, str], soc
     :param volumes: volume name (``root.squashfs``, ``docker--data`` …) →
         the host directory pvcore mounted or created for it.
     :param socket_path: the pv-ctrl socket, bound at ``/pantavisor/pv-ctrl``.
+    :param views: ``(host directory, name)`` pairs bound read-only at
+        ``/pantavisor/<name>`` (metadata and logs).
     """
     own: List[str] = []
     keys = set()
@@ -70,10 +77,11 @@ def compose(name: str, source: str, rootfs: str, volumes: Mapping[str, str], soc
     if "lxc.mount.auto" not in keys:
         head.append("lxc.mount.auto = proc:mixed sys:ro cgroup:mixed")
     tail = [
-        "# pvcore: rootfs, console, pv-ctrl",
+        "# pvcore: rootfs, console, /pantavisor",
         f"lxc.rootfs.path = dir:{rootfs}",
         "lxc.console.path = none",
         f"lxc.mount.entry = {socket_path} pantavisor/pv-ctrl none bind,create=file 0 0",
+        *(f"lxc.mount.entry = {source} pantavisor/{view} none {VIEW_OPTIONS} 0 0" for source, view in views),
     ]
     return "\n".join(head + ["# from lxc.container.conf"] + own + tail) + "\n"
 

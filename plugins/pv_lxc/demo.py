@@ -98,8 +98,11 @@ def _install(binary: str, root: str, dest: str) -> None:
             shutil.copy2(os.path.realpath(lib), copy)
 
 
-def build_rootfs(workdir: str) -> str:
-    """Build the demo root filesystem as a squashfs file in ``workdir``; return its path."""
+def build_rootfs(workdir: str, extra: Optional[Mapping[str, bytes]] = None) -> str:
+    """Build the demo root filesystem as a squashfs file in ``workdir``; return its path.
+
+    ``extra`` adds files (path in the rootfs → content), for images that differ.
+    """
     root = os.path.join(workdir, "rootfs")
     shutil.rmtree(root, ignore_errors=True)
     for sub in ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "run", "var", "pantavisor"):
@@ -116,6 +119,11 @@ def build_rootfs(workdir: str) -> str:
     write_init(os.path.join(root, "sbin", "pvdemo-init"))
     with open(os.path.join(root, "etc", "hostname"), "w") as fh:
         fh.write("pvdemo\n")
+    for path, data in (extra or {}).items():
+        target = os.path.join(root, path.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as fh:
+            fh.write(data)
     image = os.path.join(workdir, "root.squashfs")
     if os.path.exists(image):
         os.unlink(image)
@@ -185,7 +193,7 @@ def install(socket_path: str, rev: str, state: Mapping, files: Mapping[str, str]
             until: Iterable[str] = SETTLED) -> dict:
     """Upload ``files``, PUT ``state`` as ``rev``, LOCAL_RUN it; its progress once in ``until``."""
     until = tuple(until)
-    from pvcore.client import PvClient
+    from pvcore_client import PvClient
 
     with PvClient(socket_path) as client:
         for sha, path in files.items():
@@ -217,20 +225,35 @@ def _wait_socket(path: str, timeout: float) -> None:
         time.sleep(0.1)
 
 
+def _running_revision(client) -> Optional[str]:
+    """The revision the device runs (device-meta ``pantavisor.revision``), if any."""
+    resp = client.request("GET", "/device-meta")
+    meta = resp.json() if resp.ok else {}
+    return meta.get("pantavisor.revision") or None if isinstance(meta, dict) else None
+
+
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pv_lxc.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--socket", required=True, help="the pv-ctrl socket of a server running the lxc runtime")
     parser.add_argument("--rev", default="locals/lxc-demo", help="name of the local revision")
     args = parser.parse_args(argv)
     _wait_socket(args.socket, 60)
-    from pvcore.client import PvClient
+    from pvcore_client import PvClient
 
     with tempfile.TemporaryDirectory(prefix="pvlxc") as workdir:
         image = build_rootfs(workdir)
         state, files = demo_revision(image)
         with PvClient(args.socket) as client:
             running = client.request("GET", "/steps/current")
-        if running.ok and running.json() == state:  # a second `make run-lxc`: it booted already
+            running_rev = _running_revision(client)
+        if running_rev not in (None, args.rev):
+            # The user's own revision runs on this storage: never replace it.
+            print(f"pv_lxc demo: keeping the running revision {running_rev}; "
+                  f"run the demo with: pvcontrol cmd run {args.rev}", flush=True)
+            args.rev = running_rev
+            with PvClient(args.socket) as client:
+                progress = client.get_json(f"/steps/{running_rev}/progress")
+        elif running.ok and running.json() == state:  # a second `make run-lxc`: it booted already
             with PvClient(args.socket) as client:
                 progress = client.get_json(f"/steps/{args.rev}/progress")
         else:

@@ -92,9 +92,16 @@ def mount_squashfs(image: str, target: str) -> str:
     return device
 
 
-def mount_overlay(lower: str, upper: str, work: str, target: str) -> None:
-    """Mount an overlay of read-only ``lower`` and writable ``upper`` at ``target``."""
-    options = f"lowerdir={lower},upperdir={upper},workdir={work}".encode()
+def mount_tmpfs(target: str, size: str) -> None:
+    """Mount a new tmpfs of at most ``size`` (``64m``, ``25%``) at ``target`` (nosuid, nodev)."""
+    options = f"mode=0755,size={size}".encode()
+    _check(_libc.mount(b"tmpfs", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options),
+           f"mount tmpfs (size={size}) at {target}")
+
+
+def mount_overlay(lowers: List[str], upper: str, work: str, target: str) -> None:
+    """Mount an overlay of read-only ``lowers`` (topmost first) and writable ``upper`` at ``target``."""
+    options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}".encode()
     _check(_libc.mount(b"overlay", target.encode(), b"overlay", 0, options), f"mount overlay at {target}")
 
 

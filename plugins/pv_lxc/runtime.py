@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import structlog
 
-from pvcore.fsutil import atomic_write
+from pvcore.fsutil import atomic_write, write_tree
 from pvcore.supervisor import start_time
 
 from . import config as lxc_config
@@ -253,6 +253,7 @@ class LxcHandle:
     init_pid: int
     cgroups: Dict[str, str]
     record: Record
+    lxc_log: str = ""
 
 
 def _children(pid: int) -> List[int]:
@@ -304,6 +305,7 @@ class LxcRuntime:
         self.storage = os.path.abspath(settings.storage_dir)
         self.lxc_path = os.path.abspath(settings.get("lxc_path") or os.path.join(settings.run_dir, "lxc"))
         self.start_timeout = settings.get("lxc_start_timeout")
+        self.boot_size = settings.get("lxc_boot_size")
         self._running: Dict[str, LxcHandle] = {}
 
     # -- engine interface ------------------------------------------------------
@@ -342,17 +344,61 @@ class LxcRuntime:
         record.loops.append((device, os.path.realpath(image)))
         record.save()
 
-    def _disk(self, container, folder: str, volume: str, spec: Any) -> str:
-        """The host directory of storage ``volume`` by its persistence (docs/protocol.md §D1.1)."""
+    def _disk(self, container, folder: str, volume: str, spec: Any, boot: str) -> str:
+        """The host directory of storage ``volume`` by its persistence (docs/protocol.md §D4.8).
+
+        ``permanent`` and ``revision`` are directories of ``<storage>/disks``;
+        ``boot`` (and anything unknown) is a directory of this start's tmpfs
+        ``boot``: fresh at every start, gone when the container stops.
+        """
         persistence = spec.get("persistence") if isinstance(spec, Mapping) else None
         if persistence == "permanent":
             path = os.path.join(self.storage, "disks", "perm", folder, volume)
         elif persistence == "revision":
             path = os.path.join(self.storage, "disks", "rev", container.rev, folder, volume)
-        else:  # "boot" and anything unknown: emptied at every pvcore start
-            path = os.path.join(self.storage, "disks", "boot", folder, volume)
+        else:
+            path = os.path.join(boot, volume)
         os.makedirs(path, exist_ok=True)
         return path
+
+    def _config_overlay(self, spec, base: str) -> Optional[str]:
+        """The container's ``_config`` files (docs/protocol.md §D2.5), copied into a new
+        ``<base>/configs`` for this start; ``None`` when it has none."""
+        if not spec.configs:
+            return None
+        files = {}
+        for path, value in spec.configs.items():
+            if isinstance(value, bytes):
+                files[path] = value
+            else:
+                source = self._core.call("pv_objects_object_path", sha=value)
+                if not source:
+                    raise StartError(f"object {value} (_config/{spec.name}/{path}) is not stored")
+                files[path] = source
+        root = os.path.join(base, "configs")
+        os.mkdir(root, 0o755)
+        skipped = write_tree(root, files)
+        if skipped:
+            log.warning("lxc_config_overlay_skipped", container=spec.name, paths=skipped)
+        return root
+
+    def _views(self, container, logs: str) -> List[Tuple[str, str]]:
+        """What ``/pantavisor`` shows beside ``pv-ctrl``, read-only (docs/protocol.md §D4.9).
+
+        A mgmt container sees every metadata key and every log; any other
+        its own keys (``<name>.<key>`` as ``<key>``) and its own logs of
+        this revision.
+        """
+        mgmt = "mgmt" in container.roles
+        views = []
+        meta = self._core.call("pv_metadata_views", container=None if mgmt else container.name) or {}
+        for view in ("user-meta", "device-meta"):
+            if meta.get(view):
+                views.append((os.path.abspath(meta[view]), view))
+        logs = os.path.join(self.storage, "logs") if mgmt else logs
+        os.makedirs(logs, exist_ok=True)
+        views.append((logs, "logs"))
+        return views
 
     def _start(self, container, base: str, record: Record) -> LxcHandle:
         # NOTE: everything about the container comes from the revision model
@@ -373,34 +419,47 @@ class LxcRuntime:
                 target = os.path.join(base, "mnt", volume)
                 self._mount_image(record, self._object(spec, volume), target)
                 volumes[volume] = target
+        # One tmpfs per start holds every boot-persistent volume, the rootfs
+        # overlay's upper layer by default: a crash restart, an API restart or
+        # a revision switch starts from nothing, as upstream's tmpfs does.
+        boot = os.path.join(base, "boot")
+        os.makedirs(boot, exist_ok=True)
+        record.mounts.append(boot)
+        record.save()
+        mounts.mount_tmpfs(boot, self.boot_size)
         storage = run.get("storage") if isinstance(run.get("storage"), Mapping) else {}
         for volume, persistence in storage.items():
             if isinstance(volume, str) and _VOLUME.match(volume) and volume != OVERLAY:
-                volumes[volume] = self._disk(container, folder, volume, persistence)
-        overlay = self._disk(container, folder, OVERLAY, storage.get(OVERLAY))
+                volumes[volume] = self._disk(container, folder, volume, persistence, boot)
+        overlay = self._disk(container, folder, OVERLAY, storage.get(OVERLAY), boot)
         upper, work = os.path.join(overlay, "upper"), os.path.join(overlay, "work")
         os.makedirs(upper, exist_ok=True)
         os.makedirs(work, exist_ok=True)
         volumes[OVERLAY] = overlay
+        config = self._config_overlay(spec, base)
         rootfs = os.path.join(base, "rootfs")
         os.makedirs(rootfs, exist_ok=True)
         record.mounts.append(rootfs)
         record.save()
-        mounts.mount_overlay(lower, upper, work, rootfs)
+        # the configuration overlay is the topmost lower layer: over the squashfs, under the upper
+        mounts.mount_overlay([config, lower] if config else [lower], upper, work, rootfs)
 
         source = ""
         if spec.config is not None:
             with open(self._object(spec, spec.config), errors="replace") as fh:
                 source = fh.read()
         socket_path = os.path.abspath(core.settings.socket_path)
-        text = lxc_config.compose(name, source, rootfs, volumes, socket_path)
+        console = os.path.join(self.storage, "logs", container.rev, name, "console.log")
+        views = self._views(container, os.path.dirname(console))
+        text = lxc_config.compose(name, source, rootfs, volumes, socket_path, views)
         atomic_write(os.path.join(base, "config"), text)
 
         lxc_log = os.path.join(base, "lxc.log")
-        console = os.path.join(self.storage, "logs", container.rev, name, "console.log")
         proc = core.supervisor.spawn(
             "lxc-" + name,
-            ["lxc-start", "-F", "-n", name, "-P", self.lxc_path, "-o", lxc_log, "-l", "WARN"],
+            # INFO: LXC logs the init's own exit status ("Child <pid> ended on
+            # error (3)"), which lxc-start -F's status loses (container_exit_status).
+            ["lxc-start", "-F", "-n", name, "-P", self.lxc_path, "-o", lxc_log, "-l", "INFO"],
             cwd=base, log_path=console,
         )
         try:
@@ -412,7 +471,7 @@ class LxcRuntime:
         record.init = (init_pid, start_time(init_pid) or "")
         record.cgroups = cgroup_dirs(cgroups)
         record.save()
-        handle = LxcHandle(name, proc, init_pid, cgroups, record)
+        handle = LxcHandle(name, proc, init_pid, cgroups, record, lxc_log)
         self._running[name] = handle
         log.info("lxc_started", container=name, init_pid=init_pid, rootfs=root_volume,
                  overlay=overlay, cgroup=cgroups.get("0:", next(iter(cgroups.values()), None)))
@@ -469,6 +528,7 @@ class LxcRuntime:
         if code is None:
             return None
         self._core.supervisor.reaped(handle.proc)
+        code = container_exit_status(handle.lxc_log, code)
         self._release(handle)
         return code
 
@@ -479,22 +539,24 @@ class LxcRuntime:
         return [f"{key.split(':', 1)[1]}:{path}" for key, path in handle.cgroups.items()]
 
     def identify(self, pid: int) -> Optional[str]:
-        """The running container whose cgroup holds process ``pid`` (or a cgroup below it).
+        """``""`` (unknown) for a process in an LXC payload cgroup that no running container owns.
 
-        A process in an LXC payload cgroup that no running container owns gets
-        an impossible name, so it is an unknown caller, never the host.
+        Such a process runs as uid 0 like pvcore: "host by uid" must never
+        reach it. Processes in a running container's cgroups are left to
+        the core's resolver, which weighs every hierarchy and the pid
+        namespace (docs/architecture.md §6): a single hierarchy is no proof.
         """
         peer = read_cgroups(pid)
         if not peer:
             return None
-        for name, handle in list(self._running.items()):
+        for handle in list(self._running.values()):
             for key, path in handle.cgroups.items():
                 theirs = peer.get(key)
                 if theirs is not None and (theirs == path or theirs.startswith(path + "/")):
-                    return name
+                    return None
         for path in peer.values():
             if "/lxc.payload." in path or path.startswith("lxc.payload."):
-                return "lxc:" + path
+                return ""
         return None
 
     def running(self) -> List[str]:
@@ -508,10 +570,30 @@ class LxcRuntime:
         log.info("lxc_released", container=handle.name)
 
     def cleanup(self) -> int:
-        """At service start: tear down leftovers, empty the ``boot`` disks."""
+        """At service start: tear down leftovers (their boot tmpfs with them).
+
+        ``<storage>/disks/boot`` is where boot storage lived before it was a
+        per-start tmpfs: removed, so an old layout leaves nothing behind.
+        """
         count = cleanup_leftovers(self.lxc_path)
         shutil.rmtree(os.path.join(self.storage, "disks", "boot"), ignore_errors=True)
         return count
+
+
+_ENDED = re.compile(rb"Child <\d+> ended on (?:error \((\d+)\)|signal[^(]*\((\d+)\))")
+
+
+def container_exit_status(lxc_log: str, lxc_start_status: int) -> int:
+    """The container init's exit status: ``lxc-start -F`` exits with the low
+    byte of the init's raw wait status, so an init that exited 3 reads 0.
+    LXC logs the real one at INFO; a signal counts ``128 + n``, as LXC's own
+    convention. Without that line (lxc-start failed itself, or exit 0) the
+    tool's status stands."""
+    matches = _ENDED.findall(_tail(lxc_log, 8192).encode())
+    if not matches:
+        return lxc_start_status
+    exited, signalled = matches[-1]
+    return int(exited) if exited else 128 + int(signalled)
 
 
 def _tail(path: str, size: int = 600) -> str:

@@ -180,6 +180,13 @@ def _set_device(core, key, value) -> bool:
 
 
 @hookimpl
+def pv_metadata_views(core, container):
+    meta = core.stash[META]
+    return {meta.kinds[kind].view: store.view_for(container) for kind, store in meta.stores.items()} \
+        if container is None or valid_key(container) and "." not in container else None
+
+
+@hookimpl
 def pvcore_event(core, event):
     # Only the events carrying keys other plugins own (see _fact_events).
     facts = core.stash.get(FACTS)

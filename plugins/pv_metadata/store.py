@@ -243,19 +243,22 @@ class MetaStore:
             except OSError as exc:
                 log.warning("meta_view_write_failed", path=path, error=str(exc))
 
+    def view_for(self, container: Optional[str]) -> str:
+        """The view of every key (``None``), or of container ``container``'s own keys; created if missing."""
+        path = self.view_dir if container is None else self.view_dir + "." + container
+        os.makedirs(path, exist_ok=True)
+        return path
+
     def _remove_view(self, key: str) -> None:
-        for index, path in enumerate(self._view_paths(key)):
+        for path in self._view_paths(key):
             try:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
             except OSError as exc:
                 log.warning("meta_view_remove_failed", path=path, error=str(exc))
-            if index:  # a per-container dir goes when it is empty
-                try:
-                    os.rmdir(os.path.dirname(path))
-                except OSError:
-                    pass
+            # NOTE: a per-container dir stays when it is empty: a runtime may
+            # have bound it into a running container (pv_metadata_views).
 
     def _rebuild_views(self) -> None:
         parent, base = os.path.split(self.view_dir)

@@ -59,12 +59,12 @@ def pvcore_declare_settings():
     return [
         Setting("steps_max_state_size", int, 16 << 20,
                 "Largest state JSON PUT /steps/locals/{name} accepts, in bytes; larger bodies get 507."),
-        Setting("update_goals_timeout", float, 60.0,
+        Setting("update_goals_timeout", float, 120.0,
                 "Seconds a revision transition waits for every container to reach its status goal "
-                "before rolling back (upstream PV_UPDATER_GOALS_TIMEOUT)."),
-        Setting("update_commit_delay", float, 2.0,
+                "before rolling back (upstream PV_UPDATER_GOALS_TIMEOUT, 120)."),
+        Setting("update_commit_delay", float, 25.0,
                 "Seconds a transitioned revision stays TESTING before it is final (UPDATED or DONE); "
-                "upstream's PV_UPDATER_COMMIT_DELAY is 25, the demo device uses 2."),
+                "upstream's PV_UPDATER_COMMIT_DELAY, 25; the demo device uses 2.", demo=2.0),
         Setting("steps_gc_grace", float, 600.0,
                 "Seconds garbage collection spares a revision after it was last written (state JSON "
                 "installed or progress recorded), so a revision just put is not reclaimed before it runs."),

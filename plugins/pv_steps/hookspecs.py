@@ -101,6 +101,11 @@ def pv_steps_revision(core: "Core", rev: str) -> Optional[Any]:
     ``digest`` (str)
         Changes whenever a state key it owns changes (``LOCAL_APPLY``
         restarts only containers whose digest changed).
+    ``configs`` (read-only mapping path → str or bytes)
+        Its configuration overlay, the state's ``_config/<name>/<path>`` keys
+        by ``<path>`` (relative, never ``..``): an object's sha256, or the
+        file's bytes when the state holds a JSON document inline. Runtimes lay
+        these files over the container's root (docs/protocol.md §D2.5).
 
     ``Recovery``: ``policy``, ``max_retries``, ``retry_delay``,
     ``backoff_factor``, ``reset_window``, ``stable_timeout`` (numbers),

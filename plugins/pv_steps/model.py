@@ -22,7 +22,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -164,6 +164,7 @@ class Container:
     exports: Tuple[Mapping[str, Any], ...]
     requirements: Tuple[Mapping[str, Any], ...]
     digest: str
+    configs: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,35 @@ def owned_keys(state: Mapping[str, Any], name: str) -> Dict[str, Any]:
         key: value for key, value in state.items()
         if key.split("/", 1)[0] == name or key.startswith(f"_config/{name}/")
     }
+
+
+CONFIG_PREFIX = "_config/"
+
+
+def config_files(state: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """The configuration overlay of container ``name`` (docs/protocol.md §D2.5).
+
+    ``_config/<name>/<path>`` keys, as ``<path>`` → the object's sha256, or
+    the file's bytes when the state holds the JSON document itself (pvr
+    inlines ``*.json`` files). Paths that could leave the container's root
+    (absolute, ``.``, ``..``, empty segments) and values that are neither are
+    skipped, and logged.
+    """
+    prefix = f"{CONFIG_PREFIX}{name}/"
+    files: Dict[str, Any] = {}
+    for key, value in state.items():
+        if not key.startswith(prefix):
+            continue
+        path = key[len(prefix):]
+        if not path or "\\" in path or "\0" in path or any(p in ("", ".", "..") for p in path.split("/")):
+            log.warning("config_overlay_path_refused", container=name, key=key)
+        elif isinstance(value, str) and _SHA.match(value):
+            files[path] = value
+        elif isinstance(value, (dict, list)):
+            files[path] = json.dumps(value).encode()
+        else:
+            log.warning("config_overlay_value_refused", container=name, key=key)
+    return MappingProxyType(files)
 
 
 def driver_references(run: Optional[Mapping[str, Any]]) -> Tuple[Tuple[str, str], ...]:
@@ -348,6 +378,7 @@ def build(rev: str, state: Mapping[str, Any]) -> Revision:
             exports=freeze(_exports(state.get(prefix + "services.json"))),
             requirements=freeze(_requirements(run)),
             digest=json.dumps(owned_keys(state, name), sort_keys=True),
+            configs=config_files(state, name),
         )
     bsp = state.get("bsp/run.json")
     drivers = state.get(DRIVERS_KEY)

@@ -19,6 +19,7 @@ from pv_steps.trails import Trails
 log = structlog.get_logger(__name__)
 
 FACTORY = "0"
+FACTORY_MESSAGE = "Factory revision"
 
 
 #: Progress of a try that ran to its end without a commit: boot it again.
@@ -65,6 +66,8 @@ class Steps:
                 if os.path.isdir(self.trails.root):
                     self.boot.save(state)
                     log.info("boot_record_created", pv_rev=state.pv_rev)
+                if running is None and self.trails.existing(state.pv_rev):
+                    self._first_boot(state.pv_rev)
                 return
             state = self.boot.load()
             interrupted = state.pv_try is not None and self.trails.progress_status(state.pv_try) not in FINISHED_TRY
@@ -79,6 +82,22 @@ class Steps:
                     self.trails.point_current(state.pv_rev)
             elif running is None and self.trails.existing(state.pv_rev):
                 self.trails.point_current(state.pv_rev)
+
+    def _first_boot(self, rev: str) -> None:
+        """A factory image's first start: storage holds only ``trails/0/.pvr/json``
+        and ``objects/`` (upstream's layout), no ``current`` and no boot record.
+
+        Revision ``rev`` becomes the running one at once, and the factory
+        revision is marked as upstream marks it on its first boot: progress
+        DONE ``Factory revision``, committed (docs/protocol.md §D1.4).
+        """
+        self.trails.point_current(rev)
+        if rev == FACTORY and self.trails.progress_status(rev) is None:
+            self.trails.write_progress(rev, "DONE", FACTORY_MESSAGE)
+            path = self.trails.existing(rev)
+            with open(os.path.join(path, ".pv", "done"), "ab"):
+                pass
+        log.info("factory_first_boot", rev=rev)
 
     def boot_state(self) -> BootState:
         with self.lock:

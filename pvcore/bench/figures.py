@@ -278,12 +278,13 @@ def fig_scale(quick: bool) -> List[dict]:
 def _pvcontrol_command() -> List[str]:
     """``pvcontrol`` as developers run it: the script beside this Python."""
     script = os.path.join(os.path.dirname(sys.executable), "pvcontrol")
-    return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "pvcore.pvcontrol"]
+    return [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "pvcontrol"]
 
 
 def _installed_pvcontrol(base: str) -> List[str]:
-    """``pvcontrol`` as a device has it: pvcore installed from this checkout
-    into a fresh venv, not in editable mode.
+    """``pvcontrol`` as a device has it: the client distribution
+    (contrib/pvcore-client) installed from this checkout into a fresh venv,
+    not in editable mode.
 
     An editable install loads setuptools' import finder (pathlib, urllib and
     more) at every interpreter start: 15-25 ms that no device pays.
@@ -291,8 +292,8 @@ def _installed_pvcontrol(base: str) -> List[str]:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     venv = os.path.join(base, "venv")
     subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True)
-    subprocess.run([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q", "--no-deps", root],
-                   check=True, capture_output=True)
+    subprocess.run([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q", "--no-deps",
+                    os.path.join(root, "contrib", "pvcore-client")], check=True, capture_output=True)
     return [os.path.join(venv, "bin", "pvcontrol")]
 
 

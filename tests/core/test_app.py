@@ -6,7 +6,7 @@ import falcon
 import pytest
 
 from pvcore import hookimpl
-from pvcore.app import StashKey, build_core, requires_mgmt
+from pvcore.app import StashKey, build_core, requires_mgmt, takes_query
 from pvcore.errors import NotFound, StartupError
 from pvcore.plugins import get_plugin_manager
 from pvcore.settings import Setting, Settings
@@ -39,12 +39,19 @@ class Missing:
         raise NotFound("Thing does not exist")
 
 
+class Tail:
+    @takes_query("tail")
+    def on_get(self, req, resp, key):
+        resp.data = b'{"key":"%s","tail":"%s"}' % (key.encode(), req.params.get("tail", "").encode())
+
+
 class RoutesPlugin:
     @hookimpl
     def pvcore_routes(self, core):
         return [
             ("/echo", Echo()),
             ("/items/{key}", Missing()),
+            ("/tails/{key}", Tail()),
             ("/open", Open()),
             ("/boom", Boom()),
         ]
@@ -127,6 +134,25 @@ def test_non_mgmt_container_gets_the_contract_403(client, path, message):
     resp = client(APP).simulate_get(path)
     assert resp.status_code == 403
     assert resp.text == json.dumps({"Error": message}, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("query", ["b", "b=1", "tail=1"])
+def test_a_query_string_on_a_name_is_refused_not_cut(client, query):
+    resp = client().simulate_get("/items/a", query_string=query)
+    assert resp.status_code == 400
+    assert resp.text == '{"Error":"Request has a query string or fragment in a name"}'
+
+
+def test_a_query_string_on_an_exact_route_is_ignored_as_upstream(client):
+    assert client().simulate_get("/echo", query_string="x=1").status_code == 200
+
+
+def test_a_route_that_takes_query_parameters_gets_them_and_refuses_others(client):
+    assert client().simulate_get("/tails/a", query_string="tail=5").text == '{"key":"a","tail":"5"}'
+    assert client().simulate_get("/tails/a").status_code == 200
+    resp = client().simulate_get("/tails/a", query_string="tail=5&head=1")
+    assert resp.status_code == 400
+    assert resp.text == '{"Error":"Request has an unknown query parameter"}'
 
 
 def test_non_mgmt_container_may_call_open_routes(client):

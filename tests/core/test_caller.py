@@ -66,3 +66,95 @@ def test_callers_are_remembered_per_connection_until_the_device_changes(make_cor
     finally:
         left.close()
         right.close()
+
+
+# -- every observation must agree (docs/architecture.md §6) ---------------------
+
+
+class Reported:
+    """A running caller ``app`` with the given cgroups and leader pid."""
+
+    def __init__(self, cgroups, leader=None):
+        self.cgroups, self.leader = cgroups, leader
+
+    @hookimpl
+    def pvcore_caller_cgroups(self, core):
+        return {"app": self.cgroups}
+
+    @hookimpl
+    def pvcore_caller_leaders(self, core):
+        return {"app": self.leader} if self.leader else {}
+
+
+def _own_lines():
+    with open("/proc/self/cgroup") as fh:
+        return [":".join(line.split(":", 2)[1:]) for line in fh.read().splitlines()]
+
+
+def test_a_caller_is_named_only_when_every_reported_cgroup_holds_the_peer(make_core):
+    from pvcore.caller import confirm
+
+    core = make_core(plugins=[Reported(_own_lines())])
+    assert core.hook.pvcore_identify_caller(core=core, pid=os.getpid()) == "app"
+    assert confirm(core, os.getpid(), "app") == "app"
+    # this process is in app's cgroups: it is not the host, nor another caller
+    assert confirm(core, os.getpid(), HOST) == ""
+    assert confirm(core, os.getpid(), "other") == ""
+
+
+def test_one_matching_hierarchy_out_of_two_is_no_proof(make_core):
+    from pvcore.caller import confirm
+
+    forged = _own_lines()[:1] + ["freezer:/somewhere/else/entirely"]
+    core = make_core(plugins=[Reported(forged)])
+    assert core.hook.pvcore_identify_caller(core=core, pid=os.getpid()) == ""
+    assert confirm(core, os.getpid(), "app") == ""
+
+
+def _in_new_pid_namespace():
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a new pid namespace needs root and unshare(1)")
+    proc = subprocess.Popen(["unshare", "--pid", "--fork", "sleep", "30"])
+    from pvcore.testing import wait_until
+
+    def child():
+        try:
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as fh:
+                pids = [int(p) for p in fh.read().split()]
+        except OSError:
+            return None
+        return pids[0] if pids else None
+
+    return proc, wait_until(child, 5, message="the sleep in its own pid namespace")
+
+
+def test_a_peer_in_another_pid_namespace_is_never_the_host(make_core):
+    from pvcore.caller import confirm
+
+    core = make_core()
+    proc, pid = _in_new_pid_namespace()
+    try:
+        # root, pvcore's cgroups, descendant of this process: all "host" — but not its pid namespace
+        assert core.hook.pvcore_identify_caller(core=core, pid=pid) == ""
+        assert confirm(core, pid, HOST) == ""
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_leaders_pid_namespace_and_those_below_it_are_its_callers(make_core):
+    from pvcore.caller import confirm
+
+    proc, pid = _in_new_pid_namespace()
+    try:
+        core = make_core(plugins=[Reported([], leader=pid)])
+        assert core.hook.pvcore_identify_caller(core=core, pid=pid) == "app"
+        # ...and this process, outside that namespace, is not app (nor, claimed by nobody, unknown as app)
+        assert confirm(core, os.getpid(), "app") == ""
+        assert confirm(core, os.getpid(), HOST) == HOST
+    finally:
+        proc.kill()
+        proc.wait()

@@ -164,6 +164,7 @@ def test_stopping_the_server_ends_open_streams_at_once(start_gunicorn):
 
 def test_non_mgmt_callers_are_refused(start_gunicorn):
     server = start_gunicorn()
-    reply = raw_request(server.socket, b"GET /_pvcore/events?since=x HTTP/1.0\r\nHost: localhost\r\n\r\n")
-    assert reply.startswith(b"HTTP/1.0 400 ")
-    assert reply.endswith(b'{"Error":"Invalid since"}')
+    for bad in (b"x", b"%C2%B2", b"%D9%A3", b"-1", b"9" * 19):  # "²", Arabic-Indic 3: isdigit() but not ASCII
+        reply = raw_request(server.socket, b"GET /_pvcore/events?since=%s HTTP/1.0\r\nHost: localhost\r\n\r\n" % bad)
+        assert reply.startswith(b"HTTP/1.0 400 "), bad
+        assert reply.endswith(b'{"Error":"Invalid since"}')

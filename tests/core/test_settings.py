@@ -12,7 +12,34 @@ def test_override_beats_env_beats_default():
     settings = Settings({"storage_dir": "/code"}, env=env)
     assert settings.storage_dir == "/code"
     assert settings.demo is True
-    assert Settings(env={}).storage_dir == "var/storage"
+    assert Settings(env={}).storage_dir == "/storage"
+
+
+def test_defaults_are_a_devices_and_absolute():
+    settings = Settings(env={})
+    assert (settings.storage_dir, settings.run_dir) == ("/storage", "/run/pantavisor/pv")
+    assert settings.socket_path == "/run/pantavisor/pv/pv-ctrl"
+    for entry in settings.describe():
+        if entry["name"].endswith(("_dir", "_path", "socket")) and entry["default"]:
+            assert entry["default"].startswith("/"), entry
+
+
+def test_the_demo_device_has_its_own_values_shown_as_such(tmp_path):
+    settings = Settings(env={"PVCORE_DEMO": "1"})
+    settings.declare([Setting("widget_dir", str, "/var/lib/widgets", "Widgets.", demo="var/widgets"),
+                      Setting("widgets", int, 3, "How many.")], owner="w")
+    assert (settings.storage_dir, settings.source("storage_dir")) == ("var/storage", "demo")
+    assert (settings.widget_dir, settings.source("widget_dir")) == ("var/widgets", "demo")
+    assert (settings.widgets, settings.source("widgets")) == (3, "default")
+    described = {entry["name"]: entry for entry in settings.describe()}
+    assert described["storage_dir"]["default"] == "/storage" and described["storage_dir"]["demo"] == "var/storage"
+    assert "demo" not in described["widgets"]
+    # Whatever the device maker says wins over the demo's value.
+    conf = tmp_path / "pvcore.conf"
+    conf.write_text("storage_dir = /data/storage\n")
+    mine = Settings(env={"PVCORE_DEMO": "1", "PVCORE_RUN_DIR": "/r"}, file=str(conf))
+    assert (mine.storage_dir, mine.source("storage_dir")) == ("/data/storage", "file")
+    assert (mine.run_dir, mine.source("run_dir")) == ("/r", "environment")
 
 
 def test_socket_defaults_to_the_run_dir():

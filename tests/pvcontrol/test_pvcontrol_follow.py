@@ -29,7 +29,7 @@ class Follower:
     """pvcontrol running in the background; its stdout read line by line."""
 
     def __init__(self, socket_path, *args):
-        self.proc = subprocess.Popen([sys.executable, "-m", "pvcore.pvcontrol", "-s", socket_path, *args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "pvcontrol", "-s", socket_path, *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._buf = b""
 
@@ -75,7 +75,7 @@ def _quiet(fn):
 
 def test_events_refused_when_full_exits_75(start_gunicorn):
     server = start_gunicorn(env={"PVCORE_MAX_WATCHERS": "0"})
-    result = subprocess.run([sys.executable, "-m", "pvcore.pvcontrol", "-s", server.socket, "events"],
+    result = subprocess.run([sys.executable, "-m", "pvcontrol", "-s", server.socket, "events"],
                             capture_output=True, timeout=30)
     assert result.returncode == 75
     assert result.stderr == b'{"Error":"Too many watchers"}\n'
@@ -96,7 +96,7 @@ def test_logs_tail_and_follow(start_gunicorn):
         wait_until(lambda: not os.path.exists(poke), 10)
 
     say()
-    result = subprocess.run([sys.executable, "-m", "pvcore.pvcontrol", "-s", server.socket, "logs", "talker", "-n", "1"],
+    result = subprocess.run([sys.executable, "-m", "pvcontrol", "-s", server.socket, "logs", "talker", "-n", "1"],
                             capture_output=True, timeout=30)
     assert (result.returncode, result.stdout) == (0, b"line 1\n")
 
@@ -127,7 +127,7 @@ def _put_revision(server, name, change):
 
 
 def _follow_local_run(server, rev):
-    follower = subprocess.Popen([sys.executable, "-m", "pvcore.pvcontrol", "-s", server.socket,
+    follower = subprocess.Popen([sys.executable, "-m", "pvcontrol", "-s", server.socket,
                                  "steps", "show-progress", "--follow", rev],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # It has printed the first snapshot once it watches.

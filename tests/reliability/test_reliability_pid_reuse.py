@@ -29,7 +29,10 @@ if os.fork() == 0:
     sock.connect(os.environ["PVCORE_CTRL_SOCKET"])
     sock.sendall(b"GET /_pvcore/settings HTTP/1.1\r\nHost: localhost\r\n\r\n")
     head = b""
-    while not head.endswith(b"}"):  # the whole JSON answer, so none of it is left for the test
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(65536)
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(head.partition(b"\r\n\r\n")[2]) < length:  # the whole answer: none of it left for the test
         head += sock.recv(65536)
     with socket.socket(socket.AF_UNIX) as out:
         out.connect(handoff)
@@ -71,8 +74,11 @@ def _take_pid(pid):
     return None
 
 
-@pytest.mark.skipif(not os.access(NS_LAST_PID, os.W_OK), reason="needs root to choose the next pid")
-def test_a_handed_on_connection_stays_refused_when_its_pid_is_reused_by_the_host():
+def _probe(roles):
+    """A server whose container ``probe`` (``roles``) hands the test a connection and exits.
+
+    :return: ``(server, listener, handed socket, connector pid, status of its request)``.
+    """
     base = short_tempdir("pvpid")
     handoff = os.path.join(base, "handoff")
     listener = socket.socket(socket.AF_UNIX)
@@ -81,10 +87,9 @@ def test_a_handed_on_connection_stays_refused_when_its_pid_is_reused_by_the_host
     write_revision(os.path.join(base, "storage"), {
         "#spec": "pantavisor-service-system@1",
         "probe/run.json": {"#spec": "service-manifest-run@1", "name": "probe", "type": "lxc", "group": "app",
-                           "status_goal": "STARTED", "restart_policy": "container", "roles": [],
+                           "status_goal": "STARTED", "restart_policy": "container", "roles": roles,
                            "exec": ["{python}", "-c", CHILD, handoff]}})
     server = start_server({"PVCORE_CGROUPS": "auto"}, demo=False, base=base)
-    host = None
     try:
         listener.settimeout(30)
         conn, _ = listener.accept()
@@ -92,12 +97,38 @@ def test_a_handed_on_connection_stays_refused_when_its_pid_is_reused_by_the_host
             status_line, ancillary, _, _ = conn.recvmsg(256, socket.CMSG_LEN(4))
             fds = array.array("i")
             fds.frombytes(ancillary[0][2][:4])
-        handed = socket.socket(fileno=fds[0])
-        pid, _version, status = status_line.split()[:3]
-        assert status == b"403", status_line
-        pid = int(pid)
-        wait_until(lambda: not pid_alive(pid) or proc_stat(pid) is None, 15, message=f"probe child {pid} to end")
+    except BaseException:
+        listener.close()
+        stop_server(server)
+        raise
+    handed = socket.socket(fileno=fds[0])
+    pid, _version, status = status_line.split()[:3]
+    pid = int(pid)
+    wait_until(lambda: not pid_alive(pid) or proc_stat(pid) is None, 15, message=f"probe child {pid} to end")
+    return server, listener, handed, pid, status
 
+
+def test_a_handed_on_connection_loses_its_connectors_identity_when_the_connector_exits():
+    """docs/protocol.md §4.1: the connection belongs to the process that opened it; once
+    that process is gone it is unknown, even with nothing else changed on the device
+    (before: the mgmt connector's identity stayed cached on the connection, 200)."""
+    server, listener, handed, _pid, status = _probe(["mgmt"])
+    try:
+        assert status == b"200"
+        status, body = _request(handed, "/_pvcore/settings")
+        assert (status, json.loads(body)) == (500, {"Error": "Internal Error"})
+        handed.close()
+    finally:
+        listener.close()
+        stop_server(server)
+
+
+@pytest.mark.skipif(not os.access(NS_LAST_PID, os.W_OK), reason="needs root to choose the next pid")
+def test_a_handed_on_connection_stays_refused_when_its_pid_is_reused_by_the_host():
+    server, listener, handed, pid, status = _probe([])
+    host = None
+    try:
+        assert status == b"403"
         host = _take_pid(pid)
         if host is None:
             pytest.skip(f"could not start a process as pid {pid} (busy machine)")

@@ -29,7 +29,7 @@ def device():
 @pytest.fixture
 def pvctl(device, tmp_path):
     def run(*args):
-        proc = subprocess.run([sys.executable, "-m", "pvcore.pvcontrol", "-s", device.socket, *args],
+        proc = subprocess.run([sys.executable, "-m", "pvcontrol", "-s", device.socket, *args],
                               capture_output=True, text=True, cwd=tmp_path, timeout=60)
         return proc.returncode, proc.stdout, proc.stderr
 
@@ -238,7 +238,7 @@ def test_26_poweroff_stops_everything(start_gunicorn, tmp_path):
 
     link = wait_until(running_link, 30, 0.1, "the xconnect link between running containers")
     container_pids = [link["consumer_pid"], link["provider_pid"]]
-    proc = subprocess.run([sys.executable, "-m", "pvcore.pvcontrol", "-s", device.socket, "cmd", "poweroff",
+    proc = subprocess.run([sys.executable, "-m", "pvcontrol", "-s", device.socket, "cmd", "poweroff",
                            "test shutdown"], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
     device.proc.wait(60)

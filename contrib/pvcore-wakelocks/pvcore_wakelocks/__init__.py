@@ -44,9 +44,9 @@ ACTIVITY_LOCKS = {"update": "update", "devmeta": "devmeta", "usrmeta": "usrmeta"
 @hookimpl
 def pvcore_declare_settings():
     return [
-        Setting("wakelocks_sysfs_dir", str, "var/sys/power",
-                "Directory of the kernel's wake_lock/wake_unlock/autosleep files: /sys/power on a device; "
-                "the demo device uses plain files, which then record every write."),
+        Setting("wakelocks_sysfs_dir", str, "/sys/power",
+                "Directory of the kernel's wake_lock/wake_unlock/autosleep files; the demo device uses plain "
+                "files under ./var, which then record every write.", demo="var/sys/power"),
     ]
 
 

@@ -61,5 +61,6 @@ def test_tail_and_follow_see_new_console_lines(talker):
 def test_unknown_container_and_bad_queries(talker):
     server, _ = talker
     assert server.request("GET", "/_pvcore/logs/nope")[::2] == (404, b'{"Error":"Container not found"}')
-    assert server.request("GET", "/_pvcore/logs/talker?tail=x")[::2] == (400, b'{"Error":"Invalid tail"}')
+    for bad in ("x", "%C2%B2", "-1", "+1", "1e3", "100001", "9" * 40, "1&tail=2"):  # %C2%B2: "²"
+        assert server.request("GET", "/_pvcore/logs/talker?tail=" + bad)[::2] == (400, b'{"Error":"Invalid tail"}'), bad
     assert server.request("GET", "/_pvcore/logs/talker?follow=maybe")[::2] == (400, b'{"Error":"Invalid follow"}')

@@ -41,7 +41,11 @@ def unique(prefix: str) -> str:
 
 
 def revision(image: str, containers: Dict[str, dict]) -> tuple:
-    """State and object files: ``containers`` maps name → {"args": init args, run.json fields...}."""
+    """State and object files: ``containers`` maps name → {"args": init args, run.json fields...}.
+
+    Optional per container: ``"conf"`` (its lxc.container.conf, ``{name}`` replaced; the demo's by
+    default) and ``"configs"`` (its ``_config`` files: path → bytes, or a JSON document inline).
+    """
     with open(image, "rb") as fh:
         rootfs_sha = hashlib.sha256(fh.read()).hexdigest()
     state = {"#spec": demo.SPEC}
@@ -50,8 +54,16 @@ def revision(image: str, containers: Dict[str, dict]) -> tuple:
     for name, fields in containers.items():
         fields = dict(fields)
         args = fields.pop("args", "ready")
-        part, blobs = demo.container_state(name, rootfs_sha, demo.lxc_conf(args), **fields)
+        conf = fields.pop("conf", None) or demo.lxc_conf(args)
+        configs = fields.pop("configs", {})
+        part, blobs = demo.container_state(name, rootfs_sha, conf, **fields)
         state.update(part)
+        for path, value in configs.items():
+            if isinstance(value, bytes):
+                sha = hashlib.sha256(value).hexdigest()
+                blobs[sha] = value
+                value = sha
+            state[f"_config/{name}/{path}"] = value
         for sha, data in blobs.items():
             path = os.path.join(workdir, sha)
             with open(path, "wb") as fh:

@@ -49,8 +49,10 @@ def _device(image):
     try:
         server.start()
         state, files = revision(image, {
-            mgmt: {"group": "platform", "roles": ["mgmt"], "status_goal": "READY"},
-            plain: {"group": "app", "roles": [], "status_goal": "READY"},
+            mgmt: {"group": "platform", "roles": ["mgmt"], "status_goal": "READY",
+                   "configs": {"etc/settings.json": {"level": 3}}},
+            plain: {"group": "app", "roles": [], "status_goal": "READY",
+                    "configs": {"etc/hostname": b"configured\n", "etc/pvcore/app.conf": b"hello\n"}},
         })
         progress = install(server, "locals/lxc", state, files)
         yield Device(server, mgmt, plain, "locals/lxc", state, progress)
@@ -98,14 +100,19 @@ def test_local_run_boots_real_containers_from_the_revision(device):
     assert {device.mgmt, device.plain} <= signallers
 
 
-def test_writable_layer_and_volumes_land_under_disks(device):
+def test_writable_layer_is_this_starts_tmpfs_and_volumes_land_under_disks(device):
     server, name = device.server, device.plain
     wait_until(lambda: _ready(device), 20)
     assert "pvcore's LXC demo init" in attach(server, name, "head -n 2 /sbin/pvdemo-init")
     attach(server, name, "echo scratch > /tmp/scratch; echo kept > /data/kept")
-    upper = os.path.join(server.storage_dir, "disks", "boot", name, "lxc-overlay", "upper")
+    # the boot-persistent upper layer is on a tmpfs of this start, never on the storage
+    boot = os.path.join(lxc_path(server), name, "boot")
+    with open("/proc/self/mountinfo") as fh:
+        assert any(line.split()[4] == boot and " - tmpfs " in line for line in fh)
+    upper = os.path.join(boot, "lxc-overlay", "upper")
     with open(os.path.join(upper, "tmp", "scratch")) as fh:
         assert fh.read() == "scratch\n"
+    assert not os.path.exists(os.path.join(server.storage_dir, "disks", "boot"))
     # the "data" storage entry (persistence permanent), bound where the container's config says
     with open(os.path.join(server.storage_dir, "disks", "perm", name, "data", "kept")) as fh:
         assert fh.read() == "kept\n"
@@ -113,6 +120,56 @@ def test_writable_layer_and_volumes_land_under_disks(device):
     attach(server, name, "touch /bin/added")
     assert os.path.exists(os.path.join(upper, "bin", "added"))
     assert not os.path.exists(os.path.join(lxc_path(server), name, "mnt", "root.squashfs", "bin", "added"))
+
+
+def test_config_overlay_lies_over_the_rootfs(device):
+    server = device.server
+    wait_until(lambda: _ready(device), 20)
+    # an object over a file of the squashfs, a new file in a new directory, a JSON document inline
+    assert attach(server, device.plain, "cat /etc/hostname /etc/pvcore/app.conf") == "configured\nhello\n"
+    assert attach(server, device.mgmt, "cat /etc/settings.json; cat /etc/hostname") == '{"level": 3}pvdemo\n'
+    assert "No such file" in attach(server, device.mgmt, "cat /etc/pvcore/app.conf")  # each its own
+    # the container may change its copy; the change goes to its upper layer, not below
+    attach(server, device.plain, "echo changed > /etc/pvcore/app.conf")
+    assert attach(server, device.plain, "cat /etc/pvcore/app.conf") == "changed\n"
+    with open(os.path.join(lxc_path(server), device.plain, "configs", "etc", "pvcore", "app.conf")) as fh:
+        assert fh.read() == "hello\n"
+
+
+def _meta(server, kind, key, value):
+    assert server.request("PUT", f"/{kind}/{key}", value)[0] == 200
+
+
+def test_pantavisor_shows_metadata_and_logs_read_only(device):
+    server, plain, mgmt = device.server, device.plain, device.mgmt
+    wait_until(lambda: _ready(device), 20)
+    for name in (plain, mgmt):
+        assert attach(server, name, "ls /pantavisor").split() == ["device-meta", "logs", "pv-ctrl", "user-meta"]
+    _meta(server, "user-meta", f"{plain}.greeting", b"hello")
+    _meta(server, "user-meta", "other.key", b"not yours")
+    _meta(server, "device-meta", f"{plain}.serial", b"42")
+    # a container sees its own keys (<name>.<key> as <key>), after it started too
+    assert attach(server, plain, "ls /pantavisor/user-meta; cat /pantavisor/user-meta/greeting") == \
+        "greeting\nhello"
+    assert attach(server, plain, "ls /pantavisor/device-meta; cat /pantavisor/device-meta/serial") == "serial\n42"
+    # a mgmt container sees every key
+    assert {f"{plain}.greeting", "other.key"} <= set(attach(server, mgmt, "ls /pantavisor/user-meta").split())
+    assert attach(server, mgmt, "cat /pantavisor/device-meta/pantavisor.revision") == device.rev
+    # logs: its own console log; a mgmt container every revision's and container's
+    assert attach(server, plain, "ls /pantavisor/logs").split() == ["console.log"]
+    assert attach(server, mgmt, f"ls /pantavisor/logs/{device.rev}").split() == sorted([mgmt, plain])
+    assert "ready signal accepted" in attach(server, plain, "cat /pantavisor/logs/console.log")
+    # read-only, whoever asks
+    for name, path in ((plain, "user-meta/greeting"), (plain, "logs/console.log"), (plain, "device-meta/serial"),
+                       (mgmt, "device-meta/pantavisor.revision"), (mgmt, "user-meta/other.key"),
+                       (mgmt, f"logs/{device.rev}/{plain}/console.log")):
+        out = attach(server, name, f"echo forged > /pantavisor/{path} && echo WROTE; "
+                                   f"rm /pantavisor/{path} && echo REMOVED; mkdir /pantavisor/{path}.d && echo MADE")
+        assert "WROTE" not in out and "REMOVED" not in out and "MADE" not in out, (name, path, out)
+    with open(os.path.join(server.run_dir, "user-meta", f"{plain}.greeting")) as fh:
+        assert fh.read() == "hello"
+    assert json.loads(server.request("GET", "/user-meta")[2])["other.key"] == "not yours"
+
 
 def test_callers_identified_by_cgroup_and_roles_enforced(device):
     server = device.server
@@ -154,7 +211,7 @@ def test_stop_start_restart_by_api(device):
         events = [(e.get("event"), e.get("old"), e.get("new"), e.get("exit_code")) for e in server.log_events()
                   if e.get("container") == name]
         raise AssertionError(f"three ready lines expected:\n{console(server, device.rev, name)}\n{events}")
-    assert len(mounts_under(base)) == 2 and len(loops_backed_under(server.base)) == 2
+    assert len(mounts_under(base)) == 3 and len(loops_backed_under(server.base)) == 2  # squashfs, boot tmpfs, overlay
 
 
 def test_revision_switch_stops_them_and_shutdown_leaves_nothing(image):
@@ -190,7 +247,7 @@ def test_worker_killed_with_sigkill_is_cleaned_up_at_next_start(image):
         state, files = revision(image, {names[0]: {"status_goal": "READY"}})
         assert install(server, "locals/crash", state, files)["status"] == "UPDATED"
         before = init_pid(server, names[0])
-        assert before and len(mounts_under(lxc_path(server))) == 2
+        assert before and len(mounts_under(lxc_path(server))) == 3
         worker = server.worker_pid()
         os.kill(worker, signal.SIGKILL)
         wait_until(lambda: server.worker_pid() not in (None, worker), 30, message="a new worker")
@@ -202,7 +259,7 @@ def test_worker_killed_with_sigkill_is_cleaned_up_at_next_start(image):
         wait_until(lambda: containers(server)[names[0]]["status"] == "READY", 20, message="READY again")
         now = init_pid(server, names[0])
         assert now and now != before
-        assert len(mounts_under(lxc_path(server))) == 2 and len(loops_backed_under(server.base)) == 1
+        assert len(mounts_under(lxc_path(server))) == 3 and len(loops_backed_under(server.base)) == 1
         assert not [c for c in payload_cgroups(names) if c.endswith("-1")]
         assert server.stop() == 0
         assert_clean(server, names)
@@ -224,7 +281,10 @@ def test_a_crashing_container_is_recovered_and_releases_its_mounts(image):
         wait_until(lambda: containers(server)[name]["auto_recovery"]["current_retries"] >= 2, 20,
                    message="two recoveries")
         assert console(server, "locals/flaky", name).count(f"pvdemo {name}: exiting with 3") >= 2
-        assert len(mounts_under(lxc_path(server))) <= 2 and len(loops_backed_under(server.base)) <= 1
+        # The init's own status, not lxc-start's (which reads 0 for an exit 3).
+        codes = {e.get("exit_code") for e in server.log_events() if e.get("event") == "container_recovering"}
+        assert codes == {3}
+        assert len(mounts_under(lxc_path(server))) <= 3 and len(loops_backed_under(server.base)) <= 1
         assert server.stop() == 0
         assert_clean(server, [name])
     finally:

@@ -96,8 +96,11 @@ def test_non_utf8_value_is_rejected(client):
     assert (resp.status_code, error(resp)) == (400, BAD_PUT["user"])
 
 
-def test_query_string_is_not_part_of_the_key(client):
-    assert client.simulate_put("/user-meta/key", query_string="x=1", body="v").status_code == 200
+def test_a_query_string_on_a_key_is_refused_not_cut(client):
+    # Cut off, the key would be another one (docs/protocol.md §2).
+    assert client.simulate_put("/user-meta/key", body="v").status_code == 200
+    resp = client.simulate_put("/user-meta/key", query_string="x=1", body="w")
+    assert resp.status_code == 400
     assert client.simulate_get("/user-meta").json == {"key": "v"}
 
 

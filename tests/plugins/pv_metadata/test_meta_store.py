@@ -114,7 +114,25 @@ def test_views_follow_changes_including_dotted_keys(dirs):
         assert fh.read() == "2"
     store.delete("app.opts")
     assert not os.path.exists(os.path.join(view, "app.opts"))
-    assert not os.path.exists(view + ".app")
+    # emptied, never removed: a running container may have it bound at /pantavisor/user-meta
+    assert os.listdir(view + ".app") == []
+
+
+def test_a_view_handed_out_before_its_first_key_shows_later_keys(dirs):
+    store = make_store(dirs)
+    store.load()
+    mine = store.view_for("app")  # bound into container "app" before any key of it exists
+    every = store.view_for(None)
+    fd = os.open(mine, os.O_RDONLY | os.O_DIRECTORY)  # what a bind mount holds: the directory itself
+    try:
+        store.put("app.opts", "2")
+        store.put("other.x", "3")
+        store.delete("app.opts")
+        store.put("app.more", "4")
+        assert sorted(os.listdir(f"/proc/self/fd/{fd}")) == ["more"]
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(every)) == ["app.more", "other.x"]
 
 
 def test_views_are_rebuilt_at_load(dirs):

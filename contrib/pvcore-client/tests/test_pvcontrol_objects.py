@@ -6,7 +6,7 @@ import hashlib
 import io
 import os
 
-from pvcore.pvcontrol.progress import ProgressBar, progress_for
+from pvcontrol.progress import ProgressBar, progress_for
 
 MIB = 1 << 20
 

@@ -23,7 +23,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# The distribution's root (contrib/pvcore-client): the CLI runs from this checkout.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -228,9 +229,9 @@ def cli_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
 
 def run_pvcontrol(args: Sequence[str], stdin: Optional[bytes] = None, cwd: Optional[str] = None,
                   env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
-    """Run ``python -m pvcore.pvcontrol ARGS`` and capture bytes output."""
+    """Run ``python -m pvcontrol ARGS`` and capture bytes output."""
     return subprocess.run(
-        [sys.executable, "-m", "pvcore.pvcontrol", *args],
+        [sys.executable, "-m", "pvcontrol", *args],
         input=stdin if stdin is not None else b"",
         capture_output=True,
         cwd=cwd,

@@ -19,12 +19,12 @@ import posixpath
 import tempfile
 from typing import TYPE_CHECKING, Any, Iterable, Set
 
-from pvcore.client import CHUNK_SIZE, Response
+from pvcore_client import CHUNK_SIZE, Response
 
 if TYPE_CHECKING:  # pragma: no cover
     import tarfile
-from pvcore.pvcontrol.context import CliError, Context, arg_bytes, json_body, url_part
-from pvcore.pvcontrol.transfer import OBJECT_HEADERS, Source, upload
+from pvcontrol.context import CliError, Context, arg_bytes, json_body, url_part
+from pvcontrol.transfer import OBJECT_HEADERS, Source, upload
 
 _SUFFIXES = (".tgz", ".tar.gz")
 BAD_FORMAT = "ERROR: unknown file format"
@@ -126,7 +126,7 @@ def install_step(ctx: Context, archive: str, rev: str = "") -> int:
 
     Prints ``{"revision":"<rev>"}`` and returns 0 when every request
     succeeded; otherwise reports the failing response (stderr, exit code
-    per :mod:`pvcore.pvcontrol.result`).
+    per :mod:`pvcontrol.result`).
     """
     if not archive.endswith(_SUFFIXES):
         raise CliError(BAD_FORMAT, to_stdout=True)

@@ -1,4 +1,4 @@
-"""pvcore.client in-process: keep-alive, reconnects, streaming, socket lookup."""
+"""pvcore_client in-process: keep-alive, reconnects, streaming, socket lookup."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from pvcore import client as client_mod
-from pvcore.client import CHUNK_SIZE, NoResponseError, PvClient, default_socket_path
+from pvcore_client import sockets as client_mod
+from pvcore_client import CHUNK_SIZE, NoResponseError, PvClient, default_socket_path
 
 
 def test_requests_share_one_connection(pv):

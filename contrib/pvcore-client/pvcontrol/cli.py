@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 
-TYPE_CHECKING = False  # typing only for type checkers: see pvcore/client.py
+TYPE_CHECKING = False  # typing only for type checkers: see pvcore_client/client.py
 if TYPE_CHECKING:
     from typing import List, Optional, Sequence, Tuple
 
-from pvcore.client import NoResponseError, PvClient, default_socket_path, is_socket
-from pvcore.pvcontrol import usage
-from pvcore.pvcontrol.commands import parse_command
-from pvcore.pvcontrol.context import (
+from pvcore_client import NoResponseError, PvClient, default_socket_path, is_socket
+from pvcontrol import usage
+from pvcontrol.commands import parse_command
+from pvcontrol.context import (
     CliError,
     Context,
     HelpRequested,

@@ -1,4 +1,4 @@
-"""Client library for Pantavisor's pv-ctrl control socket.
+""":class:`PvClient`, a client of Pantavisor's pv-ctrl control socket.
 
 pv-ctrl speaks HTTP over a Unix stream socket. :class:`PvClient` keeps one
 HTTP/1.1 keep-alive connection open for all the requests it makes, so a
@@ -16,8 +16,9 @@ want ``http.client`` itself, is built on first use.
 from __future__ import annotations
 
 import _socket  # PERF: the C module; socket.py imports enum and selectors
-import os
-import stat
+
+from pvcore_client.response import Headers, NoResponseError, Response
+from pvcore_client.sockets import default_socket_path, is_socket
 
 # PERF: typing is imported only by type checkers (this constant is the
 # idiom they recognise); the annotations are strings at run time.
@@ -45,101 +46,8 @@ CHUNK_SIZE = 1 << 20
 #: Socket timeout in seconds; matches upstream pvcontrol's ``--max-time``.
 DEFAULT_TIMEOUT = 240.0
 
-# Upstream's fixed locations, tried in this order when nothing else applies.
-_UPSTREAM_SOCKETS = ("/run/pantavisor/pv/pv-ctrl", "/pv/pv-ctrl")
-_CONTAINER_SOCKET = "/pantavisor/pv-ctrl"
-_CHECKOUT_SOCKET = os.path.join("var", "run", "pv-ctrl")
-
 #: Longest response head accepted (status line and headers).
 _MAX_HEAD = 64 * 1024
-
-
-class NoResponseError(ConnectionError):
-    """The server could not be reached or closed the connection before
-    sending a complete response."""
-
-
-class Headers:
-    """Response headers in arrival order, looked up case-insensitively
-    (``get``, ``[]``, ``in``, ``get_all``), like ``http.client``'s."""
-
-    def __init__(self, pairs=()):
-        self._pairs = list(pairs)
-
-    def get(self, name: str, default=None):
-        lname = name.lower()
-        for key, value in self._pairs:
-            if key.lower() == lname:
-                return value
-        return default
-
-    def get_all(self, name: str, failobj=None):
-        lname = name.lower()
-        found = [value for key, value in self._pairs if key.lower() == lname]
-        return found or failobj
-
-    def __getitem__(self, name: str):
-        return self.get(name)
-
-    def __contains__(self, name: str) -> bool:
-        return self.get(name) is not None
-
-    def items(self):
-        return list(self._pairs)
-
-    def keys(self):
-        return [key for key, _ in self._pairs]
-
-    def __iter__(self):
-        return iter(self.keys())
-
-    def __len__(self) -> int:
-        return len(self._pairs)
-
-    def __repr__(self) -> str:
-        return f"Headers({self._pairs!r})"
-
-
-class Response:
-    """One HTTP response from pv-ctrl.
-
-    ``headers`` is a :class:`Headers` (case-insensitive ``get``). ``body``
-    holds the raw body bytes, except for a successful
-    :meth:`PvClient.stream_get`, where the body went to the caller's file and
-    ``streamed`` counts its bytes.
-    """
-
-    __slots__ = ("status", "reason", "headers", "body", "streamed")
-
-    def __init__(self, status: int, reason: str, headers, body: bytes = b"", streamed: int = 0):
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-        self.body = body
-        self.streamed = streamed
-
-    def __repr__(self) -> str:
-        return f"Response(status={self.status!r}, reason={self.reason!r}, body={self.body[:80]!r})"
-
-    def __eq__(self, other) -> bool:
-        if not isinstance(other, Response):
-            return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
-
-    @property
-    def ok(self) -> bool:
-        """True when the status is 200, the only success pv-ctrl reports."""
-        return self.status == 200
-
-    def json(self):
-        """Decode the body as JSON (raises :class:`ValueError` if it is not)."""
-        import json
-
-        return json.loads(self.body.decode("utf-8"))
-
-    def text(self) -> str:
-        """The body decoded as UTF-8, undecodable bytes replaced."""
-        return self.body.decode("utf-8", "replace")
 
 
 def __getattr__(name):
@@ -331,63 +239,6 @@ def _request_head(method: str, path: str, headers) -> bytes:
             raise ValueError(f"invalid header or path: {name!r}: {value!r} {path!r}")
         lines.append(f"{name}: {value}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def is_socket(path: str) -> bool:
-    """True when *path* exists and is a Unix socket (symlinks followed)."""
-    try:
-        return stat.S_ISSOCK(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _checkout_socket(start: str):
-    """The ``var/run/pv-ctrl`` socket of the source checkout enclosing
-    *start*, so that running the CLI from a development tree talks to the
-    server started from that tree."""
-    here = os.path.join(start, _CHECKOUT_SOCKET)
-    if is_socket(here):
-        return here
-    directory = start
-    while True:
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            return None
-        directory = parent
-        candidate = os.path.join(directory, _CHECKOUT_SOCKET)
-        if os.path.isfile(os.path.join(directory, "setup.cfg")) and is_socket(candidate):
-            return candidate
-
-
-def default_socket_path(environ=None, cwd=None) -> str:
-    """Pick the pv-ctrl socket to use when none was given explicitly.
-
-    In order: ``$PVCONTROL_SOCKET``; a ``var/run/pv-ctrl`` socket in *cwd*
-    or in the nearest parent directory that is a checkout (holds
-    ``setup.cfg``); upstream's ``/run/pantavisor/pv/pv-ctrl`` then
-    ``/pv/pv-ctrl`` if they are sockets; finally ``/pantavisor/pv-ctrl``,
-    where containers see the socket (returned even if it does not exist, so
-    the caller can report it).
-
-    *environ* and *cwd* default to the process environment and working
-    directory; they are parameters so the lookup can be tested.
-    """
-    env = os.environ if environ is None else environ
-    explicit = env.get("PVCONTROL_SOCKET")
-    if explicit:
-        return explicit
-    try:
-        start = os.path.abspath(cwd if cwd is not None else os.getcwd())
-    except OSError:  # cwd deleted under us
-        start = None
-    if start is not None:
-        found = _checkout_socket(start)
-        if found:
-            return found
-    for candidate in _UPSTREAM_SOCKETS:
-        if is_socket(candidate):
-            return candidate
-    return _CONTAINER_SOCKET
 
 
 class PvClient:

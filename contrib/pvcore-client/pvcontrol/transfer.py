@@ -9,9 +9,9 @@ import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Optional, Tuple
 
-from pvcore.client import CHUNK_SIZE, NoResponseError, Response
-from pvcore.pvcontrol.context import CliError, Context, UsageError, arg_bytes, url_part
-from pvcore.pvcontrol.progress import progress_for
+from pvcore_client import CHUNK_SIZE, NoResponseError, Response
+from pvcontrol.context import CliError, Context, UsageError, arg_bytes, url_part
+from pvcontrol.progress import progress_for
 
 # Objects are opaque bytes; upstream labelled them so, unlike every other
 # request which defaults to JSON.

@@ -11,7 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import BinaryIO
 
-    from pvcore.client import Response
+    from pvcore_client import Response
 
 EXIT_OK = 0
 EXIT_ERROR = 1

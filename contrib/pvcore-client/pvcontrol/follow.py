@@ -13,8 +13,8 @@ import json
 from typing import Iterator, List, Optional
 from urllib.parse import urlencode
 
-from pvcore.client import NoResponseError, Response, UnixHTTPConnection
-from pvcore.pvcontrol.context import CliError, Context, url_part
+from pvcore_client import NoResponseError, Response, UnixHTTPConnection
+from pvcontrol.context import CliError, Context, url_part
 
 #: ``show-progress --follow`` exit statuses.
 EXIT_SUCCEEDED = 0

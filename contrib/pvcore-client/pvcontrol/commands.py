@@ -8,7 +8,7 @@ upstream does.
 
 from __future__ import annotations
 
-from pvcore.pvcontrol.context import (
+from pvcontrol.context import (
     Action,
     Context,
     HelpRequested,
@@ -28,13 +28,13 @@ if TYPE_CHECKING:
 
 
 def _transfer():
-    from pvcore.pvcontrol import transfer
+    from pvcontrol import transfer
 
     return transfer
 
 
 def _install():
-    from pvcore.pvcontrol import install
+    from pvcontrol import install
 
     return install
 
@@ -248,7 +248,7 @@ def parse_drivers(args: List[str]) -> Action:
 
 def _follow():
     # NOTE: imported on use, so other commands start without it.
-    from pvcore.pvcontrol import follow
+    from pvcontrol import follow
 
     return follow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pvcore.pvcontrol import result
+from pvcontrol import result
 
 # PERF: no typing, dataclasses, json or urllib at start-up: pvcontrol is a
 # short-lived process and importing them would cost more than its request.
@@ -14,7 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO, Callable, Mapping, Optional, TextIO
 
-    from pvcore.client import PvClient, Response
+    from pvcore_client import PvClient, Response
 
 
 class UsageError(Exception):

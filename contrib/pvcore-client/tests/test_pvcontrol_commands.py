@@ -338,7 +338,7 @@ def test_socket_from_checkout_directory(run_raw, make_pv, short_tmp):
 
 
 def test_entry_point_main_returns_code(pv, capfd):
-    from pvcore.pvcontrol import main
+    from pvcontrol import main
 
     pv.reply("GET", "/buildinfo", body=b"bi")
     assert main(["-s", pv.path, "buildinfo"]) == 0

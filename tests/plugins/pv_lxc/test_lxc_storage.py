@@ -1,0 +1,98 @@
+"""LXC containers' storage by persistence, over the real socket (docs/protocol.md §D4.8).
+
+``boot`` volumes and the ``lxc-overlay`` upper layer are fresh at every start — a crash restart,
+an API restart, a revision switch — and gone once the container is STOPPED; ``revision`` volumes
+belong to their revision; ``permanent`` ones survive everything. The container counts its starts in
+each kind of storage, and changes a file of its squashfs: an update that only replaces the squashfs
+must show the new image's file, not the old image's modified copy.
+"""
+import os
+import shutil
+import signal
+
+import pytest
+
+from lxc_device import assert_clean, attach, containers, init_pid, install, lxc_path, mounts_under, revision, \
+    unavailable, unique
+from pv_lxc import demo
+from pvcore.testing import GunicornServer, short_tempdir, wait_until
+
+REASON = unavailable()
+pytestmark = [pytest.mark.gunicorn, pytest.mark.skipif(REASON is not None, reason=f"LXC runtime: {REASON}")]
+
+ENV = {"PVCORE_CONTAINER_RUNTIME": "lxc", "PVCORE_STOP_TIMEOUT": "3", "PVCORE_UPDATE_COMMIT_DELAY": "0.3"}
+STORAGE = {"lxc-overlay": {"persistence": "boot"}, "data": {"persistence": "permanent"},
+           "rev": {"persistence": "revision"}, "scratch": {"persistence": "boot"}}
+CONF = demo.lxc_conf("ready") + (
+    b"lxc.mount.entry = /volumes/{name}/rev rev none bind,create=dir 0 0\n"
+    b"lxc.mount.entry = /volumes/{name}/scratch scratch none bind,create=dir 0 0\n")
+#: One more start: each counter + 1; prints "<rootfs> <permanent> <revision> <boot volume> <image file>".
+COUNT = ('for f in /etc/count /data/count /rev/count /scratch/count; do '
+         'n=$(cat $f 2>/dev/null || echo 0); n=$((n+1)); echo $n > $f; printf "%s " $n; done; cat /etc/version')
+
+
+def count(server, name):
+    out = attach(server, name, COUNT).split()
+    return [int(n) for n in out[:4]] + out[4:]
+
+
+def running_again(server, name, before):
+    """Wait for container ``name`` to run READY with another init than ``before``."""
+    def ready():
+        pid = init_pid(server, name)
+        return pid not in (None, before) and containers(server)[name]["status"] == "READY" and pid
+    return wait_until(ready, 30, message=f"{name} READY again")
+
+
+def test_boot_storage_is_fresh_at_every_start_and_gone_when_stopped():
+    workdir = short_tempdir("pvimg")
+    server = GunicornServer(short_tempdir(), ENV)
+    name = unique("count")
+    try:
+        image_a = demo.build_rootfs(os.path.join(workdir), {"etc/version": b"a\n"})
+        os.makedirs(os.path.join(workdir, "b"))
+        image_b = demo.build_rootfs(os.path.join(workdir, "b"), {"etc/version": b"b\n"})
+        server.start()
+        fields = {"group": "app", "roles": [], "status_goal": "READY", "conf": CONF, "storage": STORAGE,
+                  "auto_recovery": {"policy": "on-failure", "max_retries": 10, "retry_delay": 0.2}}
+        state, files = revision(image_a, {name: fields})
+        assert install(server, "locals/a", state, files)["status"] in ("UPDATED", "DONE")
+        pid = running_again(server, name, None)
+        assert count(server, name) == [1, 1, 1, 1, "a"]
+        attach(server, name, "echo modified > /etc/version")
+        assert count(server, name) == [2, 2, 2, 2, "modified"]  # within one start, everything stays
+
+        os.kill(pid, signal.SIGKILL)  # a crash: auto-recovery starts it again
+        pid = running_again(server, name, pid)
+        assert count(server, name) == [1, 3, 3, 1, "a"]
+
+        assert server.request("PUT", f"/containers/{name}", b'{"action":"restart"}')[0] == 200
+        pid = running_again(server, name, pid)
+        assert count(server, name) == [1, 4, 4, 1, "a"]
+
+        # STOPPED: its boot storage is gone, not kept anywhere on the host
+        assert server.request("PUT", f"/containers/{name}", b'{"action":"stop"}')[0] == 200
+        wait_until(lambda: containers(server)[name]["status"] == "STOPPED", 15)
+        assert mounts_under(os.path.join(lxc_path(server), name)) == []
+        assert not os.path.exists(os.path.join(lxc_path(server), name))
+        kept = sorted(os.path.relpath(os.path.join(d, f), server.storage_dir)
+                      for d, _, fs in os.walk(os.path.join(server.storage_dir, "disks")) for f in fs)
+        assert kept == [f"disks/perm/{name}/data/count", f"disks/rev/locals/a/{name}/rev/count"]
+        assert server.request("PUT", f"/containers/{name}", b'{"action":"start"}')[0] == 200
+        pid = running_again(server, name, pid)
+        assert count(server, name) == [1, 5, 5, 1, "a"]
+        attach(server, name, "echo modified > /etc/version")
+
+        # an update that only changes the squashfs: the new image's file, the new revision's storage
+        state, files = revision(image_b, {name: fields})
+        assert install(server, "locals/b", state, files)["status"] in ("UPDATED", "DONE")
+        running_again(server, name, pid)
+        assert count(server, name) == [1, 6, 1, 1, "b"]
+        with open(os.path.join(server.storage_dir, "disks", "rev", "locals", "a", name, "rev", "count")) as fh:
+            assert fh.read() == "5\n"  # the old revision's storage is its own
+        assert server.stop() == 0
+        assert_clean(server, [name])
+    finally:
+        server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
