@@ -43,7 +43,7 @@ import structlog
 from pvcore import hookimpl
 from pvcore.cgroups import CgroupRef
 from pvcore.ownership import Owns
-from pvcore.peer import Observation, observe, own_pid_namespace, pid_namespace
+from pvcore.peer import Observation, observe, own_pid_namespace, pid_namespace, pid_namespaces
 from pvcore.supervisor import CONTAINED_VARIABLE, environ_names, proc_stat
 
 log = structlog.get_logger(__name__)
@@ -345,14 +345,36 @@ def pvcore_event(core, event):
     core.caller_cache.invalidate()
 
 
-def connection_key(core, sock) -> Optional[str]:
+def connection_key(core, sock):
     """Who holds connection ``sock``, for per-caller caps (pvcore/connections.py).
 
-    The caller's name (a container, ``_pv_``), or ``None`` for every caller
-    that cannot be identified (they share their caps).
+    The caller's name (a container, ``_pv_``). Callers that cannot be
+    identified do not share one set of caps anyone could fill: they are
+    told apart by what they cannot multiply cheaply (:func:`unknown_key`).
     """
     caller = identify(core, {"gunicorn.socket": sock})
-    return caller.name if caller is not None else None
+    if caller is not None:
+        return caller.name
+    try:
+        pid, uid, _gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    except OSError:
+        return ("unknown",)
+    return unknown_key(pid, uid)
+
+
+def unknown_key(pid: int, uid: int) -> tuple:
+    """The caps bucket of an unknown caller ``pid`` (effective ``uid``).
+
+    In a pid namespace below pvcore's: the outermost one under pvcore's —
+    a container's own, which none of its processes can leave, however many
+    namespaces they create inside it. In pvcore's own namespace: its uid,
+    which an unprivileged process cannot change.
+    """
+    chain = pid_namespaces(pid)
+    if chain and chain[0] != own_pid_namespace():
+        top = chain[-2] if chain[-1] == own_pid_namespace() else chain[-1]
+        return ("unknown", "pidns", top[1])
+    return ("unknown", "uid", uid)
 
 
 def identify(core, environ) -> Optional[Caller]:

@@ -119,6 +119,19 @@ def _enter_cgroup(procs_file: str) -> Callable[[], None]:
     return enter
 
 
+def _normal_priority(then: Optional[Callable[[], None]]) -> Callable[[], None]:
+    """A child's ``preexec_fn``: back to nice 0 (the worker may run higher,
+    pvcore/worker.py), then ``then``."""
+    def preexec() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+        except OSError:
+            pass
+        if then is not None:
+            then()
+    return preexec
+
+
 def _become_subreaper() -> None:
     """A ``preexec_fn`` (survives exec): orphaned descendants stay ours."""
     if _libc is not None and _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
@@ -241,6 +254,7 @@ class ProcessGroups:
                 preexec = _enter_cgroup(tree.procs_file(contain))
             else:
                 preexec = _become_subreaper
+        preexec = _normal_priority(preexec)
         if log_path and self.logs is not None:
             out = self.logs.writer(log_path)  # bounded (pvcore/logdir.py)
         elif log_path:
@@ -258,7 +272,7 @@ class ProcessGroups:
                 cwd=cwd,
                 start_new_session=True,
                 close_fds=True,
-                **({"preexec_fn": preexec} if preexec else {}),
+                preexec_fn=preexec,
             )
         finally:
             if log_path:

@@ -139,7 +139,7 @@ def lxc_conf(args: str = "") -> bytes:
         "lxc.tty.max = 0\n"
         "lxc.pty.max = 16\n"
         "lxc.rootfs.path = overlayfs:/volumes/{name}/root.squashfs:/volumes/{name}/lxc-overlay/upper\n"
-        "lxc.mount.auto = proc:mixed sys:ro cgroup:mixed\n"
+        "lxc.mount.auto = proc:mixed sys:ro cgroup:ro\n"
         "lxc.mount.entry = /volumes/{name}/data data none bind,create=dir 0 0\n"
         "lxc.net.0.type = empty\n"
         f"lxc.init.cmd = /sbin/pvdemo-init {args}\n"

@@ -1,9 +1,10 @@
 """The LXC runtime: each container of the revision as a real LXC container.
 
 ``start`` mounts the container's rootfs object (squashfs, read-only, through
-a loop device), its ``volumes`` objects likewise, lays a writable overlay on
-the rootfs whose upper layer lives under ``<storage>/disks/`` by the
-``lxc-overlay`` persistence, writes the LXC config (:mod:`pv_lxc.config`) and
+a loop device), its ``volumes`` objects likewise, a tmpfs for this start's
+``boot`` storage, lays a writable overlay on the rootfs (over its ``_config``
+files) whose upper layer is the ``lxc-overlay`` storage by persistence (that
+tmpfs, or under ``<storage>/disks/``), writes the LXC config (:mod:`pv_lxc.config`) and
 runs ``lxc-start -F`` as a supervised process whose output is the console
 log. ``stop`` asks LXC to halt it (``lxc-stop -t``: the config's halt
 signal, SIGKILL after the timeout), then unmounts everything.
@@ -305,6 +306,7 @@ class LxcRuntime:
         self.storage = os.path.abspath(settings.storage_dir)
         self.lxc_path = os.path.abspath(settings.get("lxc_path") or os.path.join(settings.run_dir, "lxc"))
         self.start_timeout = settings.get("lxc_start_timeout")
+        self.pids_max = settings.get("lxc_pids_max")
         self.boot_size = settings.get("lxc_boot_size")
         self._running: Dict[str, LxcHandle] = {}
 
@@ -451,7 +453,9 @@ class LxcRuntime:
         socket_path = os.path.abspath(core.settings.socket_path)
         console = os.path.join(self.storage, "logs", container.rev, name, "console.log")
         views = self._views(container, os.path.dirname(console))
-        text = lxc_config.compose(name, source, rootfs, volumes, socket_path, views)
+        # NOTE: the hardening baseline is for non-mgmt containers (docs/architecture.md §7.1)
+        hardening = None if "mgmt" in (container.roles or ()) else self.pids_max
+        text = lxc_config.compose(name, source, rootfs, volumes, socket_path, views, hardening)
         atomic_write(os.path.join(base, "config"), text)
 
         lxc_log = os.path.join(base, "lxc.log")

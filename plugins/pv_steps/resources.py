@@ -21,6 +21,7 @@ log = structlog.get_logger(__name__)
 NOT_FOUND = "Resource does not exist"
 BAD_STEP_NAME = "Request has bas step name"  # sic (docs/protocol.md §12.6)
 BAD_FORMAT = "Parser: State JSON has bad format"
+SECUREBOOT = "Secureboot: {}"
 COMMITMSG_MAX = 256
 CHUNK = 1 << 20
 _NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -70,13 +71,18 @@ class LocalStep(StepState):
     A PUT is refused with 409 over the running revision (``Revision is
     running``) and over the committed rollback point (``Revision is the
     rollback point``): replacing either would change what a rollback boots.
+
+    :param verify: the secure boot check of a stored state file: ``None``
+        when it may run, else the result upstream reports (docs/protocol.md §D12).
     """
 
-    def __init__(self, steps: Steps, free_space: Callable[[str], int], max_size: int, init_mode: str):
+    def __init__(self, steps: Steps, free_space: Callable[[str], int], max_size: int, init_mode: str,
+                 verify: Callable[[str], Optional[str]] = lambda path: None):
         super().__init__(steps)
         self._free_space = free_space
         self._max_size = max_size
         self._init_mode = init_mode
+        self._verify = verify
 
     def on_put(self, req, resp, name):
         if not valid_local_name(name):
@@ -96,6 +102,8 @@ class LocalStep(StepState):
             # The body is checked from the file it was streamed to, never held
             # whole in memory (docs/protocol.md §7.9).
             scanned = scan_state_file(tmp)
+            if scanned is not None:
+                self._check_signatures(rev, tmp)
             reason = "not a JSON object" if scanned is None else check_state(scanned.state, self._init_mode)
             if reason:
                 log.info("state_json_rejected", rev=rev, reason=reason)
@@ -110,6 +118,19 @@ class LocalStep(StepState):
                 pass
         log.info("local_revision_installed", rev=rev, size=size)
         resp.content_type = falcon.MEDIA_JSON
+
+    def _check_signatures(self, rev: str, tmp: str) -> None:
+        """Upstream's secure boot check, between its JSON and its format checks:
+        a refused state is 422 and the revision of that name is removed, as
+        upstream removes it (docs/protocol.md §D12.1)."""
+        result = self._verify(tmp)
+        if result is None:
+            return
+        with self._steps.lock:
+            if rev not in (self._steps.trails.running(), self._steps.boot_state().pv_rev):
+                self._steps.trails.remove(rev)
+        log.info("state_json_refused_by_secureboot", rev=rev, result=result)
+        raise Unprocessable(SECUREBOOT.format(result))
 
     def _refuse_in_use(self, rev: str) -> None:
         if rev == self._steps.trails.running():

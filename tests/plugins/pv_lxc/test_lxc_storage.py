@@ -20,7 +20,8 @@ from pvcore.testing import GunicornServer, short_tempdir, wait_until
 REASON = unavailable()
 pytestmark = [pytest.mark.gunicorn, pytest.mark.skipif(REASON is not None, reason=f"LXC runtime: {REASON}")]
 
-ENV = {"PVCORE_CONTAINER_RUNTIME": "lxc", "PVCORE_STOP_TIMEOUT": "3", "PVCORE_UPDATE_COMMIT_DELAY": "0.3"}
+ENV = {"PVCORE_CONTAINER_RUNTIME": "lxc", "PVCORE_STOP_TIMEOUT": "3", "PVCORE_UPDATE_COMMIT_DELAY": "0.3",
+       "PVCORE_LXC_BOOT_SIZE": "8m"}
 STORAGE = {"lxc-overlay": {"persistence": "boot"}, "data": {"persistence": "permanent"},
            "rev": {"persistence": "revision"}, "scratch": {"persistence": "boot"}}
 CONF = demo.lxc_conf("ready") + (
@@ -90,6 +91,10 @@ def test_boot_storage_is_fresh_at_every_start_and_gone_when_stopped():
         assert count(server, name) == [1, 6, 1, 1, "b"]
         with open(os.path.join(server.storage_dir, "disks", "rev", "locals", "a", name, "rev", "count")) as fh:
             assert fh.read() == "5\n"  # the old revision's storage is its own
+        # boot storage is bounded (lxc_boot_size): a full one is ENOSPC inside, nothing outside
+        out = attach(server, name, "head -c 9000000 /dev/zero > /scratch/big || echo FULL; rm /scratch/big; "
+                                   "head -c 9000000 /dev/zero > /var/big || echo FULL; echo size=$(wc -c < /var/big)")
+        assert out.count("FULL") == 2 and int(out.split("size=")[1].split()[0]) <= 8 << 20, out
         assert server.stop() == 0
         assert_clean(server, [name])
     finally:
