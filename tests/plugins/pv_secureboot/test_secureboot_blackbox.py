@@ -268,3 +268,21 @@ def test_the_demo_boots_in_strict_mode(devices, pki, start_gunicorn):
                message="the demo's containers")
     # ... and nothing else is.
     assert put(server, "unsigned", compact(app_state())) == (422, {"Error": U})
+
+
+def test_a_refused_rollback_point_runs_nothing(devices, start_gunicorn):
+    from pvcore.demo import demo_state
+
+    state, objects = demo_state()
+    state["pvcore-test/marker.json"] = {"not": "the seed"}
+    base = short_tempdir()
+    storage = os.path.join(base, "storage")
+    for data in objects.values():
+        store(storage, data)
+    lay_down(storage, "0", compact(state))
+    os.symlink("0", os.path.join(storage, "trails", "current"))
+    server = start_gunicorn(env=devices.env("strict"), base=base)
+    # Upstream's answer while no revision is loaded: nothing of revision 0 runs.
+    status, _, body = server.request("GET", "/containers")
+    assert (status, json.loads(body)) == (500, {"Error": "State not loaded yet"})
+    assert any(e.get("event") == "boot_revision_refused" for e in server.log_events())
