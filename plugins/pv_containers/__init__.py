@@ -131,8 +131,13 @@ def pv_containers_run_revision(core, revision, only_changed, timeout):
 
 
 @hookimpl
-def pv_containers_load(core, revision):
-    return core.stash[ENGINE].load(revision)
+def pv_containers_load(core, revision, goals_timeout):
+    return core.stash[ENGINE].load(revision, goals_timeout)
+
+
+@hookimpl
+def pv_containers_stability_pending(core):
+    return core.stash[ENGINE].stability_pending()
 
 
 @hookimpl

@@ -24,7 +24,10 @@ from pvcore.testing import GunicornServer, short_tempdir, wait_until
 REASON = unavailable()
 pytestmark = [pytest.mark.gunicorn, pytest.mark.skipif(REASON is not None, reason=f"LXC runtime: {REASON}")]
 
-ENV = {"PVCORE_CONTAINER_RUNTIME": "lxc", "PVCORE_STOP_TIMEOUT": "3", "PVCORE_UPDATE_COMMIT_DELAY": "0.3"}
+#: upstream's default groups, but a 1 s stable_timeout for the app group (upstream's is 30 s)
+QUICK_GROUPS = os.path.join(os.path.dirname(__file__), "..", "pv_steps", "groups_quick.json")
+ENV = {"PVCORE_CONTAINER_RUNTIME": "lxc", "PVCORE_STOP_TIMEOUT": "3", "PVCORE_UPDATE_COMMIT_DELAY": "0.3",
+       "PVCORE_DEFAULT_GROUPS_FILE": QUICK_GROUPS}
 FORBIDDEN = '{"Error":"Request not sent from a mgmt platform"}'
 
 
