@@ -85,16 +85,20 @@ class Core:
                 self.supervisor.kill_leftovers()
                 services = collect_services(self)
                 for service, owner in services:
+                    # NOTE: listed before it starts: a start that fails or is
+                    # interrupted (SIGINT raises SystemExit in this thread)
+                    # may already have spawned children, and stop() ends them.
+                    started.append(service)
                     try:
                         service.start()
                     except Exception as exc:
                         log.debug("service_start_failed", service=service.name, plugin=owner, exc_info=True)
                         raise StartupError(f"plugin {owner}: service {service.name} failed to start: "
                                            f"{reason(exc)}") from None
-                    started.append(service)
                     log.info("service_started", service=service.name)
             except BaseException:
                 self._stop_services(started)
+                self.supervisor.close()  # and whatever a stop could not know of
                 self._release_lock()
                 raise
             self._services = started

@@ -33,7 +33,7 @@ from pvcore.fsutil import atomic_write, write_tree
 from pvcore.supervisor import start_time
 
 from . import config as lxc_config
-from . import mounts
+from . import mounts, targets
 
 log = structlog.get_logger(__name__)
 
@@ -456,6 +456,10 @@ class LxcRuntime:
         # NOTE: the hardening baseline is for non-mgmt containers (docs/architecture.md §7.1)
         hardening = None if "mgmt" in (container.roles or ()) else self.pids_max
         text = lxc_config.compose(name, source, rootfs, volumes, socket_path, views, hardening)
+        # NOTE: no mount target may be made by LXC: it would follow the container's symlinks
+        # on the host (pv_lxc.targets)
+        targets.ensure_pantavisor(rootfs, {"pv-ctrl": False, **{view: True for _, view in views}})
+        text = targets.prepare_config(rootfs, text)
         atomic_write(os.path.join(base, "config"), text)
 
         lxc_log = os.path.join(base, "lxc.log")

@@ -169,6 +169,10 @@ def test_pantavisor_shows_metadata_and_logs_read_only(device):
         out = attach(server, name, f"echo forged > /pantavisor/{path} && echo WROTE; "
                                    f"rm /pantavisor/{path} && echo REMOVED; mkdir /pantavisor/{path}.d && echo MADE")
         assert "WROTE" not in out and "REMOVED" not in out and "MADE" not in out, (name, path, out)
+    # a non-mgmt container cannot make them writable either (no CAP_SYS_ADMIN: the hardening baseline)
+    out = attach(server, plain, "mount -o remount,bind,rw /pantavisor/user-meta && echo REMOUNTED; "
+                                "echo forged > /pantavisor/user-meta/greeting && echo WROTE")
+    assert "REMOUNTED" not in out and "WROTE" not in out, out
     with open(os.path.join(server.run_dir, "user-meta", f"{plain}.greeting")) as fh:
         assert fh.read() == "hello"
     assert json.loads(server.request("GET", "/user-meta")[2])["other.key"] == "not yours"
