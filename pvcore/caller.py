@@ -43,6 +43,7 @@ import structlog
 
 from pvcore import hookimpl
 from pvcore.cgroups import CgroupRef
+from pvcore.ownership import Owns
 from pvcore.peer import Observation, observe, own_pid_namespace, pid_namespace, pid_namespaces
 from pvcore.supervisor import CONTAINED_VARIABLE, environ_names, proc_stat
 
@@ -370,10 +371,15 @@ def _pin_peer(sock, pid: int) -> tuple:
 
 
 @hookimpl
+def pvcore_declare_ownership():
+    # Who a pid is, and what it may do, change with the events plugins
+    # declared as ``caller_events`` (a container's status, the revision).
+    return Owns(listens=lambda registry: sorted(registry.caller_events))
+
+
+@hookimpl
 def pvcore_event(core, event):
-    # Who a pid is, and what it may do, change with containers and revisions.
-    if event.type in ("container.status", "revision.running"):
-        core.caller_cache.invalidate()
+    core.caller_cache.invalidate()
 
 
 def connection_key(core, sock):
