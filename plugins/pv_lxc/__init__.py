@@ -59,6 +59,7 @@ import re
 import structlog
 
 from pvcore import hookimpl
+from pvcore.ownership import Owns
 from pvcore.app import StashKey
 from pvcore.services import Service
 from pvcore.settings import Setting, SettingsError
@@ -68,6 +69,13 @@ from .runtime import LxcRuntime
 log = structlog.get_logger(__name__)
 
 RUNTIME: StashKey[LxcRuntime] = StashKey()
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    return Owns(paths={"<run>/lxc/": "LXC's lxcpath (the `lxc_path` setting): each container's config, "
+                                     "mounts and `record.json` of the host resources it took"},
+                listens=())
 
 
 class LxcCleanup(Service):

@@ -213,6 +213,12 @@ class Updater(Service):
                 return False
 
             def prepare() -> bool:
+                # Revision 0 is what every rollback ends at: never replace it
+                # with a state secure boot refuses (docs/protocol.md §D12.1).
+                refused = secureboot.verify_state(self._core, trails.state_path(source))
+                if refused is not None:
+                    log.error("make_factory_failed", source=source, reason=refused)
+                    return False
                 done = self._steps.make_factory(source)
                 log.info("factory_made", source=source, ok=bool(done))
                 return bool(done)
