@@ -26,10 +26,10 @@ def __getattr__(name):
         marker = globals()["hookimpl"] = pluggy.HookimplMarker("pvcore")
         return marker
     if name == "hookspec":
-        # The same marker the core's own hookspecs use (pvcore/hookspecs.py):
-        # for a plugin declaring a contract of its own (docs/plugins.md).
-        from pvcore.hookspecs import hookspec
+        import pluggy
 
-        globals()["hookspec"] = hookspec
-        return hookspec
+        #: Marker for the hooks of a contract a plugin owns (docs/plugins.md), as the
+        #: core's own (pvcore/hookspecs.py): pluggy tells markers apart by project name only.
+        marker = globals()["hookspec"] = pluggy.HookspecMarker("pvcore")
+        return marker
     raise AttributeError(f"module 'pvcore' has no attribute {name!r}")
