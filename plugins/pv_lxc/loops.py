@@ -9,9 +9,12 @@ root. A loop device is the container's when its backing file — the
   tmpfs, or anything mounted only in its mount namespace (its ``/dev``
   tmpfs, a tmpfs it mounted). Those device numbers are recorded while the
   container runs, because its namespace is gone once it stopped; or
-* the inode its backing path names inside the container's root, resolved
-  component by component without following a symlink (a tenant's symlink
-  must never make pvcore look at a host file).
+* the inode its backing path names inside the container's root — seen
+  from its init while it runs, or through pvcore's own mount of its
+  overlay — resolved component by component without following a symlink
+  (a tenant's symlink must never make pvcore look at a host file). Files of
+  an overlay report a per-layer pseudo device, so the overlay's own device
+  number does not find them.
 
 (docs/architecture.md §7.1)
 """
@@ -80,13 +83,13 @@ def private_devices(pid: int) -> Set[int]:
     return theirs - _mount_devices("/proc/self/mountinfo") if theirs else set()
 
 
-def resolve_in_root(pid: int, path: str) -> Optional[Backing]:
-    """``(st_dev, st_ino)`` of ``path`` inside ``pid``'s root, never following a symlink; ``None`` if unreachable."""
+def resolve_in_root(root: str, path: str) -> Optional[Backing]:
+    """``(st_dev, st_ino)`` of ``path`` inside directory ``root``, never following a symlink; ``None`` if unreachable."""
     parts = [part for part in path.split("/") if part]
     if not parts or ".." in parts:
         return None
     try:
-        fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -102,14 +105,15 @@ def resolve_in_root(pid: int, path: str) -> Optional[Backing]:
         os.close(fd)
 
 
-def of_container(pid: Optional[int], devices: Collection[int], exclude: Iterable[str] = ()) -> List[Tuple[str, Backing]]:
+def of_container(roots: Iterable[str], devices: Collection[int], exclude: Iterable[str] = ()) -> List[Tuple[str, Backing]]:
     """The loop devices that are the container's (see the module docstring).
 
-    :param pid: a live process of the container (its init), or ``None`` once it is gone.
+    :param roots: the container's root as directories pvcore can reach
+        (``/proc/<init>/root`` while it runs, pvcore's mount of its overlay).
     :param devices: the container's own filesystems' device numbers.
     :param exclude: devices pvcore itself attached for the container (its images).
     """
-    exclude = set(exclude)
+    exclude, roots = set(exclude), list(roots)
     found = []
     for device in attached():
         if device in exclude:
@@ -121,7 +125,7 @@ def of_container(pid: Optional[int], devices: Collection[int], exclude: Iterable
             found.append((device, ident))
             continue
         path = mounts.loop_backing_file(device)
-        if pid is not None and path and resolve_in_root(pid, path) == ident:
+        if path and any(resolve_in_root(root, path) == ident for root in roots):
             found.append((device, ident))
     return found
 

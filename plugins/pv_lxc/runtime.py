@@ -78,10 +78,12 @@ class Record:
     def their_loops(self) -> List[Tuple[str, loops.Backing]]:
         """Loop devices the container attached itself (docs/architecture.md §7.1); looks while it runs."""
         pid = self.live_init()
+        roots = [os.path.join(os.path.dirname(self.path), "rootfs")]
         if pid is not None:
             self.devices = sorted(set(self.devices) | loops.private_devices(pid))
             self.save()
-        return loops.of_container(pid, set(self.devices), [device for device, _ in self.loops])
+            roots.insert(0, f"/proc/{pid}/root")
+        return loops.of_container(roots, set(self.devices), [device for device, _ in self.loops])
 
     @classmethod
     def load(cls, path: str) -> Optional["Record"]:
