@@ -15,8 +15,8 @@ import os
 import falcon
 import structlog
 
-from pvcore import caller as caller_mod
-from pvcore.body import drain, dumps
+from pvcore import caller as caller_mod, ownership
+from pvcore.body import UNREAD, drain, dumps
 from pvcore.boot import call_hook_at_boot, declare_plugin_settings, reason
 from pvcore.core import Core
 from pvcore.errors import BadRequest, PvError, StartupError
@@ -58,14 +58,15 @@ def _closes(headers) -> bool:
 
 def _on_pv_error(req, resp, ex: PvError, params) -> None:
     # An error that closes the connection leaves the body unread: it was
-    # refused on its headers alone (docs/protocol.md §1).
+    # refused on its headers alone (docs/protocol.md §1). Otherwise only a
+    # small body is drained; a larger one closes the connection too (body.drain).
     if not _closes(ex.headers):
         drain(req)
     render_error(resp, ex.status, ex.message, ex.headers)
 
 
 def _on_http_error(req, resp, ex: falcon.HTTPError, params) -> None:
-    drain(req)
+    drain(req)  # small bodies only (see _on_pv_error)
     if isinstance(ex, falcon.HTTPRouteNotFound):
         if req.method not in HTTP_METHODS:
             _on_framework_error(req, resp, ex, params)  # see Access
@@ -121,6 +122,12 @@ class RequestContext:
         bind_request(fields)
         # Set now rather than in process_response: error handlers keep it.
         resp.set_header("X-Request-ID", request_id)
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        # A body left unread (pvcore.body.drain) cannot be followed by another
+        # request: close rather than read it in this thread.
+        if req.env.get(UNREAD):
+            resp.set_header("Connection", "close")
 
 
 class Access:
@@ -201,8 +208,8 @@ def _on_framework_error(req, resp, ex, params) -> None:
 def build_core(settings: Settings, pm) -> Core:
     """Build the :class:`Core` and its Falcon app from ``settings`` and ``pm``.
 
-    Fires ``pvcore_declare_settings``, ``pvcore_startup`` and
-    ``pvcore_routes``. Starts nothing.
+    Fires ``pvcore_declare_settings``, ``pvcore_declare_ownership``,
+    ``pvcore_startup`` and ``pvcore_routes``. Starts nothing.
 
     :raises StartupError: any plugin mistake (a hook that raises, a malformed
         answer, a setting or route clash), as one line naming the plugin and
@@ -212,6 +219,7 @@ def build_core(settings: Settings, pm) -> Core:
     for path in (settings.storage_dir, settings.run_dir):
         os.makedirs(path, exist_ok=True)
     core = Core(settings, pm)
+    ownership.declare(core)
     call_hook_at_boot(pm, "pvcore_startup", core=core)
     core.routes = collect_routes(core)
 

@@ -1,12 +1,14 @@
 """Reading request bodies the way docs/protocol.md §5 states.
 
 Small bodies are read whole but never beyond ``limit + 1`` bytes, so a
-hostile client cannot make the worker buffer more than that; whatever is
-left is drained so the connection stays usable.
+hostile client cannot make the worker buffer more than that, and within one
+overall deadline. What is left of a small body is drained so the connection
+stays usable; a larger rest is left unread and the connection closes.
 """
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Dict, Optional
 
 from pvcore.errors import BadRequest, InsufficientStorage
@@ -43,6 +45,8 @@ class _CheckedBody:
         self._stream = stream
         self._expected = expected
         self._seen = 0
+        #: the whole body has been read
+        self.done = False
 
     def read(self, size: int = -1) -> bytes:
         whole = size is None or size < 0
@@ -53,6 +57,8 @@ class _CheckedBody:
         self._seen += len(data)
         if self._expected is not None and self._seen < self._expected and (whole or len(data) < size):
             raise _incomplete()
+        if whole or len(data) < size or (self._expected is not None and self._seen >= self._expected):
+            self.done = True
         return data
 
 
@@ -73,14 +79,71 @@ def body_stream(req):
     return req.bounded_stream
 
 
-def drain(req) -> None:
-    """Read and discard what is left of the request body (a short or broken one too)."""
+#: The most :func:`drain` reads to keep a connection open: what the poll loop
+#: reads ahead with a head anyway (pvcore/connections.py ``SMALL_BODY``).
+DRAIN_LIMIT = 64 * 1024
+#: environ key: the body was left unread, so the connection must close.
+UNREAD = "pvcore.unread_body"
+
+
+def drain(req) -> bool:
+    """Discard what is left of a small request body; leave any other unread.
+
+    A body declared at most :data:`DRAIN_LIMIT` bytes is read (the poll loop
+    already holds it) so the connection can carry the next request. A larger
+    or chunked body that was not read to its end is not read at all: the
+    response closes the connection instead (``UNREAD`` in environ, honoured
+    by :class:`pvcore.app.RequestContext`), so a refused request with an
+    endless body holds no thread (docs/architecture.md, "Connections").
+
+    :return: ``True`` when the connection can be kept.
+    """
+    length = req.content_length
+    checked = req.env.get(_CHECKED)
+    if checked is not None and checked.done:
+        return True
+    if _chunked(req) or (length is not None and length > DRAIN_LIMIT):
+        req.env[UNREAD] = True
+        return False
     stream = req.stream if req.env.get("wsgi.input_terminated") else req.bounded_stream
     try:
-        while stream.read(_DRAIN_CHUNK):
-            pass
+        with body_deadline(req):
+            while stream.read(_DRAIN_CHUNK):
+                pass
     except _FRAMING_ERRORS:
         pass
+    return True
+
+
+def _chunked(req) -> bool:
+    return "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
+
+
+class body_deadline:  # noqa: N801 - used as a context manager
+    """Bound the reads of a small body by one overall deadline (``header_timeout``).
+
+    gunicorn's socket waits ``io_timeout`` per read; a peer trickling a byte
+    every few seconds would hold the thread for ever. :class:`pvcore.connections.PeerSocket`
+    honours ``deadline``; other sockets (test clients) are left as they are.
+    """
+
+    seconds = 10.0
+
+    def __init__(self, req):
+        sock = req.env.get("gunicorn.socket")
+        self._sock = sock if hasattr(sock, "deadline") else None
+
+    def __enter__(self):
+        if self._sock is not None and self._sock.deadline is None:
+            self._sock.deadline = time.monotonic() + self.seconds
+        else:
+            self._sock = None  # an outer deadline already runs
+        return self
+
+    def __exit__(self, *exc):
+        if self._sock is not None:
+            self._sock.deadline = None
+        return False
 
 
 def read_small_body(req, limit: int, empty_message: Optional[str] = None) -> bytes:
@@ -90,7 +153,8 @@ def read_small_body(req, limit: int, empty_message: Optional[str] = None) -> byt
         contract's 507 ``Not enough disk space available``).
     :raises BadRequest: the body is empty and ``empty_message`` is given.
     """
-    data = body_stream(req).read(limit + 1)
+    with body_deadline(req):
+        data = body_stream(req).read(limit + 1)
     if len(data) > limit:
         drain(req)
         raise InsufficientStorage()

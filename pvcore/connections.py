@@ -46,6 +46,8 @@ import structlog
 from gunicorn import http
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from pvcore.linger import LingeringClose
+
 log = structlog.get_logger(__name__)
 
 #: A body up to this size is read in the poll loop with the head.
@@ -54,8 +56,6 @@ SMALL_BODY = 64 * 1024
 #: (which refuses it with gunicorn's limits: 414, 431, 400).
 MAX_HEAD = 64 * 1024
 _RECV = 64 * 1024
-#: A closing connection is drained this long at most (gunicorn's own limit).
-LINGER = 2.0
 #: Seconds a stopping worker lets requests in threads finish before it cuts
 #: them off (well inside gunicorn's graceful_timeout, 30 s).
 STOP_GRACE = 10.0
@@ -75,7 +75,7 @@ class PeerSocket(socket.socket):
     readers already handle quietly.
     """
 
-    __slots__ = ("io_timeout",)
+    __slots__ = ("io_timeout", "deadline")
 
     def setblocking(self, flag: bool) -> None:
         if flag:
@@ -83,13 +83,24 @@ class PeerSocket(socket.socket):
         else:
             super().setblocking(False)
 
+    def _before_recv(self) -> None:
+        # ``deadline`` (monotonic, set by pvcore.body.body_deadline): what is
+        # being read must have arrived by then, however it trickles.
+        if self.deadline is not None and self.gettimeout() != 0.0:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise _stalled("sending in time")
+            self.settimeout(min(self.io_timeout, remaining))
+
     def recv(self, *args):
+        self._before_recv()
         try:
             return super().recv(*args)
         except socket.timeout:
             raise _stalled("sending") from None
 
     def recv_into(self, *args):
+        self._before_recv()
         try:
             return super().recv_into(*args)
         except socket.timeout:
@@ -144,6 +155,21 @@ class PvConn(TConn):
             super().close()
 
 
+#: Connections accepted per poll at most (the rest wait for the next poll).
+ACCEPT_BATCH = 512
+#: Seconds a pid's caller key is remembered for shedding.
+PID_KEY_TTL = 1.0
+_UNSEEN = object()
+
+
+def _peer_pid(sock) -> Optional[int]:
+    try:
+        pid, _uid, _gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    except OSError:
+        return None
+    return pid or None
+
+
 def peer_uid(sock) -> Hashable:
     """The default caller key: the peer's uid (``SO_PEERCRED``)."""
     try:
@@ -176,7 +202,7 @@ def request_ready(buf: bytes, eof: bool) -> bool:
     return length > SMALL_BODY or len(buf) - len(head) >= length
 
 
-class FairThreadWorker(ThreadWorker):
+class FairThreadWorker(LingeringClose, ThreadWorker):
     """gthread, reading heads in its poll loop and capping each caller (module docstring).
 
     :ivar caller_key: ``function(sock) -> key``; callers with equal keys share
@@ -189,43 +215,115 @@ class FairThreadWorker(ThreadWorker):
     io_timeout = 10.0
     caller_threads = 4
     caller_connections = 128
-    #: bytes a closing connection may still discard (see :meth:`_linger`).
-    linger_bytes = 64 * 1024
+    #: new connections a caller may open per second (and in a burst); beyond
+    #: that they are closed at accept, before any identification. 0: no limit.
+    caller_connect_rate = 500
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._reading: Dict[TConn, float] = {}  # conn -> deadline of its head
-        self._lingering: Dict[TConn, float] = {}  # conn -> when to stop draining it
         self._in_threads: Dict[Hashable, int] = defaultdict(int)
         self._waiting: Dict[Hashable, Deque[TConn]] = defaultdict(deque)
         self._open: Dict[Hashable, int] = defaultdict(int)
         self._in_thread = set()  # connections a thread is serving
+        self._pid_keys: Dict[int, tuple] = {}  # pid -> (caller key, valid until)
+        self._buckets: Dict[Hashable, tuple] = {}  # caller key -> (tokens, when)
+        self._shed_count: Dict[Hashable, int] = {}  # connections shed / refused since the last report
+        self._refused: Dict[Hashable, int] = {}
+        self._next_report = 0.0
         self._stopping_since: Optional[float] = None
 
     # -- accepting -------------------------------------------------------------
 
     def accept(self, listener):
-        try:
-            client, addr = listener.accept()
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
-                raise
-            return
-        sock = PeerSocket(client.family, client.type, client.proto, fileno=client.detach())
+        """Accept everything waiting in the backlog (up to :data:`ACCEPT_BATCH`).
+
+        gunicorn accepts one connection per poll; a container opening and
+        closing connections in a loop then keeps the listen backlog full, and
+        the host's ``curl`` fails at connect (``EAGAIN``). Draining it at
+        every poll, and shedding a caller over its connection rate before any
+        ``/proc`` read, keeps room for everyone else.
+        """
+        for _ in range(ACCEPT_BATCH):
+            try:
+                fd, addr = listener._accept()
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                    raise
+                return
+            self._admit(listener, fd, addr)
+
+    def _admit(self, listener, fd: int, addr) -> None:
+        sock = PeerSocket(listener.family, listener.type, listener.proto, fileno=fd)
         sock.io_timeout = self.io_timeout
-        try:
-            key = self.caller_key(sock)
-        except Exception:  # identification must never take the poll loop down
-            log.exception("caller_key_failed")
-            key = None
+        sock.deadline = None
+        key = self._cheap_key(sock)
+        if key is _UNSEEN:
+            try:
+                key = self.caller_key(sock)
+            except Exception:  # identification must never take the poll loop down
+                log.exception("caller_key_failed")
+                key = None
+            self._remember_key(sock, key)
+        if self._shed(key):
+            sock.close()
+            return
         if self._open[key] >= self.caller_connections:
-            log.warning("caller_connection_refused", caller=str(key), open=self._open[key])
+            # NOTE: counted, logged once a second (_report_shed): a log line
+            # per refused connection would be the flood's best amplifier.
+            self._refused[key] = self._refused.get(key, 0) + 1
             sock.close()
             return
         self._open[key] += 1
         self.nr_conns += 1
         conn = PvConn(self, key, self.cfg, sock, addr, listener.getsockname())
         self._read_head(conn, time.monotonic() + self.header_timeout)
+
+    # A connecting pid's caller key, remembered briefly: a process opening
+    # connections in a loop is identified (several /proc reads) once, not
+    # at every connect. Only caps use it; requests are identified afresh.
+    def _cheap_key(self, sock):
+        pid = _peer_pid(sock)
+        if pid is None:
+            return _UNSEEN
+        entry = self._pid_keys.get(pid)
+        if entry is None or entry[1] < time.monotonic():
+            return _UNSEEN
+        return entry[0]
+
+    def _remember_key(self, sock, key) -> None:
+        pid = _peer_pid(sock)
+        if pid is None:
+            return
+        if len(self._pid_keys) >= 4096:
+            self._pid_keys.clear()
+        self._pid_keys[pid] = (key, time.monotonic() + PID_KEY_TTL)
+
+    def _shed(self, key) -> bool:
+        """Whether ``key`` is over its connection rate (a token bucket of
+        ``caller_connect_rate`` per second, as many in a burst)."""
+        rate = self.caller_connect_rate
+        if not rate:
+            return False
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key, (rate, now))
+        tokens = min(rate, tokens + (now - last) * rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            self._shed_count[key] = self._shed_count.get(key, 0) + 1
+            return True
+        self._buckets[key] = (tokens - 1, now)
+        if len(self._buckets) > 4096:
+            self._buckets.clear()
+        return False
+
+    def _report_shed(self) -> None:
+        for key, count in self._shed_count.items():
+            log.warning("caller_connections_shed", caller=str(key), shed=count)
+        self._shed_count.clear()
+        for key, count in self._refused.items():
+            log.warning("caller_connection_refused", caller=str(key), refused=count, open=self._open.get(key, 0))
+        self._refused.clear()
 
     def _forget(self, conn) -> None:
         """Count ``conn`` as closed for its caller (once)."""
@@ -279,50 +377,27 @@ class FairThreadWorker(ThreadWorker):
         self.nr_conns -= 1
         conn.close()
 
-    def _linger(self, conn) -> None:
-        """Half-close, then drain what the peer still sends, for at most
-        ``LINGER`` seconds and ``linger_bytes``, in the poll loop (RFC 9112
-        §9.6), then close: gunicorn's ``close_graceful`` does the same but
-        blocks the loop meanwhile."""
-        try:
-            conn.sock.shutdown(socket.SHUT_WR)
-            conn.sock.setblocking(False)
-            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_linger_readable, conn))
-        except (OSError, ValueError, KeyError):
-            conn.close()
-            return
-        conn.pv_drained = 0
-        self._lingering[conn] = time.monotonic() + LINGER
-
-    def _on_linger_readable(self, conn, _sock) -> None:
-        try:
-            data = conn.sock.recv(_RECV)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        conn.pv_drained += len(data)
-        if not data or conn.pv_drained >= self.linger_bytes:
-            self._end_linger(conn)
-
-    def _end_linger(self, conn) -> None:
-        self._lingering.pop(conn, None)
-        try:
-            self.poller.unregister(conn.sock)
-        except (KeyError, ValueError, OSError):
-            pass
-        conn.close()
-
     def on_client_socket_readable(self, conn, client):
-        """A kept-alive connection has bytes: read its next head here too."""
-        self.poller.unregister(client)
+        """A kept-alive connection has bytes: read its next head here too.
+
+        PERF: the whole request has usually arrived; it is read now and
+        handed on, so the socket leaves the poller once, as in gthread.
+        Only a request still incomplete waits for more (one ``modify``).
+        """
         self.keepalived_conns.remove(conn)
-        self._read_head(conn, time.monotonic() + self.header_timeout)
+        conn.pv_buf = bytearray()
+        conn.pv_eof = False
+        self._reading[conn] = time.monotonic() + self.header_timeout
         self._on_head_readable(conn, client)
+        if conn in self._reading:
+            self.poller.modify(client, selectors.EVENT_READ, partial(self._on_head_readable, conn))
 
     def murder_pending(self):
         super().murder_pending()
         now = time.monotonic()
+        if now >= self._next_report:
+            self._next_report = now + 1.0
+            self._report_shed()
         for conn in [c for c, deadline in self._lingering.items() if deadline <= now or not self.alive]:
             self._end_linger(conn)
         # NOTE: a stopping worker does not wait for heads still coming.

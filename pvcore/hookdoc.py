@@ -1,7 +1,8 @@
 """Render the hook reference in docs/plugins.md from the hookspec docstrings.
 
-The core's hooks (:mod:`pvcore.hookspecs`) come first, then each installed
-plugin's contract (its ``hookspecs`` module, docs/architecture.md §3).
+The core's hooks (:mod:`pvcore.hookspecs`) come first, then the contract of
+each plugin pvcore ships (its ``hookspecs`` module, docs/architecture.md §3):
+the plugins the ``pvcore`` distribution declares, whatever else is installed.
 
 ``python -m pvcore.hookdoc docs/plugins.md`` rewrites the part between the
 ``<!-- hooks:begin -->`` and ``<!-- hooks:end -->`` markers;
@@ -35,9 +36,10 @@ def _sections():
     return [s for s in sections if s[1]] + contract_sections()
 
 
-def contract_modules():
-    """``(plugin, hookspecs module)`` of every installed plugin that owns a contract."""
-    names = sorted({ep.value.split(":")[0] for ep in importlib.metadata.entry_points(group="pvcore")})
+def contract_modules(distribution: str = "pvcore"):
+    """``(plugin, hookspecs module)`` of each plugin of ``distribution`` that owns a contract."""
+    entry_points = importlib.metadata.distribution(distribution).entry_points
+    names = sorted({ep.value.split(":")[0] for ep in entry_points if ep.group == "pvcore"})
     found = []
     for name in names:
         try:

@@ -25,6 +25,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from pvcore.core import Core
     from pvcore.events import Event
+    from pvcore.ownership import Owns
     from pvcore.services import Service
     from pvcore.settings import Setting
 
@@ -48,6 +49,23 @@ def pvcore_addhooks(pluginmanager: "pluggy.PluginManager") -> None:
     when its owner is loaded; a plugin that only calls or implements another
     plugin's contract copes with its absence (:meth:`pvcore.app.Core.call`,
     ``hookimpl(optionalhook=True)``).
+    """
+
+
+@hookspec
+def pvcore_declare_ownership() -> Optional["Owns"]:
+    """Declare what this plugin owns: files, device-meta keys, event types.
+
+    :return: one :class:`pvcore.ownership.Owns`: ``paths`` (patterns under
+        ``<storage>/`` or ``<run>/``), ``device_meta`` keys, the event types it
+        publishes (``events``), and the ones its ``pvcore_event`` listens to
+        (``listens``; by default every event).
+
+    Called once while the app is built, before :func:`pvcore_startup`. Two
+    plugins owning one path, key or event type fail the boot naming both;
+    publishing a type the plugin did not declare fails the publish
+    (docs/plugins.md, "What a plugin owns"). ``core.data_dir()`` is every
+    plugin's own without declaring it.
     """
 
 

@@ -21,7 +21,8 @@ def load_core(overrides: Optional[Mapping[str, Any]] = None, env: Optional[Mappi
     environment or ``overrides`` is kept.
     """
     settings = Settings(overrides, env)
-    pm = get_plugin_manager(disabled=split_names(settings.disable_plugins), trace=settings.trace_hooks)
+    pm = get_plugin_manager(disabled=split_names(settings.disable_plugins), trace=settings.trace_hooks,
+                            only=split_names(settings.plugins) or None)
     if settings.demo:
         from pvcore.demo import build_manifest, seed_if_empty
 

@@ -65,6 +65,7 @@ def get_plugin_manager(
     plugins: Sequence = (),
     disabled: Optional[Iterable[str]] = None,
     trace: Optional[bool] = None,
+    only: Optional[Iterable[str]] = None,
 ) -> pluggy.PluginManager:
     """Build the plugin manager.
 
@@ -75,6 +76,9 @@ def get_plugin_manager(
     :param disabled: plugin names to block; defaults to ``PVCORE_DISABLE_PLUGINS``
         (:func:`pvcore.loader.load_core` passes the ``disable_plugins`` setting).
     :param trace: log every hook call; defaults to ``PVCORE_TRACE_HOOKS``.
+    :param only: load just these entry points, by name (the ``plugins``
+        setting), not every installed one: a named plugin that is not
+        installed is a boot error.
     :raises StartupError: a plugin cannot be imported, a hookimpl names no
         known hook (usually a typo) or has arguments its spec lacks, a name
         is taken twice; the message names the plugin and its distribution.
@@ -93,7 +97,10 @@ def get_plugin_manager(
     try:
         if load_entrypoints:
             try:
-                pm.load_setuptools_entrypoints("pvcore")
+                if only is None:
+                    pm.load_setuptools_entrypoints("pvcore")
+                else:
+                    _load_named_entrypoints(pm, only)
             except pluggy.PluginValidationError:
                 raise
             except Exception as exc:
@@ -115,6 +122,15 @@ def get_plugin_manager(
         reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise StartupError(f"plugin {label} ({dist_of(pm, plugin)}): {reason}") from None
     return pm
+
+
+def _load_named_entrypoints(pm, names: Iterable[str]) -> None:
+    installed = {ep.name for ep in importlib.metadata.entry_points(group="pvcore")}
+    for name in names:
+        if name not in installed:
+            raise StartupError(f"plugin {name} (named in the plugins setting): no such pvcore entry point "
+                               f"is installed; installed: {', '.join(sorted(installed)) or 'none'}")
+        pm.load_setuptools_entrypoints("pvcore", name=name)
 
 
 def _trace(pm) -> None:

@@ -114,6 +114,12 @@ CORE_SETTINGS = (
             "its others wait, holding no thread."),
     Setting("caller_connections", int, 128,
             "Connections one caller may hold open at once; more are closed at accept."),
+    Setting("worker_nice", int, -10,
+            "Scheduling priority (nice) the worker takes when it may (root): containers run at 0, so one busy "
+            "in a loop (connecting, forking) cannot out-run the control plane. 0: leave it."),
+    Setting("caller_connect_rate", int, 500,
+            "New connections one caller may open per second (and in one burst); more are closed at accept, "
+            "before the caller is identified again, so a connect flood leaves the listen backlog to others. 0: no limit."),
     Setting("buildinfo", str, "",
             "The build manifest served by GET /buildinfo (text); empty, as in CMake builds, by default."),
     Setting("init_mode", str, "appengine",
@@ -130,6 +136,9 @@ CORE_SETTINGS = (
     Setting("threads", int, 16,
             "gthread threads serving requests in the one worker (read by gunicorn when it starts); at most "
             "caller_threads of them per caller, so callers stuck on slow peers leave the others threads."),
+    Setting("plugins", str, "",
+            "Comma-separated entry-point plugins to load, and no others; empty: every installed one. The test "
+            "suite names its set here, so what else is installed never changes its results."),
     Setting("disable_plugins", str, "",
             "Comma-separated plugin names to leave out; their routes answer unknown endpoint."),
     Setting("trace_hooks", bool, False,

@@ -35,9 +35,11 @@ from typing import Dict, List, Optional
 
 import structlog
 
+from pvcore.caller import HOST
 from pvcore.stash import StashKey
 from pvcore.errors import Unavailable
 from pvcore.services import Service
+from pvcore.sources import FileFollower, Source, tail_offset  # noqa: F401 (re-exported)
 
 log = structlog.get_logger(__name__)
 
@@ -45,104 +47,13 @@ log = structlog.get_logger(__name__)
 CHUNK = 1 << 16
 
 
-class Source:
-    """Where a stream's body comes from.
-
-    :ivar poll_interval: seconds between :meth:`pull` calls when nothing woke
-        the hub (a file that grows by itself); ``None`` when the source is
-        pushed (events call :meth:`StreamHub.notify`).
-    """
-
-    poll_interval: Optional[float] = None
-
-    def pull(self, limit: int) -> Optional[bytes]:
-        """Up to about ``limit`` bytes to send next; ``b""`` when there is
-        nothing yet, ``None`` when the body is complete (the hub closes)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release what the source holds (an open file)."""
-
-
-class FileFollower(Source):
-    """Follows a file as it grows (``tail -f``), from byte ``offset``.
-
-    The file is the buffer: nothing is read until the client can take it. A
-    file that shrinks (truncated) or is replaced (rotated) is followed from
-    its start; one that does not exist yet is waited for.
-    """
-
-    poll_interval = 0.1
-
-    def __init__(self, path: str, offset: int = 0):
-        self.path = path
-        self.offset = offset
-        self._fh = None
-
-    def pull(self, limit: int) -> bytes:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return b""
-        if self._fh is not None and os.fstat(self._fh.fileno()).st_ino != st.st_ino:
-            self.close()
-            self.offset = 0
-        if self._fh is None:
-            try:
-                self._fh = open(self.path, "rb")
-            except OSError:
-                return b""
-        if st.st_size < self.offset:
-            self.offset = 0
-        if st.st_size == self.offset:
-            return b""
-        self._fh.seek(self.offset)
-        data = self._fh.read(limit)
-        self.offset += len(data)
-        return data
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
-def tail_offset(path: str, lines: int, block: int = 8192) -> int:
-    """Where the last ``lines`` lines of ``path`` start (0 for a short or
-    missing file). Reads backwards a block at a time, never the whole file."""
-    try:
-        fh = open(path, "rb")
-    except OSError:
-        return 0
-    with fh:
-        end = fh.seek(0, os.SEEK_END)
-        if lines <= 0:
-            return end
-        pos, count, last_block = end, 0, True
-        while pos > 0:
-            step = min(block, pos)
-            pos -= step
-            fh.seek(pos)
-            chunk = fh.read(step)
-            if last_block and chunk.endswith(b"\n"):
-                chunk = chunk[:-1]  # the newline that ends the last line
-            last_block = False
-            index = len(chunk)
-            while True:
-                index = chunk.rfind(b"\n", 0, index)
-                if index < 0:
-                    break
-                count += 1
-                if count == lines:
-                    return pos + index + 1
-        return 0
-
-
 class Stream:
     """One taken-over connection: its socket, source and pending bytes."""
 
-    def __init__(self, sock: socket.socket, head: bytes, source: Source, label: str, request_id: str):
+    def __init__(self, sock: socket.socket, head: bytes, source: Source, label: str, request_id: str,
+                 owner: Optional[str] = None):
         self.sock = sock
+        self.owner = owner  # the caller holding its slot (StreamHub.reserve)
         self.source = source
         self.label = label
         self.request_id = request_id
@@ -159,6 +70,11 @@ class StreamHub(Service):
 
     :param max_streams: concurrent streams (the ``max_watchers`` setting).
     :param stall_timeout: seconds a stream may stay unable to take more bytes.
+
+    Slots are shared per caller (docs/architecture.md, "Connections"): a
+    caller other than the host holds at most :attr:`per_caller` of them,
+    and all of those callers together leave :attr:`host_reserve` to the
+    host, so one container, mgmt or not, never takes the host's.
     """
 
     name = "streams"
@@ -167,8 +83,12 @@ class StreamHub(Service):
     def __init__(self, max_streams: int, stall_timeout: float):
         self.max_streams = max_streams
         self.stall_timeout = stall_timeout
+        #: slots only the host may take; and the most one other caller holds.
+        self.host_reserve = self.per_caller = max(1, max_streams // 4)
         self._lock = threading.Lock()
         self._reserved = 0
+        self._guests = 0  # slots held by callers other than the host
+        self._by_owner: Dict[str, int] = {}
         self._incoming: List[Stream] = []
         self._streams: Dict[int, Stream] = {}
         self._wake_r: Optional[int] = None
@@ -180,29 +100,47 @@ class StreamHub(Service):
 
     # -- called from request threads ----------------------------------------
 
-    def reserve(self) -> None:
-        """Take a slot for a stream about to open.
+    def reserve(self, owner: Optional[str] = None) -> None:
+        """Take a slot for a stream about to open, for caller ``owner``
+        (``None`` or ``"_pv_"``: the host).
 
-        :raises Unavailable: the hub is full (503, ``Retry-After``), or not
-            running.
+        :raises Unavailable: the hub is full, or this caller's share is
+            (503, ``Retry-After``), or the hub is not running.
         """
         with self._lock:
             if not self.running:
                 raise Unavailable("Streams are not available yet", retry_after=1)
             if self._reserved >= self.max_streams:
                 raise Unavailable("Too many watchers", retry_after=5)
+            if not _is_host(owner):
+                if (self._by_owner.get(owner, 0) >= self.per_caller
+                        or self._guests >= self.max_streams - self.host_reserve):
+                    raise Unavailable("Too many watchers", retry_after=5)
+                self._by_owner[owner] = self._by_owner.get(owner, 0) + 1
+                self._guests += 1
             self._reserved += 1
 
-    def unreserve(self) -> None:
+    def unreserve(self, owner: Optional[str] = None) -> None:
         """Give back a slot :meth:`reserve` took for a stream that never opened."""
         with self._lock:
-            self._reserved -= 1
+            self._release(owner)
+
+    def _release(self, owner: Optional[str]) -> None:
+        # NOTE: called with self._lock held.
+        self._reserved -= 1
+        if not _is_host(owner):
+            self._guests -= 1
+            left = self._by_owner.get(owner, 0) - 1
+            if left > 0:
+                self._by_owner[owner] = left
+            else:
+                self._by_owner.pop(owner, None)
 
     def attach(self, stream: Stream) -> None:
         """Hand a reserved stream to the hub thread."""
         with self._lock:
             if not self.running:
-                self._reserved -= 1
+                self._release(stream.owner)
                 _close_quietly(stream)
                 return
             self._incoming.append(stream)
@@ -272,7 +210,7 @@ class StreamHub(Service):
                 self._drop(sel, stream, "shutdown")
             with self._lock:
                 for stream in self._incoming:
-                    self._reserved -= 1
+                    self._release(stream.owner)
                     _close_quietly(stream)
                 self._incoming = []
             sel.close()
@@ -382,7 +320,7 @@ class StreamHub(Service):
         except (KeyError, ValueError):
             pass
         with self._lock:
-            self._reserved -= 1
+            self._release(stream.owner)
         if reason in ("stalled", "error"):
             log.warning("stream_dropped", stream=stream.label, request_id=stream.request_id,
                         reason=reason, sent=stream.sent, pending=len(stream.pending))
@@ -393,6 +331,10 @@ class StreamHub(Service):
 
 
 _GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)
+
+
+def _is_host(owner: Optional[str]) -> bool:
+    return owner is None or owner == HOST
 
 
 def _close_quietly(stream: Stream) -> None:
@@ -453,7 +395,7 @@ def open_stream(core, req, resp, source: Source, content_type: str, label: str, 
     """Answer ``req`` with an endless body from ``source``.
 
     Call it last in a responder. It reserves a slot (unless ``reserved``:
-    the caller already called ``hub.reserve()``, e.g. to refuse before doing
+    the caller already called ``hub.reserve(caller name)``, e.g. to refuse before doing
     work) and takes the connection over.
 
     :return: ``True`` when the hub took the connection; ``False`` when it
@@ -462,22 +404,24 @@ def open_stream(core, req, resp, source: Source, content_type: str, label: str, 
     :raises Unavailable: too many streams (503 with ``Retry-After``).
     """
     hub: StreamHub = core.stash[HUB]
+    caller = req.context.get("caller")
+    owner = caller.name if caller is not None else None
     sock = _takeover_socket(req.env)
     if sock is None:
         if reserved:
-            hub.unreserve()
+            hub.unreserve(owner)
         return False
     if not reserved:
-        hub.reserve()
+        hub.reserve(owner)
     try:
         mine = _detach(sock)
     except OSError:
-        hub.unreserve()
+        hub.unreserve(owner)
         source.close()
         raise
     request_id = req.context.get("request_id", "")
     head = _head("200 OK", [("Content-Type", content_type), ("X-Request-ID", request_id)])
-    hub.attach(Stream(mine, head, source, label, request_id))
+    hub.attach(Stream(mine, head, source, label, request_id, owner))
     # gunicorn's reply goes to the dead socket; keep it short and final.
     resp.status = 200
     resp.data = b""

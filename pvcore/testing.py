@@ -9,13 +9,18 @@ Fixtures:
 * ``make_client(core, pid=None)`` – Falcon's test client for that core; the
   request appears to come from process ``pid`` (default: this process, i.e.
   the host ``_pv_``).
-* ``start_gunicorn(env={...}, demo=False)`` – a **real gunicorn** with the
-  installed plugins on a temp Unix socket; returns a :class:`GunicornServer`
-  whose ``client()`` speaks HTTP/1.1 over the socket.
+* ``start_gunicorn(env={...}, demo=False, plugins=[...])`` – a **real
+  gunicorn** with the session's plugins (and the entry points ``plugins``
+  names) on a temp Unix socket; returns a :class:`GunicornServer` whose
+  ``client()`` speaks HTTP/1.1 over the socket.
 * ``demo_device`` – one real gunicorn running the demo device, shared by a
   test module; at teardown it fails the module if any request ended in an
   ``unhandled_error`` (bad input must never become a 500).
 * ``log_output`` – structlog events captured as a list of dicts.
+* ``pvcore_plugins`` – the session's plugin set: the entry points named by the
+  ini option ``pvcore_plugins`` (``*``, the default: every installed one).
+  Name your set, so that whatever else is installed never changes your
+  results: pvcore's own suite names its built-ins in ``setup.cfg``.
 
 ``pytest --fixtures`` shows each fixture's signature. The markers ``gunicorn``
 and ``slow`` are registered by this plugin (``pytest_configure``).
@@ -119,6 +124,25 @@ class ContainerCaller:
         return list(self.roles) if name == self.name and self.roles is not None else None
 
 
+def pytest_addoption(parser):
+    parser.addini("pvcore_plugins", type="args", default=["*"],
+                  help="pvcore entry-point plugins the test kit loads (make_core(load_entrypoints=True), "
+                       "start_gunicorn, demo_device); '*' (the default): every installed one")
+
+
+def plugin_set(config) -> Optional[list]:
+    """The ``pvcore_plugins`` ini option: entry-point names, or ``None`` for every installed one."""
+    names = list(config.getini("pvcore_plugins"))
+    return None if names in ([], ["*"]) else names
+
+
+@pytest.fixture(name="pvcore_plugins", scope="session")
+def _pvcore_plugins_fixture(pytestconfig):
+    """The session's plugin set (``pvcore_plugins`` ini option): entry-point
+    names, or ``None`` when every installed plugin loads."""
+    return plugin_set(pytestconfig)
+
+
 def pytest_configure(config):
     # The kit's markers are registered here, so a plugin's own test suite can
     # use --strict-markers without copying them into its configuration.
@@ -140,13 +164,45 @@ class StandInContracts:
 
     @hookimpl
     def pvcore_addhooks(self, pluginmanager):
+        self._pm = pluginmanager
         missing = {name for name, caller in vars(pluginmanager.hook).items()
                    if getattr(caller, "spec", True) is None and name.startswith("pv_")}
         for module in sorted({self._owner(name) for name in missing} - {None}):
             specs = importlib.import_module(module + ".hookspecs")
-            namespace = type("Specs", (), {name: staticmethod(getattr(specs, name)) for name in dir(specs)
-                                           if name in missing})
-            pluginmanager.add_hookspecs(namespace)
+            found = {name: staticmethod(getattr(specs, name)) for name in dir(specs) if name in missing}
+            if found:  # a misspelled name is no spec: the boot check names it
+                pluginmanager.add_hookspecs(type("Specs", (), found))
+
+    @hookimpl
+    def pvcore_declare_ownership(self):
+        # Stand-in owner of the event types an absent installed plugin
+        # declares, so a test may publish them for its fakes (docs/plugins.md).
+        from pvcore.names import installed_plugins
+        from pvcore.ownership import Owns
+
+        pm = self._pm
+        taken = set()
+        for impl in pm.hook.pvcore_declare_ownership.get_hookimpls():
+            if impl.plugin is not self:
+                taken.update((impl.function() or Owns()).events)
+        events, caller_events, health, facts = {}, [], {}, {}
+        for name in sorted(installed_plugins()):
+            if pm.has_plugin(name) or pm.is_blocked(name):
+                continue
+            try:
+                declare = getattr(importlib.import_module(name), "pvcore_declare_ownership", None)
+            except ImportError:
+                continue
+            owns = declare() if declare is not None else None
+            if owns is None:
+                continue
+            mine = {kind: f"stand-in for {name}" for kind in owns.events if kind not in taken}
+            events.update(mine)
+            caller_events += [kind for kind in owns.caller_events if kind in mine]
+            health.update({field: kind for field, kind in owns.health.items() if kind in mine})
+            facts.update({key: fact for key, fact in owns.device_meta.items()
+                          if getattr(fact, "event", None) in mine})
+        return Owns(events=events, caller_events=caller_events, health=health, device_meta=facts)
 
     @staticmethod
     def _owner(hook_name: str) -> Optional[str]:
@@ -162,7 +218,7 @@ class StandInContracts:
 
 
 @pytest.fixture(name="make_core")
-def _make_core_fixture():
+def _make_core_fixture(pvcore_plugins):
     """make_core(plugins=(), overrides=None, load_entrypoints=False, disabled=()) -> pvcore.app.Core
 
     A Core with exactly ``plugins`` (modules, objects or ``(name, plugin)``
@@ -170,8 +226,9 @@ def _make_core_fixture():
     storage and run dirs in a fresh temp dir, settings from ``overrides``
     only (the environment is ignored), with the demo device's values (a
     laptop: process runtime, pretend power) unless ``demo=False``.
-    ``load_entrypoints=True`` adds every
-    installed plugin; ``disabled`` blocks plugins by name. Nothing runs until
+    ``load_entrypoints=True`` adds the session's entry-point plugins: those
+    the ``pvcore_plugins`` ini option names (default ``*``, every installed
+    one); ``disabled`` blocks plugins by name. Nothing runs until
     you call ``core.start()``; every core is stopped and its dirs removed at
     teardown. A plugin mistake raises pvcore.errors.StartupError.
     """
@@ -191,7 +248,7 @@ def _make_core_fixture():
         values = {"demo": True, "storage_dir": os.path.join(base, "storage"), "run_dir": os.path.join(base, "run")}
         values.update(overrides or {})
         pm = get_plugin_manager(load_entrypoints=load_entrypoints, plugins=[*plugins, StandInContracts()],
-                                disabled=disabled)
+                                disabled=disabled, only=pvcore_plugins)
         core = build_core(Settings(values, env={}), pm)
         cores.append(core)
         return core
@@ -229,17 +286,25 @@ def _log_output_fixture():
     structlog.reset_defaults()
 
 
+def _with_plugins(env: Mapping[str, str], session: Optional[list], extra: Sequence[str] = ()) -> dict:
+    """``env`` naming the server's plugins (``PVCORE_PLUGINS``): the session's set and ``extra``."""
+    env = dict(env)
+    if session is not None:
+        env.setdefault("PVCORE_PLUGINS", ",".join(dict.fromkeys([*session, *extra])))
+    return env
+
+
 @pytest.fixture(name="demo_device", scope="module")
-def _demo_device_fixture():
+def _demo_device_fixture(pytestconfig):
     """A GunicornServer running the demo device, shared by the test module.
 
-    Every installed plugin, a real gunicorn on a temp Unix socket:
+    The session's plugins (``pvcore_plugins``), a real gunicorn on a temp Unix socket:
     ``demo_device.request(method, path, body=None, headers=None)`` ->
     ``(status, headers, body_bytes)``, ``.client()`` for a keep-alive
     connection, ``.log_events()``. At teardown the module fails if any request
     ended in an ``unhandled_error`` (bad input must never become a 500).
     """
-    server = GunicornServer(short_tempdir(), {"PVCORE_DEMO": "1"})
+    server = GunicornServer(short_tempdir(), _with_plugins({"PVCORE_DEMO": "1"}, plugin_set(pytestconfig)))
     server.start()
     yield server
     try:
@@ -251,10 +316,12 @@ def _demo_device_fixture():
 
 
 @pytest.fixture(name="start_gunicorn")
-def _start_gunicorn_fixture():
-    """start_gunicorn(env=None, demo=False, timeout=30.0, base=None) -> GunicornServer
+def _start_gunicorn_fixture(pvcore_plugins):
+    """start_gunicorn(env=None, demo=False, timeout=30.0, base=None, plugins=()) -> GunicornServer
 
-    A real gunicorn with every installed plugin on a temp Unix socket, started
+    A real gunicorn with the session's plugins (the ``pvcore_plugins`` ini
+    option, default every installed one) and the entry points named in
+    ``plugins`` on a temp Unix socket, started
     and healthy (``/_pvcore/health``) when it returns; ``env`` adds
     ``PVCORE_*`` variables, ``demo=True`` seeds the demo device, ``base``
     reuses a directory (storage, run dir, gunicorn.log) to restart on the same
@@ -265,8 +332,8 @@ def _start_gunicorn_fixture():
     servers = []
 
     def start_gunicorn(env: Optional[Mapping[str, str]] = None, demo: bool = False, timeout: float = 30.0,
-                       base: Optional[str] = None) -> GunicornServer:
-        env = dict(env or {})
+                       base: Optional[str] = None, plugins: Sequence[str] = ()) -> GunicornServer:
+        env = _with_plugins(env or {}, pvcore_plugins, plugins)
         if demo:
             env.setdefault("PVCORE_DEMO", "1")
         server = GunicornServer(base or short_tempdir(), env)

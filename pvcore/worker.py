@@ -21,10 +21,10 @@ Connections are handled by :class:`pvcore.connections.FairThreadWorker`
    the body, not before it runs: a request refused on its headers alone
    (an upload declaring more than the free space) gets its final answer with
    no ``100 Continue`` and the connection closes, so the client never sends
-   the body (docs/protocol.md §1). Closing lingers (gunicorn's graceful close)
-   over up to :data:`LINGER_DRAIN` bytes the client had already sent, so a
-   client that sends its whole body before reading still gets the answer
-   rather than a broken pipe.
+   the body (docs/protocol.md §1). Closing lingers over the rest of the body
+   the client declared (:meth:`PvThreadWorker.linger_budget`; otherwise
+   :data:`LINGER_DRAIN` bytes), so a client that sends its whole body before
+   reading still gets the answer rather than a broken pipe.
 5. Errors gunicorn raises itself (malformed request line, bad headers,
    ``Expect`` other than ``100-continue``) get libevent's framework error body
    ``{"Error": "Unsupported protocol"}`` (docs/protocol.md §3.3) instead of an HTML page.
@@ -45,6 +45,7 @@ from gunicorn.http.body import LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.message import Request
 from gunicorn.http.parser import RequestParser
+from pvcore.body import body_deadline
 from pvcore.connections import FairThreadWorker
 from pvcore.settings import Settings
 
@@ -129,9 +130,13 @@ class ContinueOnRead:
             self.waiting = False
             self._sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
 
+    #: The answer left before the client was told to send its body.
+    unasked = False
+
     def final_answer(self) -> bool:
         """The final response starts now; ``True`` if the body was never asked for."""
         waiting, self.waiting = self.waiting, False
+        self.unasked = waiting
         return waiting
 
     def read(self, size=None):
@@ -254,15 +259,55 @@ class PvResponse(wsgi.Response):
             self.must_close = True
 
 
+def _take_priority(nice: int) -> None:
+    """Run the worker (and the threads it starts) at ``nice``, when allowed.
+
+    A container that connects in a loop competes with the worker's accept
+    loop for the CPU; at equal priority it can keep the listen backlog full
+    (docs/architecture.md, "Connections"). With autogroups (one per session,
+    and every supervised child has its own) the scheduler weighs sessions
+    first, so the worker's session is reprioritised too.
+    """
+    if not nice:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError:  # not root: stays as it is
+        return
+    try:
+        with open("/proc/self/autogroup", "w") as fh:
+            fh.write(str(nice))
+    except OSError:
+        pass
+
+
 class PvThreadWorker(FairThreadWorker):
     """``worker_class = "pvcore.worker.PvThreadWorker"``."""
 
+    def linger_budget(self, conn) -> int:
+        """A request answered before its body was read (the early 507 of an
+        upload over the free space) may still send the rest of the body it
+        declared: a client that writes its whole body before reading must
+        get the answer, not a broken pipe (docs/protocol.md §1). Other
+        closes drain ``linger_bytes``. Time bounds the drain either way."""
+        budget = self.linger_bytes
+        body = getattr(getattr(conn.parser, "mesg", None), "body", None)
+        if body is None or getattr(body, "unasked", False):  # told nothing, it sends nothing
+            return budget
+        reader = getattr(body, "reader", None)
+        if isinstance(reader, LengthReader):
+            budget = max(budget, reader.length)
+        return budget
+
     def init_process(self):
         settings = Settings()
+        _take_priority(settings.worker_nice)
         self.header_timeout = settings.header_timeout
         self.io_timeout = settings.io_timeout
+        body_deadline.seconds = settings.header_timeout  # a small body read in a thread, overall
         self.caller_threads = max(1, settings.caller_threads)
         self.caller_connections = max(1, settings.caller_connections)
+        self.caller_connect_rate = max(0, settings.caller_connect_rate)
         RequestParser.mesg_class = PvRequest
         wsgi.Response = PvResponse
         util.close_graceful = functools.partial(util.close_graceful, max_drain=LINGER_DRAIN)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 
 from pvcore import hookimpl
+from pvcore.ownership import MetaFact, Owns
 from pvcore.app import StashKey
 from pvcore.services import LoopService
 from pvcore.settings import Setting
@@ -25,6 +26,24 @@ from .resources import ContainerControl, ContainerList
 from .runtime import pv_containers_runtime  # noqa: F401  (the trylast default runtime)
 
 ENGINE: StashKey[Engine] = StashKey()
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    # NOTE: a runtime (the built-in process runtime, pv_lxc) writes these on
+    # the engine's behalf, for the container the engine hands it.
+    return Owns(
+        paths={"<storage>/disks/": "containers' storage by persistence: `rev/<rev>/<c>/` (revision; the "
+                                   "process runtime's working dir), `perm/<c>/`, `boot/<c>/` (LXC)",
+               "<storage>/logs/<rev>/": "`<c>/console.log`: each container's console, per revision"},
+        device_meta={"pantavisor.status": MetaFact("revision.status", "status",
+                                                   help="the running revision's status")},
+        events={"container.status": "a container's status changed (data: old, new, rev)",
+                "group.status": "a group's status changed (data: old, new)",
+                "revision.status": "the running revision's aggregate status changed (data: status)"},
+        listens=("revision.collected",),
+        caller_events=("container.status",),
+    )
 
 
 class EngineService(LoopService):
@@ -131,8 +150,13 @@ def pv_containers_run_revision(core, revision, only_changed, timeout):
 
 
 @hookimpl
-def pv_containers_load(core, revision):
-    return core.stash[ENGINE].load(revision)
+def pv_containers_load(core, revision, goals_timeout):
+    return core.stash[ENGINE].load(revision, goals_timeout)
+
+
+@hookimpl
+def pv_containers_stability_pending(core):
+    return core.stash[ENGINE].stability_pending()
 
 
 @hookimpl

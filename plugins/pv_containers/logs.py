@@ -14,7 +14,8 @@ import os
 from pvcore.app import takes_query
 from pvcore.errors import BadRequest, NotFound, PvError
 from pvcore.query import int_param
-from pvcore.streams import FileFollower, open_stream, tail_offset
+from pvcore.sources import FileFollower, tail_offset
+from pvcore.streams import open_stream
 
 from .runtime import console_log_path
 

@@ -12,16 +12,21 @@ artifacts (``<c>/run.json``: ``root-volume``, ``volumes``, ``config``,
 
 * the rootfs object (squashfs) is mounted read-only through a loop device at
   ``<lxc_path>/<c>/mnt/<root-volume>``, each ``volumes`` object likewise;
+* a tmpfs of this start (``lxc_boot_size``) is mounted at
+  ``<lxc_path>/<c>/boot`` for the ``boot`` storage: fresh at every start,
+  gone at stop (docs/protocol.md §D4.8);
 * a writable overlay is mounted at ``<lxc_path>/<c>/rootfs``; its upper
-  layer is the ``lxc-overlay`` storage by persistence:
-  ``permanent`` → ``<storage>/disks/perm/<c>/``, ``revision`` →
-  ``<storage>/disks/rev/<rev>/<c>/``, ``boot`` (and unknown) →
-  ``<storage>/disks/boot/<c>/``, emptied at every pvcore start; other
-  ``storage`` entries become directories there too;
+  layer is the ``lxc-overlay`` storage by persistence: ``permanent`` →
+  ``<storage>/disks/perm/<c>/``, ``revision`` →
+  ``<storage>/disks/rev/<rev>/<c>/``, ``boot`` (and unknown) → the boot
+  tmpfs; other ``storage`` entries become directories there too; its
+  topmost lower layer holds the container's ``_config`` files, copied for
+  this start into ``<lxc_path>/<c>/configs/`` (§D2.5);
 * the container's ``lxc.container.conf`` is applied, with pvcore owning
   ``lxc.rootfs.*``, ``lxc.console.*`` and ``lxc.log.*`` and ``/volumes/<c>/<v>``
   mount sources re-pointed at the mounts above (:mod:`pv_lxc.config`); the
-  pv-ctrl socket is bound at ``/pantavisor/pv-ctrl``;
+  pv-ctrl socket is bound at ``/pantavisor/pv-ctrl``, the metadata and log
+  views read-only beside it (§D4.9);
 * ``lxc-start -F`` runs it as a supervised process; the container's console
   (init's stdout/stderr) is ``<storage>/logs/<rev>/<c>/console.log``;
 * stop is ``lxc-stop -t <stop_timeout>`` (the config's halt signal, SIGPWR by
@@ -49,9 +54,12 @@ docs/architecture.md §7, "Container runtimes", has the whole picture.
 """
 from __future__ import annotations
 
+import re
+
 import structlog
 
 from pvcore import hookimpl
+from pvcore.ownership import Owns
 from pvcore.app import StashKey
 from pvcore.services import Service
 from pvcore.settings import Setting, SettingsError
@@ -61,6 +69,13 @@ from .runtime import LxcRuntime
 log = structlog.get_logger(__name__)
 
 RUNTIME: StashKey[LxcRuntime] = StashKey()
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    return Owns(paths={"<run>/lxc/": "LXC's lxcpath (the `lxc_path` setting): each container's config, "
+                                     "mounts and `record.json` of the host resources it took"},
+                listens=())
 
 
 class LxcCleanup(Service):
@@ -91,10 +106,20 @@ def pvcore_declare_settings():
         Setting("lxc_pids_max", int, 1024,
                 "pids.max (processes and threads) of each non-mgmt LXC container, part of its hardening "
                 "baseline; 0 for no limit. A container's own lxc.cgroup*.pids.max line wins."),
-        Setting("lxc_boot_size", str, "25%",
+        Setting("lxc_boot_size", tmpfs_size, "25%",
                 "Size of the tmpfs each container start gets for its boot-persistent storage (the rootfs "
                 "overlay's upper layer by default): tmpfs size= syntax, bytes with k/m/g or a % of RAM."),
     ]
+
+
+_TMPFS_SIZE = re.compile(r"[1-9][0-9]{0,15}[kmgKMG%]?")
+
+
+def tmpfs_size(text: str) -> str:
+    """A tmpfs ``size=``: a number of bytes, with ``k``/``m``/``g``, or a percentage of RAM (not 0)."""
+    if not _TMPFS_SIZE.fullmatch(text) or (text.endswith("%") and int(text[:-1]) > 100):
+        raise ValueError("a tmpfs size: bytes, with k, m or g, or 1% to 100% of RAM")
+    return text
 
 
 def _selected(core) -> bool:

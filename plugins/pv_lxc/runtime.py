@@ -1,9 +1,10 @@
 """The LXC runtime: each container of the revision as a real LXC container.
 
 ``start`` mounts the container's rootfs object (squashfs, read-only, through
-a loop device), its ``volumes`` objects likewise, lays a writable overlay on
-the rootfs whose upper layer lives under ``<storage>/disks/`` by the
-``lxc-overlay`` persistence, writes the LXC config (:mod:`pv_lxc.config`) and
+a loop device), its ``volumes`` objects likewise, a tmpfs for this start's
+``boot`` storage, lays a writable overlay on the rootfs (over its ``_config``
+files) whose upper layer is the ``lxc-overlay`` storage by persistence (that
+tmpfs, or under ``<storage>/disks/``), writes the LXC config (:mod:`pv_lxc.config`) and
 runs ``lxc-start -F`` as a supervised process whose output is the console
 log. ``stop`` asks LXC to halt it (``lxc-stop -t``: the config's halt
 signal, SIGKILL after the timeout), then unmounts everything.
@@ -32,7 +33,7 @@ from pvcore.fsutil import atomic_write, write_tree
 from pvcore.supervisor import start_time
 
 from . import config as lxc_config
-from . import loops, mounts
+from . import loops, mounts, targets
 
 log = structlog.get_logger(__name__)
 
@@ -485,6 +486,10 @@ class LxcRuntime:
         # NOTE: the hardening baseline is for non-mgmt containers (docs/architecture.md §7.1)
         hardening = None if "mgmt" in (container.roles or ()) else self.pids_max
         text = lxc_config.compose(name, source, rootfs, volumes, socket_path, views, hardening)
+        # NOTE: no mount target may be made by LXC: it would follow the container's symlinks
+        # on the host (pv_lxc.targets)
+        targets.ensure_pantavisor(rootfs, {"pv-ctrl": False, **{view: True for _, view in views}})
+        text = targets.prepare_config(rootfs, text)
         atomic_write(os.path.join(base, "config"), text)
 
         lxc_log = os.path.join(base, "lxc.log")

@@ -38,9 +38,11 @@ class Metadata:
     :param devinfo: the automatic device metadata source.
     """
 
-    def __init__(self, core, devinfo: DeviceInfo):
+    def __init__(self, core, devinfo: DeviceInfo, own_keys=None):
         self._core = core
         self.devinfo = devinfo
+        #: the device keys the refresh may write (pv_metadata's own)
+        self.own_keys = own_keys
         cache = os.path.join(core.settings.storage_dir, "cache")
         self.stores: Dict[str, MetaStore] = {
             kind.name: MetaStore(os.path.join(cache, kind.persist), os.path.join(core.settings.run_dir, kind.view))
@@ -94,7 +96,9 @@ class Metadata:
 
     def refresh_device(self, boot: bool = False) -> None:
         """Write the automatic device keys (all of them at boot)."""
-        values = self.devinfo.collect(self._core.call("pv_steps_running_revision"))
+        values = self.devinfo.collect()
+        if self.own_keys is not None:  # never another owner's key (docs/architecture.md §2)
+            values = {key: value for key, value in values.items() if key in self.own_keys}
         store = self.stores[DEVICE.name]
         keys = list(values) if boot else refreshable(values, store.snapshot())
         for key in keys:

@@ -216,12 +216,17 @@ class Trails:
 
     def progress_status(self, rev: str) -> Optional[str]:
         """The ``status`` of ``rev``'s progress JSON, or ``None`` if unreadable."""
+        return self.progress_of(rev)[0]
+
+    def progress_of(self, rev: str):
+        """``(status, status-msg)`` of ``rev``'s progress JSON; ``(None, None)`` if unreadable."""
         path = self.existing(rev)
         try:
             with open(os.path.join(path, ".pv", "progress"), "rb") as fh:
-                return json.loads(fh.read()).get("status")
+                doc = json.loads(fh.read())
+            return doc.get("status"), doc.get("status-msg")
         except (OSError, TypeError, ValueError, AttributeError):
-            return None
+            return None, None
 
     def write_progress(self, rev: str, status: str, message: str,
                        logs: Optional[str] = None) -> Optional[Dict[str, Any]]:

@@ -14,7 +14,7 @@ PACKAGE = os.path.join(os.path.dirname(__file__), "..", "..", "contrib", "pvcore
 
 
 @pytest.mark.gunicorn
-def test_wheel_installs_and_serves_wakelocks(tmp_path):
+def test_wheel_installs_and_serves_wakelocks(tmp_path, pvcore_plugins):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp_path / "dist"), PACKAGE], check=True)
     (wheel,) = glob.glob(str(tmp_path / "dist" / "pvcore_wakelocks-*.whl"))
@@ -32,7 +32,8 @@ def test_wheel_installs_and_serves_wakelocks(tmp_path):
                            capture_output=True, text=True, check=True).stdout
     assert where.startswith(str(site))
 
-    server = GunicornServer(short_tempdir(), {})
+    only = {} if pvcore_plugins is None else {"PVCORE_PLUGINS": ",".join([*pvcore_plugins, "pvcore_wakelocks"])}
+    server = GunicornServer(short_tempdir(), only)
     server.python = python
     try:
         server.start()

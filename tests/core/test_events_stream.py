@@ -31,8 +31,18 @@ def usrmeta_taken(event):
     return event["type"] == "wakelock.taken" and event["subject"] == "usrmeta"
 
 
+def settled(server):
+    """Wait until the device-meta facts published at start are written (on
+    pv_metadata's own thread), so that only this test's writes make events."""
+    def written():
+        status, _, body = server.request("GET", "/device-meta")
+        return status == 200 and b"pantahub.claimed" in body
+    wait_until(written, message="the device-meta facts of the start")
+
+
 def test_events_arrive_in_order_and_a_reconnect_with_since_loses_nothing(start_gunicorn):
     server = start_gunicorn()
+    settled(server)
     with StreamReader(server.socket, "/_pvcore/events") as watcher:
         assert watcher.status == 200
         assert watcher.headers["content-type"] == "application/x-ndjson"

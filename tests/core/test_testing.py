@@ -13,9 +13,10 @@ def test_every_fixture_of_the_kit_has_its_signature_in_pytest_fixtures(tmp_path)
     out = _pytest(tmp_path, "--fixtures").stdout
     for line in ("make_core(plugins=(), overrides=None, load_entrypoints=False, disabled=()) -> pvcore.app.Core",
                  "make_client(core, pid=None) -> PvTestClient",
-                 "start_gunicorn(env=None, demo=False, timeout=30.0, base=None) -> GunicornServer",
+                 "start_gunicorn(env=None, demo=False, timeout=30.0, base=None, plugins=()) -> GunicornServer",
                  "A GunicornServer running the demo device",
-                 "The structlog events logged during the test"):
+                 "The structlog events logged during the test",
+                 "The session's plugin set (``pvcore_plugins`` ini option)"):
         assert line in out
 
 

@@ -97,7 +97,8 @@ def test_mgmt_only(make_core, make_client, tmp_path):
 
 
 def test_served_by_real_gunicorn_and_disable_removes_it(start_gunicorn):
-    server = start_gunicorn()
+    # Named: a suite may load an explicit plugin set (pvcore_plugins), without this one.
+    server = start_gunicorn(plugins=["pvcore_wakelocks"])
     status, doc = server.client().json("GET", "/wakelocks")
     assert status == 200 and set(doc["held"]) == set(HELD_NONE)
     status, plugins = server.client().json("GET", "/_pvcore/plugins")
@@ -105,7 +106,7 @@ def test_served_by_real_gunicorn_and_disable_removes_it(start_gunicorn):
     assert mine["distribution"] == "pvcore-wakelocks" and mine["routes"] == ["GET /wakelocks"]
     server.stop()
 
-    off = start_gunicorn(env={"PVCORE_DISABLE_PLUGINS": "pvcore_wakelocks"})
+    off = start_gunicorn(env={"PVCORE_DISABLE_PLUGINS": "pvcore_wakelocks"}, plugins=["pvcore_wakelocks"])
     status, _, body = off.request("GET", "/wakelocks")
     assert (status, body) == (400, b'{"Error":"unknown endpoint: /wakelocks"}')
 
@@ -113,7 +114,7 @@ def test_served_by_real_gunicorn_and_disable_removes_it(start_gunicorn):
 def test_update_lock_is_held_during_a_local_run_on_the_demo_device(start_gunicorn):
     from pvcore.testing import wait_until
 
-    server = start_gunicorn(demo=True, env={"PVCORE_UPDATE_COMMIT_DELAY": "1"})
+    server = start_gunicorn(demo=True, env={"PVCORE_UPDATE_COMMIT_DELAY": "1"}, plugins=["pvcore_wakelocks"])
 
     def get(path):
         status, _, body = server.request("GET", path)

@@ -53,7 +53,8 @@ def test_update_metadata_goes_to_its_owner(cmd_env, log_output):
     wait_until(lambda: len(done(log_output, "UPDATE_METADATA")) == 2)
     assert env.device.commands == [("UPDATE_METADATA", '{"site": "lab", "ignored": "x"}'),
                                    ("UPDATE_METADATA", '{"geo":{"lat":1}}')]
-    assert env.device.device_meta == {"site": "lab", "geo": '{"lat":1}'}
+    assert env.device.device_meta == {"site": "lab", "geo": '{"lat":1}',
+                                      "pantavisor.mode": "local", "pantahub.claimed": "0"}
 
 
 def test_update_metadata_stores_first_pair_and_queues_it(make_core, make_client, log_output):
@@ -80,7 +81,8 @@ def test_unclaim_marks_the_device_unclaimed(cmd_env, log_output):
     env = cmd_env(claimed=True)
     env.post("UNCLAIM")
     wait_until(lambda: done(log_output, "UNCLAIM"))
-    assert env.device.meta_calls == [("pantahub.claimed", None)]
+    assert env.device.meta_calls[-1] == ("pantahub.claimed", "0")
+    assert env.device.device_meta["pantahub.claimed"] == "0"
     assert os.path.exists(os.path.join(env.core.settings.storage_dir, "cache", "pvcore-unclaimed"))
 
 

@@ -1,4 +1,7 @@
 """The LXC config pv_lxc writes from a container's own lxc.container.conf (pure; no root needed)."""
+import pytest
+
+from pv_lxc import tmpfs_size
 from pv_lxc.config import compose, config_keys, rewrite_volume
 
 PVR_CONF = """\
@@ -94,3 +97,23 @@ def test_a_zero_pids_limit_means_none():
     keys = config_keys(compose("c", "", "/r", {}, "/s", hardening=0))
     assert not any(key.endswith("pids.max") for key in keys) and "lxc.cap.drop" in keys
     assert keys["lxc.mount.auto"] == ["proc:mixed sys:ro", "cgroup:ro"]
+
+
+def test_pantavisor_views_are_read_only_binds():
+    text = compose("app", "", "/r", {}, "/run/pv-ctrl", [("/run/user-meta.app", "user-meta"), ("/s/logs", "logs")])
+    assert config_keys(text)["lxc.mount.entry"] == [
+        "/run/pv-ctrl pantavisor/pv-ctrl none bind,create=file 0 0",
+        "/run/user-meta.app pantavisor/user-meta none bind,ro,nosuid,nodev,noexec,create=dir 0 0",
+        "/s/logs pantavisor/logs none bind,ro,nosuid,nodev,noexec,create=dir 0 0",
+    ]
+
+
+@pytest.mark.parametrize("text", ["25%", "100%", "64m", "1G", "1048576"])
+def test_boot_size_takes_what_tmpfs_takes(text):
+    assert tmpfs_size(text) == text
+
+
+@pytest.mark.parametrize("text", ["0", "0%", "101%", "", "64 m", "1t", "size=1m,mode=777", "-1"])
+def test_boot_size_refuses_anything_else(text):
+    with pytest.raises(ValueError):
+        tmpfs_size(text)

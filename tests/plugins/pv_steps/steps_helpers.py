@@ -118,6 +118,8 @@ class FakeEngine:
         self.gate = None
         self.running = threading.Event()
         self.stops = 0
+        #: what pv_containers_stability_pending answers
+        self.unstable = []
 
     @hookimpl
     def pv_containers_run_revision(self, core, revision, only_changed, timeout):
@@ -131,6 +133,10 @@ class FakeEngine:
         if rev in self.fail:
             return False, "Status goal not reached"
         return True, ""
+
+    @hookimpl
+    def pv_containers_stability_pending(self, core):
+        return list(self.unstable)
 
     @hookimpl
     def pv_containers_stop(self, core, timeout):

@@ -35,7 +35,7 @@ def test_custom_groups_put_unassigned_in_the_last():
     y = rev.containers["y"]
     assert (y.status_goal, y.restart_policy, rev.group(y.group).timeout) == ("READY", "system", 7)
     x = rev.containers["x"]
-    assert (x.status_goal, x.restart_policy, rev.group(x.group).timeout) == ("STARTED", "container", 120)
+    assert (x.status_goal, x.restart_policy, rev.group(x.group).timeout) == ("STARTED", "container", None)
 
 
 def test_legacy_groups_json():
@@ -154,3 +154,22 @@ def test_driver_references_in_type_order_and_robust():
     assert build("0", state_of(run_json("c", **run))).containers["c"].drivers == (("r", "REQUIRED"), ("m", "MANUAL"))
     assert build("0", state_of(run_json("c", drivers=[]))).containers["c"].drivers == ()
     assert build("0", state_of(run_json("c"))).containers["c"].drivers == ()
+
+
+def test_config_overlay_files_by_path():
+    sha = "a" * 64
+    state = state_of(run_json("app"), run_json("other"))
+    state.update({
+        "_config/app/etc/app.conf": sha,
+        "_config/app/etc/settings.json": {"level": 3},  # pvr inlines JSON files
+        "_config/app/etc/../../escape": sha,  # (PUT /steps refuses it; a seed might hold it)
+        "_config/app/etc/not-an-object": "hello",
+        "_config/other/x": sha,
+    })
+    app = build("0", state).containers["app"]
+    assert dict(app.configs) == {"etc/app.conf": sha, "etc/settings.json": b'{"level": 3}'}
+    assert dict(build("0", state).containers["other"].configs) == {"x": sha}
+    # a changed config file changes the container (and only it)
+    changed = dict(state, **{"_config/app/etc/app.conf": "b" * 64})
+    assert build("0", changed).containers["app"].digest != app.digest
+    assert build("0", changed).containers["other"].digest == build("0", state).containers["other"].digest

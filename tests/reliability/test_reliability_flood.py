@@ -1,0 +1,202 @@
+"""A container without privilege cannot starve the host (docs/architecture.md, "Connections").
+
+Each attack runs from a non-mgmt container (process runtime) while the host
+makes ``GET /containers`` calls the way ``curl`` does (a connect that finds
+the listen backlog full fails at once): every call must be answered, within
+a second.
+
+* ``connect``: processes opening and closing connections as fast as they
+  can (before: 65–100 % of the host's calls failed at connect);
+* ``refused``: requests refused on their head (403) whose chunked bodies
+  never end (before: each held a request thread draining it).
+"""
+import os
+import time
+
+import pytest
+
+from pvcore.bench.flood import probe
+from pvcore.testing import short_tempdir, wait_until, write_revision
+from reliability_helpers import LONG, start_server, stop_server
+
+pytestmark = pytest.mark.gunicorn
+
+CALLS = 400 if LONG else 100
+
+def _flooder(kind, out, *args, roles=()):
+    script = ("import sys\nfrom pvcore.bench.flood import main\n"
+              f"main([{kind!r}, '--ready', {os.path.join(out, kind)!r}, " + ", ".join(map(repr, args)) + "])\n")
+    return {"#spec": "service-manifest-run@1", "name": "flood", "type": "lxc", "group": "app",
+            "status_goal": "STARTED", "restart_policy": "container", "roles": list(roles),
+            "exec": ["{python}", "-c", script]}
+
+@pytest.fixture(name="flooded")
+def _flooded(request):
+    kind, args, env = (request.param + ({},))[:3]
+    env = dict(env)
+    base = short_tempdir("pvfl")
+    out = os.path.join(base, "out")
+    os.makedirs(out)
+    state = {"#spec": "pantavisor-service-system@1"}
+    if kind:
+        state["flood/run.json"] = _flooder(kind, out, *args, roles=env.pop("roles", ()))
+    write_revision(os.path.join(base, "storage"), state)
+    server = start_server({"PVCORE_THREADS": "8", **env}, demo=False, base=base)
+    try:
+        if kind:
+            wait_until(lambda: os.path.exists(os.path.join(out, kind)), 30, message=f"the {kind} flood")
+            time.sleep(1.0)  # let it fill what it can
+        server.out = out
+        yield server
+    finally:
+        stop_server(server)
+
+@pytest.mark.parametrize("flooded", [("connect", ("--procs", "4")), ("refused", ("--connections", "32"))],
+                         indirect=True, ids=["connect", "refused"])
+def test_the_host_is_answered_within_a_second_during_a_flood(flooded):
+    times, failures = probe(flooded.socket, CALLS, timeout=5.0)
+    assert failures == 0, f"{failures} of {CALLS} host calls failed"
+    assert max(times) < 1.0, sorted(times)[-5:]
+
+
+def _refusals(server, cases):
+    import socket
+    for head, status in cases:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(2.0)
+            sock.connect(server.socket)
+            sock.sendall(head + b"x" * 1000)
+            data = b""
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 2.0:
+                try:
+                    sock.sendall(b"x" * 100)  # the body goes on
+                except OSError:
+                    pass
+                try:
+                    chunk = sock.recv(65536)
+                except socket.timeout:
+                    break
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                data += chunk
+            assert data.split(b" ", 2)[1:2] == [status], (head, data)
+            assert time.monotonic() - t0 < 1.5, (head, "connection kept open")
+
+
+ENDLESS = b"Content-Length: 1000000000\r\n\r\n"
+CHUNKED = b"Transfer-Encoding: chunked\r\n\r\n100000\r\n"
+
+
+@pytest.mark.parametrize("flooded", [(None, ())], indirect=True, ids=["host"])
+def test_a_refused_request_is_answered_and_closed_without_reading_its_body(flooded):
+    """Before: the error handler drained the body first, so a body that never
+    ends held a request thread and got no answer at all."""
+    _refusals(flooded, [
+        (b"DELETE /containers HTTP/1.1\r\nHost: localhost\r\n" + ENDLESS, b"400"),  # method
+        (b"PUT /nowhere HTTP/1.1\r\nHost: localhost\r\n" + CHUNKED, b"400"),  # unknown endpoint
+        (b"PATCH /user-meta/k HTTP/1.1\r\nHost: localhost\r\n" + ENDLESS, b"400"),  # method, templated
+        (b"PATCH /containers HTTP/1.1\r\nHost: localhost\r\n" + CHUNKED, b"501"),  # framework
+    ])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to call as another uid (an unknown caller)")
+@pytest.mark.parametrize("flooded", [(None, ())], indirect=True, ids=["unknown"])
+def test_an_unknown_callers_request_is_refused_without_reading_its_body(flooded):
+    os.chmod(flooded.socket, 0o666)
+    folder = os.path.dirname(flooded.socket)
+    while folder not in ("/", "/tmp"):
+        os.chmod(folder, os.stat(folder).st_mode | 0o011)
+        folder = os.path.dirname(folder)
+    pid = os.fork()
+    if pid == 0:  # an unknown caller: not pvcore's uid, in no container
+        code = 1
+        try:
+            os.setuid(65534)
+            _refusals(flooded, [
+                (b"PUT /user-meta/k HTTP/1.1\r\nHost: localhost\r\n" + ENDLESS, b"500"),
+                (b"PUT /containers/x HTTP/1.1\r\nHost: localhost\r\n" + CHUNKED, b"500"),
+            ])
+            code = 0
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+
+
+@pytest.mark.parametrize("flooded", [("streams", ("--connections", "20"), {"roles": ["mgmt"]})], indirect=True,
+                         ids=["streams"])
+def test_one_caller_cannot_take_every_stream_slot(flooded):
+    """Before: a mgmt container took all 16 slots and the host's watcher got 503."""
+    with open(os.path.join(flooded.out, "streams")) as fh:
+        statuses = fh.read().split()
+    assert 0 < statuses.count("200") < 16, statuses
+    from pvcore.testing import StreamReader
+    with StreamReader(flooded.socket, "/_pvcore/events") as watcher:
+        assert watcher.status == 200
+    with StreamReader(flooded.socket, "/_pvcore/logs/flood?follow=1") as follower:
+        assert follower.status == 200
+
+
+def _as_uid(uid, fn):
+    """Run ``fn()`` in a child process with effective uid ``uid``; its success as a bool."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setuid(uid)
+            fn()
+            code = 0
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to call as other uids (unknown callers)")
+@pytest.mark.parametrize("flooded", [(None, (), {"PVCORE_CALLER_CONNECTIONS": "4"})], indirect=True, ids=["unknown"])
+def test_unknown_callers_do_not_share_one_bucket(flooded):
+    """Before: every unknown caller counted as one, so one that held its
+    connections left every other unknown caller closed at accept."""
+    import socket
+    os.chmod(flooded.socket, 0o666)
+    folder = os.path.dirname(flooded.socket)
+    while folder not in ("/", "/tmp"):
+        os.chmod(folder, os.stat(folder).st_mode | 0o011)
+        folder = os.path.dirname(folder)
+    r, w = os.pipe()
+    hog = os.fork()
+    if hog == 0:  # uid 65534 holds as many idle connections as it may
+        os.setuid(65534)
+        held = []
+        for _ in range(8):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(flooded.socket)
+            held.append(sock)
+        os.write(w, b"x")
+        time.sleep(30)
+        os._exit(0)
+    try:
+        assert os.read(r, 1) == b"x"
+        time.sleep(0.5)
+
+        def answered():
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(5)
+                sock.connect(flooded.socket)
+                sock.sendall(b"GET /containers HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                data = sock.recv(65536)
+                assert data.split(b" ", 2)[1] == b"500", data  # unknown, answered (not closed at accept)
+
+        assert _as_uid(65533, answered)
+    finally:
+        os.kill(hog, 9)
+        os.waitpid(hog, 0)
+        os.close(r)
+        os.close(w)
