@@ -13,6 +13,7 @@ from typing import Optional
 import structlog
 
 from pvcore import hookimpl
+from pvcore.ownership import Owns
 
 from pv_secureboot import checksum, pvs
 
@@ -46,6 +47,13 @@ def trust(core) -> pvs.Trust:
         oem_truststore=_config(core, "PV_SECUREBOOT_OEM_TRUSTSTORE"),
         oem_name=_config(core, "PV_OEM_NAME") or None,
     )
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    # Nothing under <storage> or <run>: it reads the integrator's truststores
+    # under PV_SYSTEM_ETCDIR, publishes no event and listens to none.
+    return Owns(listens=())
 
 
 @hookimpl

@@ -18,7 +18,7 @@ import json
 import mmap
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import structlog
@@ -91,12 +91,11 @@ class Trust:
 
 @dataclass
 class Signature:
-    """One pvs@2 document found in the state: its key and its decoded header."""
+    """One pvs@2 document found in the state: its key and its two fields."""
 
     key: str
     protected: str
     signature: str
-    header: Dict = field(default_factory=dict)
 
 
 def _b64url_decode(text: str) -> bytes:

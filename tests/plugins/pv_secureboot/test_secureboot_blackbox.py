@@ -183,6 +183,12 @@ def test_a_revision_tampered_at_rest_wont_go(devices, pki):
     done = run(server, "locals/at-rest")
     assert (done["status"], done["status-msg"]) == ("WONTGO", "Signature validation failed")
     assert json.loads(server.request("GET", "/_pvcore/health")[2])["revision"] != "locals/at-rest"
+    # Nor does it become the factory revision every rollback ends at.
+    status, _, body = server.request("POST", "/commands", json.dumps({"op": "MAKE_FACTORY", "payload": "locals/at-rest"}))
+    assert status == 200, body
+    wait_until(lambda: any(e.get("event") == "make_factory_failed" for e in server.log_events()), timeout=20,
+               message="MAKE_FACTORY to be refused")
+    assert server.request("GET", "/steps/0")[0] == 404
 
 
 def test_a_corrupt_object_is_an_error(devices, pki):
