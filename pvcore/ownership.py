@@ -31,6 +31,7 @@ from pvcore.errors import StartupError
 ROOTS = ("<storage>/", "<run>/")
 #: The core's own name as an owner.
 CORE = "pvcore"
+DATA_DIR_HELP = "the plugin's own files (`core.data_dir()`), no declaration needed"
 
 
 class UndeclaredEvent(LookupError):
@@ -325,7 +326,7 @@ def collect(pm, plugin_name: Callable[[Any], str]) -> Registry:
     for name, plugin in pm.list_name_plugin():
         if plugin is None or name.startswith(CORE):
             continue
-        registry.add_path(name, f"<storage>/pvcore/{name}/", "the plugin's own files (core.data_dir())")
+        registry.add_path(name, f"<storage>/pvcore/{name}/", DATA_DIR_HELP)
         if inspect.ismodule(plugin):
             packages.setdefault(plugin.__name__.split(".")[0], []).append(name)
     # NOTE: a package registering two plugins cannot tell them apart: unchecked.

@@ -25,6 +25,7 @@ from pvcore.app import StashKey
 from pvcore.errors import StartupError
 from pvcore.settings import Setting
 
+from pv_commands import device
 from pv_commands.power import DemoPower, SystemPower
 from pv_commands.resources import Commands
 from pv_commands.state import CommandState
@@ -39,7 +40,6 @@ POWER: StashKey[object] = StashKey()
 @hookimpl
 def pvcore_declare_ownership():
     return Owns(
-        paths={"<storage>/cache/pvcore-unclaimed": "marks the device unclaimed by UNCLAIM, across restarts"},
         device_meta={"pantavisor.mode": MetaFact("commands.mode", help="local or remote"),
                      "pantahub.claimed": MetaFact("commands.claimed", help="1 when the device is claimed")},
         events={"command.accepted": "a command took the slot (subject: op; data: payload)",
@@ -84,6 +84,7 @@ POWER_BACKENDS = ("demo", "system")
 def pvcore_startup(core):
     if core.settings.get("power_backend") not in POWER_BACKENDS:
         raise StartupError(f"power_backend must be one of {', '.join(POWER_BACKENDS)}")
+    device.migrate_marker(core)
     core.stash[STATE] = CommandState(update_ongoing=lambda: bool(core.hook.pv_commands_update_ongoing(core=core)))
 
 

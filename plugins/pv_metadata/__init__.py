@@ -53,11 +53,6 @@ def pvcore_declare_ownership():
     return Owns(
         paths={"<storage>/cache/meta/": "user metadata, one file per key (upstream's layout)",
                "<storage>/cache/devmeta/": "device metadata, one file per key (upstream's layout)",
-               "<storage>/cache/.meta.staging/": "temp files of user-meta writes",
-               "<storage>/cache/.devmeta.staging/": "temp files of device-meta writes",
-               "<storage>/cache/meta.order": "the user-meta keys' order (JSON array)",
-               "<storage>/cache/devmeta.order": "the device-meta keys' order (JSON array)",
-               "<storage>/cache/pending-devmeta.jsonl": "UPDATE_METADATA values queued for the Hub",
                "<run>/user-meta/": "per-key view of user metadata for containers",
                "<run>/device-meta/": "per-key view of device metadata for containers",
                "<run>/user-meta.<prefix>/": "view of dotted user-meta keys `<prefix>.<rest>` as `<rest>`",
@@ -74,7 +69,9 @@ def _fact_events(registry):
     return sorted({fact.event for _owner, fact in registry.meta_facts().values()})
 
 #: Device metadata recorded for upstream (the Hub) by UPDATE_METADATA.
-PENDING_DEVMETA = os.path.join("cache", "pending-devmeta.jsonl")
+#: (In pv_metadata's ``core.data_dir``; ``<storage>/cache/`` before release 0.2.)
+PENDING_DEVMETA = "pending-devmeta.jsonl"
+LEGACY_PENDING_DEVMETA = os.path.join("cache", "pending-devmeta.jsonl")
 
 _DEFAULT_REFRESH = 10.0
 
@@ -101,6 +98,9 @@ def pvcore_startup(core):
         core.settings.get("devinfo_root"), core.settings.storage_dir, core.settings.free_space,
         reserved_percent=lambda: _config(core, "PV_STORAGE_GC_RESERVED", 5),
     )
+    legacy = os.path.join(core.settings.storage_dir, LEGACY_PENDING_DEVMETA)
+    if os.path.exists(legacy):  # an earlier release's queue: keep it (docs/architecture.md §2)
+        os.replace(legacy, os.path.join(core.data_dir("pv_metadata"), PENDING_DEVMETA))
     meta = Metadata(core, devinfo, own_keys=set(OWN_DEVICE_KEYS))
     meta.load()
     core.stash[META] = meta
@@ -211,7 +211,7 @@ def pv_commands_run(core, op, payload):
 
 
 def _queue_upstream(core, key: str, value: str) -> None:
-    path = os.path.join(core.settings.storage_dir, PENDING_DEVMETA)
+    path = os.path.join(core.data_dir("pv_metadata"), PENDING_DEVMETA)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     line = json.dumps({"key": key, "value": value, "time": int(time.time())}, separators=(",", ":"))
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

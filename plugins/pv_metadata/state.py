@@ -44,8 +44,10 @@ class Metadata:
         #: the device keys the refresh may write (pv_metadata's own)
         self.own_keys = own_keys
         cache = os.path.join(core.settings.storage_dir, "cache")
+        own = core.data_dir("pv_metadata")
         self.stores: Dict[str, MetaStore] = {
-            kind.name: MetaStore(os.path.join(cache, kind.persist), os.path.join(core.settings.run_dir, kind.view))
+            kind.name: MetaStore(os.path.join(cache, kind.persist), os.path.join(core.settings.run_dir, kind.view),
+                                 own_dir=own)
             for kind in (USER, DEVICE)
         }
         self.kinds = {USER.name: USER, DEVICE.name: DEVICE}

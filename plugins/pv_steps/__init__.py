@@ -175,7 +175,9 @@ def collect_garbage(core) -> int:
     waiting in the command slot. :return: the bytes the object store reclaimed.
     """
     steps = core.stash[STEPS]
-    steps.collect(core.stash[UPDATER].in_use())
+    for rev in steps.collect(core.stash[UPDATER].in_use()):
+        # Its logs and disks are the container engine's to delete (docs/architecture.md §2).
+        core.publish("revision.collected", rev, {})
     return core.call("pv_objects_collect", default=0, keep=steps.objects_in_use())
 
 

@@ -2,7 +2,7 @@
 
 ``LOCAL_RUN``, ``LOCAL_RUN_COMMIT``, ``TRY_ONCE``, ``LOCAL_APPLY`` and
 ``MAKE_FACTORY`` reach pv_steps through ``pv_commands_run``. :meth:`Updater.run`
-validates the revision and decides, from what changed (:func:`pv_steps.model.reboot_reasons`),
+validates the revision and decides, from what changed (:func:`reboot_reasons`),
 whether it is a *reboot* or a *non-reboot* transition:
 
 * non-reboot: ``trails/current`` is switched and the engine restarts only the
@@ -37,7 +37,6 @@ import structlog
 from pvcore.services import Service
 
 from pv_steps import secureboot
-from pv_steps.model import reboot_reasons
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +101,28 @@ class Update:
 
 def _log_line(message: str) -> str:
     return json.dumps({"plat": "pantavisor", "lvl": "ERROR", "src": "commands", "msg": message}) + "\n"
+
+
+def reboot_reasons(old, new) -> List[str]:
+    """Why switching from revision model ``old`` to ``new`` is a reboot transition; ``[]`` when it is not.
+
+    Upstream's list (docs/protocol.md §D3.4): a change in the state's root, in
+    the BSP, or in a configuration file of no container (``"system"``); a
+    change in a container with the ``system`` restart policy, in the old
+    revision or the new one, its ``_config/`` files included (its name).
+    Any other change is a non-reboot transition: only the containers whose
+    ``digest`` changed are restarted.
+    """
+    if old is None:
+        return ["no running revision"]
+    reasons = ["system"] if old.system_digest != new.system_digest else []
+    for name in list(old.containers) + [n for n in new.containers if n not in old.containers]:
+        before, after = old.containers.get(name), new.containers.get(name)
+        if before is not None and after is not None and before.digest == after.digest:
+            continue
+        if any(c is not None and c.restart_policy == "system" for c in (before, after)):
+            reasons.append(name)
+    return reasons
 
 
 def goals_timeout(core) -> float:

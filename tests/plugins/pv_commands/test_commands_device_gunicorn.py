@@ -35,7 +35,7 @@ def test_update_metadata_is_refused_in_local_mode_and_recorded_in_remote_mode(st
     status, _, body = command(server, "UPDATE_METADATA", {"site": "lab"})
     assert (status, json.loads(body)) == (409, {"Error": "Cannot do this operation while on local mode"})
     assert "site" not in get(server, "/device-meta")
-    pending = os.path.join(server.storage_dir, "cache", "pending-devmeta.jsonl")
+    pending = os.path.join(server.storage_dir, "pvcore", "pv_metadata", "pending-devmeta.jsonl")
     assert not os.path.exists(pending)
     assert command(server, "GO_REMOTE")[0] == 200
     wait_until(lambda: get(server, "/device-meta").get("pantavisor.mode") == "remote")

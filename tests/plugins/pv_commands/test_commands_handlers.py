@@ -71,7 +71,7 @@ def test_update_metadata_stores_first_pair_and_queues_it(make_core, make_client,
     wait_until(lambda: len(done(log_output, "UPDATE_METADATA")) == 2)
     meta = client.simulate_get("/device-meta").json
     assert (meta["site"], meta["geo"]) == ("lab", {"lat": 1})
-    path = os.path.join(core.settings.storage_dir, "cache", "pending-devmeta.jsonl")
+    path = os.path.join(core.settings.storage_dir, "pvcore", "pv_metadata", "pending-devmeta.jsonl")
     with open(path) as fh:
         lines = [json.loads(line) for line in fh]
     assert [(line["key"], line["value"]) for line in lines] == [("site", "lab"), ("geo", '{"lat":1}')]
@@ -83,7 +83,7 @@ def test_unclaim_marks_the_device_unclaimed(cmd_env, log_output):
     wait_until(lambda: done(log_output, "UNCLAIM"))
     assert env.device.meta_calls[-1] == ("pantahub.claimed", "0")
     assert env.device.device_meta["pantahub.claimed"] == "0"
-    assert os.path.exists(os.path.join(env.core.settings.storage_dir, "cache", "pvcore-unclaimed"))
+    assert os.path.exists(os.path.join(env.core.settings.storage_dir, "pvcore", "pv_commands", "unclaimed"))
 
 
 def test_demo_poweroff_stops_containers_then_signals_gunicorn_master(cmd_env, log_output):

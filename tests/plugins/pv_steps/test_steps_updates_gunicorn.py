@@ -10,6 +10,7 @@ import os
 import pytest
 
 from pvcore.testing import wait_until
+from steps_helpers import put_revision
 
 pytestmark = pytest.mark.gunicorn
 
@@ -46,14 +47,6 @@ def device(start_gunicorn, **env):
     server = start_gunicorn(demo=True, env=dict(ENV, **env))
     wait_until(lambda: statuses(server) == ALL_UP, timeout=20, message="the demo device to come up")
     return server
-
-
-def put_revision(server, name, change):
-    state = get(server, "/steps/0")
-    change(state)
-    status, _, body = server.request("PUT", f"/steps/locals/{name}", json.dumps(state))
-    assert status == 200, body
-    return state
 
 
 def run(server, op, rev, timeout=30):
