@@ -25,11 +25,7 @@ import os
 import struct
 from typing import Collection, Iterable, List, Optional, Set, Tuple
 
-import structlog
-
 from . import mounts
-
-log = structlog.get_logger(__name__)
 
 LOOP_GET_STATUS64 = 0x4C05
 # struct loop_info64: lo_device, lo_inode, lo_rdevice, lo_offset, lo_sizelimit (u64), lo_number,
@@ -132,16 +128,4 @@ def of_container(roots: Iterable[str], devices: Collection[int], exclude: Iterab
 
 def detach(device: str, ident: Backing) -> bool:
     """Detach ``device`` if it still serves ``ident`` (marked autoclear instead while something mounts it)."""
-    if backing(device) != ident:
-        return False
-    try:
-        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.ioctl(fd, mounts.LOOP_CLR_FD)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return True
+    return backing(device) == ident and mounts.clear_loop(device)

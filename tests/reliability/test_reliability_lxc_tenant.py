@@ -169,27 +169,39 @@ def test_a_tenant_that_moves_itself_to_the_root_cgroups_is_not_the_host(tenant):
 # -- 2. a host the runtime does not hand over ----------------------------------------------------------
 
 
+def _mount_root(path):
+    """The mount point of the filesystem that holds ``path``."""
+    dev, root = os.stat(path).st_dev, os.path.realpath(path)
+    while os.path.dirname(root) != root and os.stat(os.path.dirname(root)).st_dev == dev:
+        root = os.path.dirname(root)
+    return root
+
+
 def test_the_baseline_tenant_cannot_mknod_and_mount_the_hosts_disk(tenant):
     st = os.stat(tenant.server.base)
-    marker = unique("escaped")
-    out = attach(tenant.server, tenant.hostile,
-                 f"busybox mknod /tmp/disk b {os.major(st.st_dev)} {os.minor(st.st_dev)}; echo mknod=$?; "
-                 "mkdir -p /tmp/host; busybox mount /tmp/disk /tmp/host; echo mount=$?; "
-                 f"echo pwned > /tmp/host/{marker}; "
-                 "busybox mount -t cgroup2 none /tmp/host; echo cgroupfs=$?; "
-                 "echo $$ > /sys/fs/cgroup/pids/cgroup.procs; echo cgroupwrite=$?; "
-                 "echo pids.max=$(cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null); "
-                 "grep CapEff /proc/self/status")
+    root = _mount_root(tenant.server.base)
+    marker = os.path.join(root, unique(".pvcore-escaped"))
+    with open("/proc/self/mounts") as fh:
+        fstype = [line.split()[2] for line in fh if line.split()[1] == root][-1]
+    try:
+        # /dev is the container's own tmpfs, where device nodes work (its rootfs layers are nodev)
+        out = attach(tenant.server, tenant.hostile,
+                     f"busybox mknod /dev/disk b {os.major(st.st_dev)} {os.minor(st.st_dev)}; echo mknod=$?; "
+                     f"mkdir -p /dev/host; busybox mount -t {fstype} /dev/disk /dev/host; echo mount=$?; "
+                     f"echo pwned > /dev/host/{os.path.basename(marker)}; busybox umount /dev/host; "
+                     "busybox mount -t cgroup2 none /dev/host; echo cgroupfs=$?; "
+                     "echo $$ > /sys/fs/cgroup/pids/cgroup.procs; echo cgroupwrite=$?; "
+                     "echo pids.max=$(cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null); "
+                     "grep CapEff /proc/self/status")
+        assert not os.path.exists(marker), out
+    finally:
+        if os.path.exists(marker):
+            os.unlink(marker)
     assert "mknod=0" not in out and "mount=0" not in out and "cgroupfs=0" not in out, out
     assert "cgroupwrite=0" not in out and "pids.max=1024" in out, out
     # sys_admin (bit 21) is gone from its effective capabilities
     cap_eff = int(out.split("CapEff:")[1].split()[0], 16)
     assert not cap_eff & (1 << 21), out
-    mount_point = st.st_dev
-    root = os.path.dirname(tenant.server.base)
-    while os.path.dirname(root) != root and os.stat(os.path.dirname(root)).st_dev == mount_point:
-        root = os.path.dirname(root)
-    assert not os.path.exists(os.path.join(root, marker))
 
 
 @pytest.mark.skipif(not LONG, reason="1,024 forks take 2-20 s on a loaded machine (make test-long)")
