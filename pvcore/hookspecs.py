@@ -202,8 +202,11 @@ def pvcore_event(core: "Core", event: "Event") -> None:
     :param event: a :class:`pvcore.events.Event` (id, time, type, subject,
         data). Every plugin that owns state publishes its changes; this is the
         one hook to follow them (the ``/_pvcore/events`` stream is one
-        listener). Implementations run in the publisher's thread, serialised,
-        in id order: be quick, never block, never raise.
+        listener). Called only for the types the plugin subscribed to
+        (``listens`` in its :func:`pvcore_declare_ownership`; every type
+        without one). Implementations run in the publisher's thread,
+        serialised, in id order: be quick, never block, never raise; hand
+        I/O to your own thread (:class:`pvcore.handoff.HandOff`).
     """
 
 

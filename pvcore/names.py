@@ -62,8 +62,8 @@ def specs_of(pm, owner: str) -> List[str]:
                   if getattr(caller, "spec", None) is not None and name.startswith(owner + "_"))
 
 
-def suggestion(pm, hook_name: str, owner: str) -> str:
-    close = difflib.get_close_matches(hook_name, specs_of(pm, owner), n=1)
+def suggestion(pm, hook_name: str, owner: str, cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(hook_name, specs_of(pm, owner), n=1, cutoff=cutoff)
     return f"; did you mean {close[0]}?" if close else ""
 
 
@@ -78,9 +78,22 @@ def classify(pm, hook_name: str) -> str:
     return "absent" if owner is not None and owner in absent else "unknown"
 
 
+def _misspelled_owner(pm, hook_name: str, loaded: List[str]) -> Optional[str]:
+    """The loaded owner ``hook_name`` claims to belong to, or ``None``.
+
+    The core's own prefix (``pvcore_``) is also the start of third-party
+    names (``pvcore_greeter_…``): it counts only when the name is close to
+    one of the core's hooks.
+    """
+    owner = owner_of(hook_name, loaded)
+    if owner == CORE and not suggestion(pm, hook_name, CORE, cutoff=0.85):
+        return None
+    return owner
+
+
 def unknown_message(pm, hook_name: str) -> str:
     loaded, absent = _owners(pm)
-    owner = owner_of(hook_name, loaded)
+    owner = _misspelled_owner(pm, hook_name, loaded)
     if owner is None:
         return f"no loaded or installed plugin declares a hook named {hook_name}"
     return f"{hook_name} is no hook of {owner}{suggestion(pm, hook_name, owner)}"
@@ -123,11 +136,13 @@ def check(pm) -> None:
 
     :raises StartupError: with the closest declared hook suggested.
     """
-    loaded, _absent = _owners(pm)
+    loaded, absent = _owners(pm)
     for hook_name, caller in vars(pm.hook).items():
         if getattr(caller, "spec", True) is not None:
             continue
-        owner = owner_of(hook_name, loaded)
+        if owner_of(hook_name, loaded + absent) in absent:
+            continue  # the owner is merely absent: the implementation waits for it
+        owner = _misspelled_owner(pm, hook_name, loaded)
         impls = caller.get_hookimpls()
         if owner is None or not impls:
             continue

@@ -95,7 +95,10 @@ def pv_containers_run_revision(
     :return: ``(ok, message)``: ``(True, "")`` once every goal is reached;
         ``"Status goal not reached"`` when a container's timer ran out;
         ``"A container could not be started"`` when one failed to start,
-        died without recovery or used up its ``max_retries``.
+        died without recovery or used up its ``max_retries``. The pair
+        also has a ``detail`` attribute (``""`` when ok): which container,
+        and why — the runtime's start error, the exit status — for the
+        progress ``logs``.
     """
 
 

@@ -122,6 +122,9 @@ class Container:
     goal_deadline: Optional[float] = None
     #: it used up ``max_retries`` (whatever the ``backoff_policy``); cleared at its goal.
     recovery_exhausted: bool = False
+    #: what last went wrong, for progress logs: the runtime's start error or the
+    #: exit status (docs/protocol.md §D3.2, "Progress logs").
+    problem: str = ""
 
     name = _from_spec("name")
     run = _from_spec("run")

@@ -33,11 +33,10 @@ def usrmeta_taken(event):
 
 def settled(server):
     """Wait until the device-meta facts published at start are written (on
-    pv_metadata's own thread), so that only this test's writes make events."""
-    def written():
-        status, _, body = server.request("GET", "/device-meta")
-        return status == 200 and b"pantahub.claimed" in body
-    wait_until(written, message="the device-meta facts of the start")
+    pv_metadata's own thread, the last one's ``meta.device`` event after its
+    wakelock is released), so that only this test's writes make events."""
+    with StreamReader(server.socket, "/_pvcore/events?since=0") as watcher:
+        watcher.events_until(lambda e: e["type"] == "meta.device" and e["subject"] == "pantahub.claimed")
 
 
 def test_events_arrive_in_order_and_a_reconnect_with_since_loses_nothing(start_gunicorn):
