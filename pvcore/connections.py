@@ -379,11 +379,19 @@ class FairThreadWorker(LingeringClose, ThreadWorker):
         conn.close()
 
     def on_client_socket_readable(self, conn, client):
-        """A kept-alive connection has bytes: read its next head here too."""
-        self.poller.unregister(client)
+        """A kept-alive connection has bytes: read its next head here too.
+
+        PERF: the whole request has usually arrived; it is read now and
+        handed on, so the socket leaves the poller once, as in gthread.
+        Only a request still incomplete waits for more (one ``modify``).
+        """
         self.keepalived_conns.remove(conn)
-        self._read_head(conn, time.monotonic() + self.header_timeout)
+        conn.pv_buf = bytearray()
+        conn.pv_eof = False
+        self._reading[conn] = time.monotonic() + self.header_timeout
         self._on_head_readable(conn, client)
+        if conn in self._reading:
+            self.poller.modify(client, selectors.EVENT_READ, partial(self._on_head_readable, conn))
 
     def murder_pending(self):
         super().murder_pending()

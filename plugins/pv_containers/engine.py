@@ -190,6 +190,8 @@ class Engine(Lifecycle, Transitions):
     def _crashed(self, c: Container, code: Optional[int], events: Events) -> None:
         now = self._clock()
         c.is_stable, c.goal_reached_at = False, None
+        if not c.failed_start:
+            c.problem = "exited" if code is None else f"exited with status {code}"
         rec = c.recovery
         if c.user_stopped or rec is None or not rec.recovers:
             log.warning("container_exited", container=c.name, exit_code=code, recovery="no")
@@ -205,6 +207,7 @@ class Engine(Lifecycle, Transitions):
             self._set(c, Status.RECOVERING, events)
         elif rec.backoff_policy in ("reboot", "never"):
             c.recovery_failed = c.recovery_exhausted = True
+            c.problem = f"{c.problem}, {c.retries} retries used"
             # NOTE: a real device reboots for "reboot"; this one never reboots its host.
             log.error("container_recovery_exhausted", container=c.name, retries=c.retries,
                       backoff_policy=rec.backoff_policy)
@@ -213,8 +216,9 @@ class Engine(Lifecycle, Transitions):
             # The event says recovery_exhausted: an update being tested rolls
             # back at once, whatever the backoff policy (docs/protocol.md §D3.2).
             c.recover_at, c.backoff_reset, c.recovery_exhausted = now + rec.backoff_policy, True, True
+            c.problem = f"{c.problem}, {c.retries} retries used"
             log.warning("container_recovery_backoff", container=c.name, wait_s=rec.backoff_policy)
-            self._set(c, Status.RECOVERING, events, recovery_exhausted=True)
+            self._set(c, Status.RECOVERING, events, recovery_exhausted=True, problem=c.problem)
 
     def _died(self, c: Container, code: Optional[int], events: Events, **extra) -> None:
         c.died = not c.user_stopped
@@ -224,8 +228,10 @@ class Engine(Lifecycle, Transitions):
             # device, as upstream does (docs/protocol.md §D5.3).
             log.error("platform_container_failed", container=c.name, exit_code=code,
                       group=c.group.name if c.group else None)
-            self._set(c, Status.STOPPED, events, platform_failed=True, **extra)
+            self._set(c, Status.STOPPED, events, platform_failed=True, problem=c.problem, **extra)
             return
+        if c.died:
+            extra["problem"] = c.problem
         self._set(c, Status.STOPPED, events, **extra)
 
     def _do_stops(self) -> None:
@@ -342,10 +348,11 @@ class Engine(Lifecycle, Transitions):
             core.hook.pv_containers_starting(core=core, name=c.name, run=c.run, container=c.spec)
             handle = self.runtime.start(c)
             pid = self.runtime.pid(handle)
-        except Exception:
+        except Exception as exc:
             log.exception("container_start_failed", container=c.name)
             with self._lock:
                 c.failed_start = True
+                c.problem = f"could not start: {exc}"[:512]
                 self._crashed(c, None, events)
             self._fire(events)
             return

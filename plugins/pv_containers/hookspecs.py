@@ -31,7 +31,12 @@ def pv_containers_runtime(core: "Core") -> Any:
 
     Asked once, when the engine's service starts; ``None`` fails the start.
     The built-in process runtime (:class:`pv_containers.runtime.ProcessRuntime`)
-    is ``trylast``.
+    is ``trylast``. A runtime keeps a container's ``revision`` and ``permanent``
+    storage under ``<storage>/disks/`` and its console under
+    ``<storage>/logs/<rev>/<c>/console.log``: the engine owns those paths
+    (docs/architecture.md §2.1) and deletes a revision's when pv_steps
+    announces it collected; the runtime's own files go under its plugin's
+    declared paths or ``core.data_dir()``.
     The returned object has these methods; their names and meaning are the
     contract a runtime plugin implements:
 
@@ -95,7 +100,10 @@ def pv_containers_run_revision(
     :return: ``(ok, message)``: ``(True, "")`` once every goal is reached;
         ``"Status goal not reached"`` when a container's timer ran out;
         ``"A container could not be started"`` when one failed to start,
-        died without recovery or used up its ``max_retries``.
+        died without recovery or used up its ``max_retries``. The pair
+        also has a ``detail`` attribute (``""`` when ok): which container,
+        and why — the runtime's start error, the exit status — for the
+        progress ``logs``.
     """
 
 

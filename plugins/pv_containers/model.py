@@ -9,6 +9,7 @@ state (status, pid, retries), which the engine moves through :class:`Status`.
 from __future__ import annotations
 
 import enum
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -76,6 +77,12 @@ class Group:
         return self.default_timeout if timeout is None else timeout
 
 
+#: What ``GET /containers`` shows of a container besides its spec
+#: (render.container_entry): setting one of these changes the listing.
+SHOWN = frozenset(("status", "recovery", "retries", "is_stable", "user_stopped", "group"))
+_SHOWN_CHANGES = itertools.count(1)
+
+
 @dataclass(eq=False)
 class Container:
     """One container of the running revision and the engine's runtime record of it.
@@ -115,6 +122,9 @@ class Container:
     goal_deadline: Optional[float] = None
     #: it used up ``max_retries`` (whatever the ``backoff_policy``); cleared at its goal.
     recovery_exhausted: bool = False
+    #: what last went wrong, for progress logs: the runtime's start error or the
+    #: exit status (docs/protocol.md §D3.2, "Progress logs").
+    problem: str = ""
 
     name = _from_spec("name")
     run = _from_spec("run")
@@ -122,6 +132,15 @@ class Container:
     restart_policy = _from_spec("restart_policy")
     roles = _from_spec("roles")
     digest = _from_spec("digest")
+
+    #: Bumped (on the class) whenever any container's shown attribute is set:
+    #: the engine keeps the rendered listing while it stays the same.
+    shown_version = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in SHOWN:
+            Container.shown_version = next(_SHOWN_CHANGES)
 
     @property
     def goal(self) -> Status:

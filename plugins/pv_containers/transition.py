@@ -16,6 +16,19 @@ NOT_REACHED = "Status goal not reached"
 NOT_STARTED = "A container could not be started"
 
 
+class Verdict(tuple):
+    """``(ok, message)``, upstream's progress message, with :attr:`detail`:
+    which container, and why (its start error, its exit status), for the
+    progress ``logs`` (docs/protocol.md §D3.2). Equal to the plain pair."""
+
+    detail: str
+
+    def __new__(cls, ok: bool, message: str, detail: str = "") -> "Verdict":
+        self = super().__new__(cls, (ok, message))
+        self.detail = detail
+        return self
+
+
 class Transitions:
     """Stop the running containers, load another revision, wait for its goals."""
 
@@ -47,7 +60,7 @@ class Transitions:
         with self._ops:
             with self._lock:
                 if self._closed:
-                    return False, NOT_STARTED
+                    return Verdict(False, NOT_STARTED, "the container engine is stopping")
                 old = self._revision
                 olds = self._ordered(reverse=True)
             kept = set()
@@ -74,23 +87,27 @@ class Transitions:
             with self._lock:
                 verdict = self._verdict(target, now)
             if verdict is not None:
-                log.info("revision_goals", rev=target.rev, ok=verdict[0], message=verdict[1])
+                log.info("revision_goals", rev=target.rev, ok=verdict[0], message=verdict[1], detail=verdict.detail)
                 return verdict
             self._sleep(0.1)
 
     def _verdict(self, target: Revision, now: float) -> Optional[Tuple[bool, str]]:
         if self._revision is not target:
-            return False, NOT_REACHED
+            return Verdict(False, NOT_REACHED, "another revision was loaded meanwhile")
         members = list(target.containers.values())
-        if any(c.failed_start or c.recovery_failed or c.recovery_exhausted
-               or (c.status == Status.STOPPED and not c.user_stopped) for c in members):
-            return False, NOT_STARTED
+        failed = [c for c in members if c.failed_start or c.recovery_failed or c.recovery_exhausted
+                  or (c.status == Status.STOPPED and not c.user_stopped)]
+        if failed:
+            return Verdict(False, NOT_STARTED,
+                           "; ".join(f"container {c.name}: {c.problem or c.status.name}" for c in failed))
         if all(c.status == c.goal or (c.goal == Status.STARTED and c.status == Status.READY) for c in members):
-            return True, ""
-        late = [c.name for c in members if goal_late(c, now)]
+            return Verdict(True, "")
+        late = [c for c in members if goal_late(c, now)]
         if late:
-            log.warning("status_goal_timed_out", rev=target.rev, containers=late)
-            return False, NOT_REACHED
+            log.warning("status_goal_timed_out", rev=target.rev, containers=[c.name for c in late])
+            return Verdict(False, NOT_REACHED, "; ".join(
+                f"container {c.name} (group {c.group.name if c.group else '-'}) is {c.status.name}, "
+                f"its goal {c.goal.name}" for c in late))
         return None
 
 
@@ -98,7 +115,7 @@ def _carry_over(old: Container, new: Container) -> None:
     """Keep an unchanged container's runtime record across a revision switch."""
     for name in ("status", "handle", "pid", "retries", "last_start", "goal_reached_at", "is_stable",
                  "recovery_failed", "user_stopped", "recover_at", "backoff_reset", "stop_requested",
-                 "after_stop", "failed_start", "died", "goal_deadline", "recovery_exhausted"):
+                 "after_stop", "failed_start", "died", "goal_deadline", "recovery_exhausted", "problem"):
         setattr(new, name, getattr(old, name))
     if new.recovery is None:
         new.recovery = old.recovery

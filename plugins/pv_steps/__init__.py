@@ -20,6 +20,7 @@ from __future__ import annotations
 import structlog
 
 from pvcore import hookimpl
+from pvcore.ownership import MetaFact, Owns
 from pvcore.app import StashKey
 from pvcore.errors import StartupError
 from pvcore.services import Service
@@ -35,6 +36,25 @@ log = structlog.get_logger(__name__)
 
 STEPS: StashKey[Steps] = StashKey()
 UPDATER: StashKey[Updater] = StashKey()
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    return Owns(
+        paths={"<storage>/trails/": "revisions: `<rev>/.pvr/json` (state JSON), `<rev>/.pvr/commitmsg`, "
+                                    "`<rev>/.pv/progress`, `<rev>/.pv/logs`, `<rev>/.pv/done`, the revision's files "
+                                    "(hard links into objects/), `current` (symlink), `locals/<name>/`",
+               "<storage>/boot/": "`pv.json`: the boot record (revision to boot, try-once, rollback point)"},
+        device_meta={"pantavisor.revision": MetaFact("revision.running", help="the running revision")},
+        events={"revision.running": "the running revision changed (subject: the revision; data: old)",
+                "revision.progress": "a revision's progress was rewritten (subject: the revision; data: the "
+                                     "progress document)",
+                "revision.collected": "garbage collection removed a revision (subject: the revision): owners "
+                                      "of per-revision data delete theirs"},
+        listens=("container.status", "command.accepted", "command.finished"),
+        caller_events=("revision.running",),
+        health={"revision": "revision.running"},
+    )
 
 
 @hookimpl
@@ -155,7 +175,9 @@ def collect_garbage(core) -> int:
     waiting in the command slot. :return: the bytes the object store reclaimed.
     """
     steps = core.stash[STEPS]
-    steps.collect(core.stash[UPDATER].in_use())
+    for rev in steps.collect(core.stash[UPDATER].in_use()):
+        # Its logs and disks are the container engine's to delete (docs/architecture.md §2).
+        core.publish("revision.collected", rev, {})
     return core.call("pv_objects_collect", default=0, keep=steps.objects_in_use())
 
 

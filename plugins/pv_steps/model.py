@@ -434,28 +434,6 @@ def build(rev: str, state: Mapping[str, Any], default: Optional[Tuple[Group, ...
     )
 
 
-def reboot_reasons(old: Optional[Revision], new: Revision) -> List[str]:
-    """Why switching from ``old`` to ``new`` is a reboot transition; ``[]`` when it is not.
-
-    Upstream's list (docs/protocol.md §D3.4): a change in the state's root, in
-    the BSP, or in a configuration file of no container (``"system"``); a
-    change in a container with the ``system`` restart policy, in the old
-    revision or the new one, its ``_config/`` files included (its name).
-    Any other change is a non-reboot transition: only the containers whose
-    ``digest`` changed are restarted.
-    """
-    if old is None:
-        return ["no running revision"]
-    reasons = ["system"] if old.system_digest != new.system_digest else []
-    for name in list(old.containers) + [n for n in new.containers if n not in old.containers]:
-        before, after = old.containers.get(name), new.containers.get(name)
-        if before is not None and after is not None and before.digest == after.digest:
-            continue
-        if any(c is not None and c.restart_policy == "system" for c in (before, after)):
-            reasons.append(name)
-    return reasons
-
-
 class RevisionCache:
     """The models of the last few revisions asked for, each built once per state file.
 

@@ -352,7 +352,8 @@ class Trails:
                 _remove_tree(old)
 
     def remove(self, rev: str) -> bool:
-        """Delete revision ``rev`` with its ``logs/<rev>`` and ``disks/rev/<rev>``."""
+        """Delete revision ``rev`` (its trail only: the owners of per-revision data
+        delete theirs when told, event ``revision.collected``)."""
         with self.lock:
             path = self.existing(rev)
             if path is None:
@@ -361,10 +362,6 @@ class Trails:
             os.rename(path, doomed)  # gone from listings at once
             fsync_dir(os.path.dirname(path))
             _remove_tree(doomed)
-            for extra in (os.path.join(self.storage_dir, "logs", rev),
-                          os.path.join(self.storage_dir, "disks", "rev", rev)):
-                if not os.path.islink(extra):
-                    _remove_tree(extra)
             log.info("revision_removed", rev=rev)
             return True
 

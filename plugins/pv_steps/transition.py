@@ -2,7 +2,7 @@
 
 ``LOCAL_RUN``, ``LOCAL_RUN_COMMIT``, ``TRY_ONCE``, ``LOCAL_APPLY`` and
 ``MAKE_FACTORY`` reach pv_steps through ``pv_commands_run``. :meth:`Updater.run`
-validates the revision and decides, from what changed (:func:`pv_steps.model.reboot_reasons`),
+validates the revision and decides, from what changed (:func:`reboot_reasons`),
 whether it is a *reboot* or a *non-reboot* transition:
 
 * non-reboot: ``trails/current`` is switched and the engine restarts only the
@@ -37,7 +37,6 @@ import structlog
 from pvcore.services import Service
 
 from pv_steps import secureboot
-from pv_steps.model import reboot_reasons
 
 log = structlog.get_logger(__name__)
 
@@ -94,14 +93,49 @@ class Update:
     reboot: bool = False
     commit_at: Optional[float] = None
     failure: Optional[str] = None
+    #: which container or object failed it, and why, for the progress ``logs``
+    failure_detail: str = ""
     #: the containers are up: from now on one dying fails the revision
     testing: bool = False
     #: "Waiting for all containers to become stable" was written
     stability_noted: bool = False
 
 
-def _log_line(message: str) -> str:
-    return json.dumps({"plat": "pantavisor", "lvl": "ERROR", "src": "commands", "msg": message}) + "\n"
+def _log_line(message: str, detail: str = "") -> str:
+    """One line of the progress ``logs``, as upstream's: the message, and
+    what failed — the container, the object, the runtime's error."""
+    text = f"{message}: {detail}" if detail else message
+    return json.dumps({"plat": "pantavisor", "lvl": "ERROR", "src": "updater", "msg": text[:2048]}) + "\n"
+
+
+def _objects(revision, shas) -> str:
+    """The state keys (and shas) of objects ``shas``, the first few."""
+    wanted = set(shas)
+    named = [f"{key} ({sha})" for key, sha in revision.objects.items() if sha in wanted]
+    more = len(named) - 5
+    return ", ".join(named[:5]) + (f" and {more} more" if more > 0 else "")
+
+
+def reboot_reasons(old, new) -> List[str]:
+    """Why switching from revision model ``old`` to ``new`` is a reboot transition; ``[]`` when it is not.
+
+    Upstream's list (docs/protocol.md §D3.4): a change in the state's root, in
+    the BSP, or in a configuration file of no container (``"system"``); a
+    change in a container with the ``system`` restart policy, in the old
+    revision or the new one, its ``_config/`` files included (its name).
+    Any other change is a non-reboot transition: only the containers whose
+    ``digest`` changed are restarted.
+    """
+    if old is None:
+        return ["no running revision"]
+    reasons = ["system"] if old.system_digest != new.system_digest else []
+    for name in list(old.containers) + [n for n in new.containers if n not in old.containers]:
+        before, after = old.containers.get(name), new.containers.get(name)
+        if before is not None and after is not None and before.digest == after.digest:
+            continue
+        if any(c is not None and c.restart_policy == "system" for c in (before, after)):
+            reasons.append(name)
+    return reasons
 
 
 def goals_timeout(core) -> float:
@@ -169,6 +203,7 @@ class Updater(Service):
                 return
             if update.failure is None:
                 update.failure = NOT_STARTED
+                update.failure_detail = f"container {name}: {data.get('problem') or new or 'STOPPED'}"
                 if update.commit_at is not None:
                     update.commit_at = self.clock()  # due now: the thread ends it at once
             self.cond.notify_all()
@@ -192,6 +227,12 @@ class Updater(Service):
                 return False
 
             def prepare() -> bool:
+                # Revision 0 is what every rollback ends at: never replace it
+                # with a state secure boot refuses (docs/protocol.md §D12.1).
+                refused = secureboot.verify_state(self._core, trails.state_path(source))
+                if refused is not None:
+                    log.error("make_factory_failed", source=source, reason=refused)
+                    return False
                 done = self._steps.make_factory(source)
                 log.info("factory_made", source=source, ok=bool(done))
                 return bool(done)
@@ -226,12 +267,14 @@ class Updater(Service):
         missing = list(core.call("pv_objects_missing", default=shas, shas=shas)) if shas else []
         if missing:
             log.warning("revision_transition_refused", op=op, rev=rev, reason=OBJECTS_MISSING, missing=missing[:5])
-            self._progress(rev, "ERROR", OBJECTS_MISSING, _log_line(f"{len(missing)} objects missing"))
+            self._progress(rev, "ERROR", OBJECTS_MISSING,
+                           _log_line(f"{len(missing)} objects missing", _objects(revision, missing)))
             return False
         corrupt = secureboot.corrupt_objects(core, revision)
         if corrupt:
             log.warning("revision_transition_refused", op=op, rev=rev, reason=OBJECTS_MISSING, corrupt=corrupt[:5])
-            self._progress(rev, "ERROR", OBJECTS_MISSING, _log_line(f"{len(corrupt)} objects do not match their sha256"))
+            self._progress(rev, "ERROR", OBJECTS_MISSING,
+                           _log_line(f"{len(corrupt)} objects do not match their sha256", _objects(revision, corrupt)))
             return False
         reasons = ["op"] if op in ALWAYS_REBOOT else reboot_reasons(old_revision, revision)
         reboot = bool(reasons) and op not in IN_PLACE
@@ -244,7 +287,9 @@ class Updater(Service):
             self.cond.notify_all()
         log.info("revision_transition_started", op=op, rev=rev, old=old, reboot=reboot, reasons=reasons)
         core.hook.pvcore_activity(core=core, name="update", active=True)
-        power = real_power(core) if reboot else None
+        # NOTE: with nothing running yet (an empty device's first revision) a
+        # fresh boot is what runs it in place: no reboot (docs/protocol.md §D3.4).
+        power = real_power(core) if reboot and old_revision is not None else None
         try:
             # NOTE: the try is recorded before its progress says INPROGRESS: a
             # crash between the two then leaves a recorded try that the next boot
@@ -262,10 +307,10 @@ class Updater(Service):
                 self._progress(rev, "INPROGRESS", REBOOTING)
                 self._core.call("pv_containers_stop", timeout=core.settings.stop_timeout)
                 self._progress(rev, "INPROGRESS", TRYING)
-                ok, message = self._run_engine(revision, False, timeout)
+                ok, message = self._run_engine(revision, False, timeout, update)
             else:
                 self._progress(rev, "INPROGRESS", TRANSITIONING)
-                ok, message = self._run_engine(revision, not restart_all, timeout)
+                ok, message = self._run_engine(revision, not restart_all, timeout, update)
         except Exception:
             log.exception("revision_transition_crashed", op=op, rev=rev)
             ok, message = False, INTERNAL_ERROR
@@ -313,18 +358,20 @@ class Updater(Service):
             else:
                 # The engine already runs it: nothing changed, so nothing restarts;
                 # this only waits for the status goals.
-                ok, message = self._run_engine(revision, True, timeout)
+                ok, message = self._run_engine(revision, True, timeout, update)
         except Exception:
             log.exception("revision_transition_crashed", op=LOCAL_RUN, rev=rev)
             ok, message = False, INTERNAL_ERROR
         self._tested(update, ok, message, timeout)
 
-    def _run_engine(self, revision, only_changed: bool, timeout: float):
+    def _run_engine(self, revision, only_changed: bool, timeout: float, update: Optional[Update] = None):
         result = self._core.call("pv_containers_run_revision", revision=revision, only_changed=only_changed,
                                  timeout=timeout)
         if result is None:
             return False, "No container engine"
         ok, message = result
+        if update is not None and not ok:
+            update.failure_detail = str(getattr(result, "detail", "") or "")
         return bool(ok), message or ""
 
     def _roll_back(self, update: Update, message: str, timeout: float) -> None:
@@ -346,7 +393,7 @@ class Updater(Service):
         finally:
             self._free_slot()
         try:
-            self._progress(rev, "ERROR", message, _log_line(message))
+            self._progress(rev, "ERROR", message, _log_line(message, update.failure_detail))
         finally:
             self._end()
         if power is not None and old is not None and old_revision is not None:

@@ -10,6 +10,7 @@ from pvcore.supervisor import process_running as _alive
 from pvcore.testing import wait_until
 
 from commands_helpers import command, get
+from steps_helpers import put_revision
 
 pytestmark = pytest.mark.gunicorn
 
@@ -36,14 +37,6 @@ def statuses(server):
 def started_pids(server, name):
     return [e["child_pid"] for e in server.log_events()
             if e.get("event") == "container_started" and e.get("container") == name]
-
-
-def put_revision(server, name, change):
-    state = get(server, "/steps/0")
-    change(state)
-    status, _, body = server.request("PUT", f"/steps/locals/{name}", json.dumps(state))
-    assert status == 200, body
-    return state
 
 
 def run_until_final(server, op, rev, timeout=30):

@@ -42,6 +42,17 @@ def make_rev(storage_dir: str, rev: str, state: Optional[dict] = None, progress:
     return path
 
 
+def put_revision(server, name: str, change) -> dict:
+    """Black-box: PUT ``locals/<name>``, revision 0's state after ``change(state)``; the state."""
+    status, _, body = server.request("GET", "/steps/0")
+    assert status == 200, body
+    state = json.loads(body)
+    change(state)
+    status, _, body = server.request("PUT", f"/steps/locals/{name}", json.dumps(state))
+    assert status == 200, body
+    return state
+
+
 def point_current(storage_dir: str, rev: str) -> None:
     link = os.path.join(storage_dir, "trails", "current")
     if os.path.lexists(link):
