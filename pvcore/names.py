@@ -27,6 +27,8 @@ from pvcore.errors import StartupError
 
 #: ``core.call("name"`` / ``self._core.call("name"`` in a plugin's source.
 _CALL = re.compile(r"""core\.call\(\s*["']([a-z][a-z0-9]*_[a-z0-9_]+)["']""")
+#: ``core.publish("type"`` / ``self._publish("type"`` in a plugin's source.
+_PUBLISH = re.compile(r"""publish\(\s*["']([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+)["']""")
 CORE = "pvcore"
 
 
@@ -100,9 +102,11 @@ def unknown_message(pm, hook_name: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _called_names(path: str, mtime: float) -> Tuple[str, ...]:
+def _literals(path: str, mtime: float) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """(hook names called, event types published) as literals in ``path``."""
     with open(path, encoding="utf-8", errors="replace") as fh:
-        return tuple(_CALL.findall(fh.read()))
+        text = fh.read()
+    return tuple(_CALL.findall(text)), tuple(_PUBLISH.findall(text))
 
 
 def _sources(plugin) -> List[str]:
@@ -118,16 +122,22 @@ def _sources(plugin) -> List[str]:
     return [os.path.join(folder, name) for name in sorted(os.listdir(folder)) if name.endswith(".py")]
 
 
-def static_calls(plugin) -> List[Tuple[str, str]]:
-    """``(file, hook name)`` for each ``.call("name"`` literal in ``plugin``'s source."""
+def static_calls(plugin, which: int = 0) -> List[Tuple[str, str]]:
+    """``(file, hook name)`` for each ``core.call("name"`` literal in ``plugin``'s
+    source (``which=1``: each ``publish("type"`` literal)."""
     found = []
     for path in _sources(plugin):
         try:
-            names = _called_names(path, os.stat(path).st_mtime)
+            names = _literals(path, os.stat(path).st_mtime)[which]
         except OSError:
             continue
         found += [(path, name) for name in names]
     return found
+
+
+def static_publishes(plugin) -> List[Tuple[str, str]]:
+    """``(file, event type)`` for each ``publish("type"`` literal in ``plugin``'s source."""
+    return static_calls(plugin, 1)
 
 
 def check(pm) -> None:

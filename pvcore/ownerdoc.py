@@ -17,6 +17,7 @@ import importlib.metadata
 import sys
 
 from pvcore import ownership
+from pvcore.hookdoc import between
 from pvcore.ownership import MetaFact
 
 BEGIN, END = "<!-- owners:begin -->", "<!-- owners:end -->"
@@ -61,24 +62,23 @@ def render(registry: ownership.Registry) -> str:
 
 
 def update(text: str, registry: ownership.Registry) -> str:
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{render(registry)}{END}{tail}"
+    """``text`` with the tables between the markers replaced."""
+    return between(text, BEGIN, END, render(registry))
 
 
 def main(argv=None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    check = "--check" in args
     path = ([a for a in args if a != "--check"] or ["docs/architecture.md"])[0]
     with open(path) as fh:
         text = fh.read()
     new = update(text, builtin_registry())
-    if new != text:
-        if check:
-            print(f"owner tables are stale: run python -m pvcore.ownerdoc {path}", file=sys.stderr)
-            return 1
-        with open(path, "w") as fh:
-            fh.write(new)
+    if new == text:
+        return 0
+    if "--check" in args:
+        print(f"owner tables are stale: run python -m pvcore.ownerdoc {path}", file=sys.stderr)
+        return 1
+    with open(path, "w") as fh:
+        fh.write(new)
     return 0
 
 

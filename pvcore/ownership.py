@@ -351,3 +351,12 @@ def declare(core) -> None:
     core.ownership = collect(pm, pm.get_name)
     core.listeners = Listeners(pm, core.ownership)
     names.check(pm)
+    # A type published as a literal is checked now, not at its first publish.
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None or not inspect.ismodule(plugin):
+            continue
+        for path, kind in names.static_publishes(plugin):
+            try:
+                core.ownership.check_publish(kind, plugin.__name__)
+            except UndeclaredEvent as exc:
+                raise StartupError(f"plugin {name}: {exc}") from None

@@ -31,7 +31,12 @@ def pv_containers_runtime(core: "Core") -> Any:
 
     Asked once, when the engine's service starts; ``None`` fails the start.
     The built-in process runtime (:class:`pv_containers.runtime.ProcessRuntime`)
-    is ``trylast``.
+    is ``trylast``. A runtime keeps a container's ``revision`` and ``permanent``
+    storage under ``<storage>/disks/`` and its console under
+    ``<storage>/logs/<rev>/<c>/console.log``: the engine owns those paths
+    (docs/architecture.md §2.1) and deletes a revision's when pv_steps
+    announces it collected; the runtime's own files go under its plugin's
+    declared paths or ``core.data_dir()``.
     The returned object has these methods; their names and meaning are the
     contract a runtime plugin implements:
 

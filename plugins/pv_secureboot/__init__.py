@@ -66,7 +66,11 @@ def pvcore_addhooks(pluginmanager):
 @hookimpl
 def pv_secureboot_verify_state(core, path) -> Optional[str]:
     current = mode(core)
-    result = pvs.verify_state(path, current, trust(core))
+    try:
+        result = pvs.verify_state(path, current, trust(core))
+    except Exception:  # fail closed, never a 500 nor a worker that cannot boot
+        log.exception("secureboot_check_crashed", path=path)
+        result = pvs.INTERNAL
     if result is not None:
         log.warning("secureboot_state_refused", path=path, mode=current, result=result)
     return result

@@ -364,16 +364,20 @@ def verify_buffer(buf, mode: str, trust: Trust) -> Optional[str]:
     coverage = mode in (STRICT, AUDIT)
     uncovered, count = [], 0
     if checks or coverage:
-        for member in members(buf):
-            named = False
-            for check in checks:
-                named = check.take(buf, member) or named
-            if coverage and not named and not member.key.startswith(SIGS_PREFIX):
-                count += 1
-                if len(uncovered) < 10:
-                    uncovered.append(member.key)
-                elif not checks:
-                    break  # nothing signs: enough is known (the count is "at least")
+        try:
+            for member in members(buf):
+                named = False
+                for check in checks:
+                    named = check.take(buf, member) or named
+                if coverage and not named and not member.key.startswith(SIGS_PREFIX):
+                    count += 1
+                    if len(uncovered) < 10:
+                        uncovered.append(member.key)
+                    elif not checks:
+                        break  # nothing signs: enough is known (the count is "at least")
+        except (MalformedState, IndexError):
+            log.error("secureboot_state_unreadable", reason="not one JSON object")
+            return INTERNAL
     for check in checks:
         try:
             check.verify(trust)

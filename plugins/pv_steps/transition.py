@@ -287,7 +287,9 @@ class Updater(Service):
             self.cond.notify_all()
         log.info("revision_transition_started", op=op, rev=rev, old=old, reboot=reboot, reasons=reasons)
         core.hook.pvcore_activity(core=core, name="update", active=True)
-        power = real_power(core) if reboot else None
+        # NOTE: with nothing running yet (an empty device's first revision) a
+        # fresh boot is what runs it in place: no reboot (docs/protocol.md §D3.4).
+        power = real_power(core) if reboot and old_revision is not None else None
         try:
             # NOTE: the try is recorded before its progress says INPROGRESS: a
             # crash between the two then leaves a recorded try that the next boot

@@ -1,6 +1,5 @@
 """Checked hook names (pvcore/names.py): a misspelling fails loudly."""
 import sys
-import types
 
 import pytest
 

@@ -44,11 +44,18 @@ def test_every_path_a_local_run_of_the_demo_creates_is_owned(start_gunicorn):
         return json.loads(body)
 
     state = get("/steps/0")
+    for key in [key for key in state if key.endswith("/run.json")]:  # every container restarts
+        state[key] = dict(state[key], **{"x-owned-test": "1"})
+    before = get("/_pvcore/health")["events"]
     assert server.request("PUT", "/steps/locals/owned", json.dumps(state))[0] == 200
     assert server.request("PUT", "/user-meta/site.room", b"lab")[0] == 200
     status, _, body = server.request("POST", "/commands", json.dumps({"op": "LOCAL_RUN", "payload": "locals/owned"}))
     assert status == 200, body
     wait_until(lambda: get("/steps/locals/owned/progress")["status"] in FINAL, timeout=40)
+    after = get("/_pvcore/health")["events"]
+    events, calls = (after[k] - before[k] for k in ("delivered", "listener_calls"))
+    # Events go to their subscribers only: was every event to all ten listeners (522 calls).
+    assert events > 30 and calls <= 150 and calls < 3 * events, (events, calls)
     registry = ownerdoc.builtin_registry()
     assert unowned(registry, server.storage_dir, "<storage>") + unowned(registry, server.run_dir, "<run>") == []
     open(os.path.join(server.storage_dir, "stray"), "w").close()  # the check can fail

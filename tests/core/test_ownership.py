@@ -91,3 +91,21 @@ def test_listeners_get_only_the_types_they_subscribed_to(make_core):
     for kind in ("a.x", "b.one", "a.y.z"):
         core.publish(kind, "s")
     assert heard == {"some": ["a.x", "a.y.z"], "all": ["a.x", "b.one", "a.y.z"]}
+
+
+def test_a_literal_publish_of_an_undeclared_type_fails_the_boot(make_core, tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "loud_plugin.py").write_text(
+        "from pvcore import hookimpl\n"
+        "from pvcore.ownership import Owns\n\n"
+        "@hookimpl\ndef pvcore_declare_ownership():\n    return Owns(events={'loud.ok': ''})\n\n"
+        "def shout(core):\n    core.publish('loud.typo', 'x')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import loud_plugin
+
+    try:
+        with pytest.raises(StartupError, match="plugin loud_plugin: event type loud.typo is declared by no plugin"):
+            make_core(plugins=[("loud_plugin", loud_plugin)])
+    finally:
+        sys.modules.pop("loud_plugin", None)

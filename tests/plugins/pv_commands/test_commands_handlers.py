@@ -231,3 +231,17 @@ def test_a_stopped_container_or_the_demo_device_does_not_reboot(cmd_env):
     demo.core.publish("container.status", "pvr-sdk", {"old": "READY", "new": "STOPPED", "platform_failed": True})
     time.sleep(0.3)
     assert actions == [] and demo.kills.calls == []
+
+
+def test_an_unclaim_recorded_by_an_earlier_release_in_cache_is_kept(make_core, tmp_path):
+    """Upgrade: the marker moved from ``<storage>/cache/`` to pv_commands' data_dir."""
+    import pv_commands
+    from pv_commands import device
+
+    storage = str(tmp_path / "storage")
+    os.makedirs(os.path.join(storage, "cache"))
+    open(os.path.join(storage, "cache", "pvcore-unclaimed"), "w").close()
+    core = make_core(plugins=[pv_commands], overrides={"storage_dir": storage, "claimed": True})
+    assert not device.is_claimed(core)
+    assert os.listdir(os.path.join(storage, "cache")) == []
+    assert os.path.exists(os.path.join(storage, "pvcore", "pv_commands", "unclaimed"))
