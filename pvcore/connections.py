@@ -155,8 +155,9 @@ class PvConn(TConn):
             super().close()
 
 
-#: Connections accepted per poll at most (the rest wait for the next poll).
-ACCEPT_BATCH = 512
+#: Connections accepted per turn of the poll loop at most (the rest at the next turn:
+#: a long batch delays the requests already read; 64 keep the backlog drained).
+ACCEPT_BATCH = 64
 #: Seconds a pid's caller key is remembered for shedding.
 PID_KEY_TTL = 1.0
 _UNSEEN = object()
