@@ -156,8 +156,8 @@ class PvConn(TConn):
 
 
 #: Connections accepted per turn of the poll loop at most (the rest at the next turn:
-#: a long batch delays the requests already read; 64 keep the backlog drained).
-ACCEPT_BATCH = 64
+#: a longer batch delays the requests already read; fewer let a flood refill the backlog).
+ACCEPT_BATCH = 512
 #: Seconds a pid's caller key is remembered for shedding.
 PID_KEY_TTL = 1.0
 _UNSEEN = object()

@@ -27,7 +27,7 @@ def test_quick_bench_reports_every_figure(tmp_path):
     lxc = os.geteuid() == 0 and all(shutil.which(t) for t in ("lxc-start", "mksquashfs", "busybox", "nc.openbsd"))
     # figure 10 (artifact checksum) compares with coreutils' sha256sum
     checksum = shutil.which("sha256sum") is not None
-    assert figures == {"1", "2", "3", "4", "5", "6", "8", "9"} | ({"7"} if lxc else set()) | (
+    assert figures == {"1", "2", "3", "4", "5", "6", "8", "9", "12", "13"} | ({"7"} if lxc else set()) | (
         {"10"} if checksum else set())
     for row in rows:
         assert isinstance(row["value"], (int, float)) and row["value"] >= 0, row
