@@ -76,7 +76,7 @@ def fake_plugin_path(tmp_path):
 def test_container_caller_loads_and_unloads_manual_drivers(start_gunicorn, fake_plugin_path):
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [fake_plugin_path, os.environ.get("PYTHONPATH")])),
            "PVTEST_CALLER_PID": str(os.getpid())}
-    server = start_gunicorn(demo=True, env=env)
+    server = start_gunicorn(demo=True, env=env, plugins=["pvtest_fake_device"])
     conn = server.client()
 
     # The metadata plugin may or may not be installed: substitute what it holds.
