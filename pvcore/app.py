@@ -15,7 +15,7 @@ import os
 import falcon
 import structlog
 
-from pvcore import caller as caller_mod
+from pvcore import caller as caller_mod, ownership
 from pvcore.body import UNREAD, drain, dumps
 from pvcore.boot import call_hook_at_boot, declare_plugin_settings, reason
 from pvcore.core import Core
@@ -208,8 +208,8 @@ def _on_framework_error(req, resp, ex, params) -> None:
 def build_core(settings: Settings, pm) -> Core:
     """Build the :class:`Core` and its Falcon app from ``settings`` and ``pm``.
 
-    Fires ``pvcore_declare_settings``, ``pvcore_startup`` and
-    ``pvcore_routes``. Starts nothing.
+    Fires ``pvcore_declare_settings``, ``pvcore_declare_ownership``,
+    ``pvcore_startup`` and ``pvcore_routes``. Starts nothing.
 
     :raises StartupError: any plugin mistake (a hook that raises, a malformed
         answer, a setting or route clash), as one line naming the plugin and
@@ -219,6 +219,7 @@ def build_core(settings: Settings, pm) -> Core:
     for path in (settings.storage_dir, settings.run_dir):
         os.makedirs(path, exist_ok=True)
     core = Core(settings, pm)
+    ownership.declare(core)
     call_hook_at_boot(pm, "pvcore_startup", core=core)
     core.routes = collect_routes(core)
 

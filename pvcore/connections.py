@@ -155,8 +155,9 @@ class PvConn(TConn):
             super().close()
 
 
-#: Connections accepted per poll at most (the rest wait for the next poll).
-ACCEPT_BATCH = 512
+#: Connections accepted per turn of the poll loop at most (the rest at the next turn:
+#: a long batch delays the requests already read; 64 keep the backlog drained).
+ACCEPT_BATCH = 64
 #: Seconds a pid's caller key is remembered for shedding.
 PID_KEY_TTL = 1.0
 _UNSEEN = object()
@@ -378,11 +379,19 @@ class FairThreadWorker(LingeringClose, ThreadWorker):
         conn.close()
 
     def on_client_socket_readable(self, conn, client):
-        """A kept-alive connection has bytes: read its next head here too."""
-        self.poller.unregister(client)
+        """A kept-alive connection has bytes: read its next head here too.
+
+        PERF: the whole request has usually arrived; it is read now and
+        handed on, so the socket leaves the poller once, as in gthread.
+        Only a request still incomplete waits for more (one ``modify``).
+        """
         self.keepalived_conns.remove(conn)
-        self._read_head(conn, time.monotonic() + self.header_timeout)
+        conn.pv_buf = bytearray()
+        conn.pv_eof = False
+        self._reading[conn] = time.monotonic() + self.header_timeout
         self._on_head_readable(conn, client)
+        if conn in self._reading:
+            self.poller.modify(client, selectors.EVENT_READ, partial(self._on_head_readable, conn))
 
     def murder_pending(self):
         super().murder_pending()

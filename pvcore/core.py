@@ -11,15 +11,17 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import sys
 import threading
 from typing import Any, Dict, List, Mapping, Optional
 
 import structlog
 
-from pvcore import caller as caller_mod
+from pvcore import caller as caller_mod, names
 from pvcore.boot import collect_services, reason
 from pvcore.errors import StartupError
 from pvcore.events import Event, EventCounter
+from pvcore.listeners import Listeners
 from pvcore.routing import Route
 from pvcore.settings import Settings
 from pvcore.supervisor import ProcessGroups
@@ -52,6 +54,9 @@ class Core:
         self.routes: Dict[str, Route] = {}
         self.caller_cache = caller_mod.CallerCache()
         self._events = EventCounter()
+        #: what each plugin owns (pvcore/ownership.py), collected by build_core
+        self.ownership = None
+        self.listeners = Listeners(pm, None)
         self.app = None  # the falcon.App, set by build_core
         self._services: List[Any] = []
         self._state_lock = threading.Lock()
@@ -80,16 +85,20 @@ class Core:
                 self.supervisor.kill_leftovers()
                 services = collect_services(self)
                 for service, owner in services:
+                    # NOTE: listed before it starts: a start that fails or is
+                    # interrupted (SIGINT raises SystemExit in this thread)
+                    # may already have spawned children, and stop() ends them.
+                    started.append(service)
                     try:
                         service.start()
                     except Exception as exc:
                         log.debug("service_start_failed", service=service.name, plugin=owner, exc_info=True)
                         raise StartupError(f"plugin {owner}: service {service.name} failed to start: "
                                            f"{reason(exc)}") from None
-                    started.append(service)
                     log.info("service_started", service=service.name)
             except BaseException:
                 self._stop_services(started)
+                self.supervisor.close()  # and whatever a stop could not know of
                 self._release_lock()
                 raise
             self._services = started
@@ -167,6 +176,8 @@ class Core:
         the wait is bounded (``EVENT_DELIVERY_WAIT``) in case a listener
         waits for one anyway.
         """
+        if self.ownership is not None:
+            self.ownership.check_publish(type, sys._getframe(1).f_globals.get("__name__"))
         events = self._events
         me = threading.get_ident()
         with events.lock:
@@ -185,7 +196,7 @@ class Core:
                     return event
                 current = events.pending.popleft()
             try:
-                self.hook.pvcore_event(core=self, event=current)
+                self.listeners.deliver(self, current)
             except Exception:  # a listener's bug must not stall every later event
                 log.exception("event_listener_failed", type=current.type, subject=current.subject)
             with events.lock:
@@ -204,14 +215,19 @@ class Core:
         ``PVCORE_DISABLE_PLUGINS``, or not installed): a contract exists only
         while its owner is loaded (:func:`pvcore.hookspecs.pvcore_addhooks`).
 
-        :return: the hook's answer; ``default`` when the hook is not declared
-            or a *firstresult* hook got no answer.
+        :return: the hook's answer; ``default`` when the hook's owner is
+            absent (blocked, or installed but not loaded) or a *firstresult*
+            hook got no answer.
+        :raises pvcore.names.UnknownHook: no loaded or known-but-absent owner
+            declares ``hook_name`` (a misspelling; the closest hook is named).
 
         Grep ``hook_name`` to find its documented spec in the owner's
         ``hookspecs.py`` (docs/architecture.md §3).
         """
         caller = getattr(self.hook, hook_name, None)
         if caller is None or caller.spec is None:
+            if names.classify(self.pm, hook_name) != "absent":
+                raise names.UnknownHook(names.unknown_message(self.pm, hook_name))
             return default
         result = caller(core=self, **kwargs)
         return default if result is None else result

@@ -23,6 +23,7 @@ from pvcore import hookimpl
 from pvcore.stash import StashKey
 from pvcore.body import dumps
 from pvcore.errors import BadRequest
+from pvcore.ownership import Owns
 from pvcore.query import int_param
 from pvcore.streams import HUB, CHUNK, Source, StreamHub, open_stream
 
@@ -179,6 +180,11 @@ def pvcore_startup(core):
 @hookimpl
 def pvcore_services(core):
     return [core.stash[HUB]]
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    return Owns(listens=None)  # every event: the stream's watchers choose (?types=)
 
 
 @hookimpl(tryfirst=True)

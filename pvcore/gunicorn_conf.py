@@ -30,6 +30,9 @@ bind = "unix:" + os.path.abspath(_settings.socket_path)
 umask = 0o117
 workers = 1
 worker_class = "pvcore.worker.PvThreadWorker"  # gthread + pv-ctrl shims
+if not _PVCORE_APP:
+    # `make bench` also serves its bare baseline on gunicorn's own gthread worker.
+    worker_class = os.environ.get("PVCORE_BENCH_WORKER_CLASS", worker_class)
 # At most caller_threads of them per caller (pvcore/connections.py).
 threads = _settings.threads
 preload_app = False

@@ -73,11 +73,16 @@ def render() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def between(text: str, begin: str, end: str, body: str) -> str:
+    """``text`` with what lies between the markers ``begin`` and ``end`` replaced by ``body``."""
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{body}{end}{tail}"
+
+
 def update(text: str) -> str:
     """``text`` with the reference between the markers replaced."""
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{render()}{END}{tail}"
+    return between(text, BEGIN, END, render())
 
 
 def main(argv=None) -> int:

@@ -25,6 +25,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from pvcore.core import Core
     from pvcore.events import Event
+    from pvcore.ownership import Owns
     from pvcore.services import Service
     from pvcore.settings import Setting
 
@@ -48,6 +49,23 @@ def pvcore_addhooks(pluginmanager: "pluggy.PluginManager") -> None:
     when its owner is loaded; a plugin that only calls or implements another
     plugin's contract copes with its absence (:meth:`pvcore.app.Core.call`,
     ``hookimpl(optionalhook=True)``).
+    """
+
+
+@hookspec
+def pvcore_declare_ownership() -> Optional["Owns"]:
+    """Declare what this plugin owns: files, device-meta keys, event types.
+
+    :return: one :class:`pvcore.ownership.Owns`: ``paths`` (patterns under
+        ``<storage>/`` or ``<run>/``), ``device_meta`` keys, the event types it
+        publishes (``events``), and the ones its ``pvcore_event`` listens to
+        (``listens``; by default every event).
+
+    Called once while the app is built, before :func:`pvcore_startup`. Two
+    plugins owning one path, key or event type fail the boot naming both;
+    publishing a type the plugin did not declare fails the publish
+    (docs/plugins.md, "What a plugin owns"). ``core.data_dir()`` is every
+    plugin's own without declaring it.
     """
 
 
@@ -184,8 +202,11 @@ def pvcore_event(core: "Core", event: "Event") -> None:
     :param event: a :class:`pvcore.events.Event` (id, time, type, subject,
         data). Every plugin that owns state publishes its changes; this is the
         one hook to follow them (the ``/_pvcore/events`` stream is one
-        listener). Implementations run in the publisher's thread, serialised,
-        in id order: be quick, never block, never raise.
+        listener). Called only for the types the plugin subscribed to
+        (``listens`` in its :func:`pvcore_declare_ownership`; every type
+        without one). Implementations run in the publisher's thread,
+        serialised, in id order: be quick, never block, never raise; hand
+        I/O to your own thread (:class:`pvcore.handoff.HandOff`).
     """
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 from pvcore import hookimpl
 from pvcore.stash import StashKey
 from pvcore.body import dumps
+from pvcore.ownership import Owns
 
-#: The running revision, as last published in a ``revision.running`` event.
-RUNNING: StashKey[str] = StashKey()
+#: ``{field: subject}`` of the last event of each type plugins named in their
+#: declaration's ``health`` (pv_steps: ``revision``, the running revision).
+HEALTH: StashKey[dict] = StashKey()
 
 
 class Health:
@@ -22,10 +24,13 @@ class Health:
 
     def on_get(self, req, resp):
         core = self._core
+        fields = {field: None for field in (core.ownership.health if core.ownership else ())}
+        fields.update(core.stash.get(HEALTH, {}))
         resp.data = dumps({
             "status": "ok" if core.started else "starting",
             "services": [service.name for service in core._services],
-            "revision": core.stash.get(RUNNING),
+            **fields,
+            "events": {"delivered": core.listeners.events, "listener_calls": core.listeners.calls},
         })
 
 
@@ -86,6 +91,13 @@ def pvcore_routes(core):
 
 
 @hookimpl
+def pvcore_declare_ownership():
+    return Owns(listens=lambda registry: sorted(set(registry.health.values())))
+
+
+@hookimpl
 def pvcore_event(core, event):
-    if event.type == "revision.running":
-        core.stash[RUNNING] = event.subject
+    health = core.stash.setdefault(HEALTH, {})
+    for field, kind in core.ownership.health.items():
+        if kind == event.type:
+            health[field] = event.subject

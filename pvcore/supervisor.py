@@ -18,6 +18,7 @@ identification and stopping find them (docs/architecture.md, "Callers").
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import os
 import re
@@ -182,6 +183,10 @@ class ProcessGroups:
         self._cgroup_mode = cgroups
         self._tree: Optional[CgroupTree] = None
         self._tree_checked = False
+        # NOTE: spawn and close exclude each other, so no child starts once
+        # close() has swept (and none is half-recorded while it sweeps).
+        self._spawn_lock = threading.Lock()
+        self._closed = False
         #: :class:`pvcore.logdir.LogDir` children's ``log_path`` output goes
         #: through (set by the core at startup); ``None``: appended directly.
         self.logs = None
@@ -209,8 +214,31 @@ class ProcessGroups:
             return self._tree
 
     def close(self) -> None:
-        """Remove the (empty) cgroup tree; nothing contained may run any more."""
-        if self._tree is not None and not self._contained:
+        """End for good: refuse further spawns, kill whatever is still running, remove the cgroup tree.
+
+        Owners stop their children before this; what is left is a child
+        spawned while its owner was stopping (a spawn racing the shutdown,
+        or one interrupted by a signal before its owner knew its pid). A
+        process of pvcore's must never outlive it, so every group still
+        recorded and every process carrying the tag is killed here.
+        """
+        with self._spawn_lock:
+            self._closed = True
+        with self._lock:
+            leftover = list(self._records.items())
+            self._records.clear()
+            self._contained.clear()
+        for pid, path in leftover:
+            log.warning("process_outlived_its_owner", child_pid=pid)
+            self._signal_group(pid, signal.SIGKILL)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self._kill_tagged(set())
+        if self._tree is not None:
+            for name in self._tree.kill_all(keep=()):
+                log.warning("leftover_cgroup_killed", cgroup=name)
             self._tree.close()
 
     def cgroup_of(self, proc: subprocess.Popen) -> Optional[CgroupRef]:
@@ -242,6 +270,12 @@ class ProcessGroups:
             without cgroups (see the module docstring). :meth:`stop` and
             :meth:`reaped` then end every process it left.
         """
+        with self._spawn_lock:
+            if self._closed:
+                raise OSError(errno.ESHUTDOWN, f"not starting {key}: pvcore is stopping")
+            return self._spawn(key, argv, env, cwd, log_path, contain)
+
+    def _spawn(self, key, argv, env, cwd, log_path, contain) -> subprocess.Popen:
         os.makedirs(self._dir, exist_ok=True)
         env = dict(os.environ if env is None else env)
         env[TAG_VARIABLE] = self.tag
@@ -368,6 +402,8 @@ class ProcessGroups:
         the recorded start time, so a recycled pid is never hit. Every
         container cgroup no live child owns is killed and removed.
         """
+        with self._spawn_lock:
+            self._closed = False  # a core started again after close()
         tree = self.open()
         if tree is not None:
             for name in tree.kill_all(keep=self._contained.values()):

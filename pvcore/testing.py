@@ -164,13 +164,45 @@ class StandInContracts:
 
     @hookimpl
     def pvcore_addhooks(self, pluginmanager):
+        self._pm = pluginmanager
         missing = {name for name, caller in vars(pluginmanager.hook).items()
                    if getattr(caller, "spec", True) is None and name.startswith("pv_")}
         for module in sorted({self._owner(name) for name in missing} - {None}):
             specs = importlib.import_module(module + ".hookspecs")
-            namespace = type("Specs", (), {name: staticmethod(getattr(specs, name)) for name in dir(specs)
-                                           if name in missing})
-            pluginmanager.add_hookspecs(namespace)
+            found = {name: staticmethod(getattr(specs, name)) for name in dir(specs) if name in missing}
+            if found:  # a misspelled name is no spec: the boot check names it
+                pluginmanager.add_hookspecs(type("Specs", (), found))
+
+    @hookimpl
+    def pvcore_declare_ownership(self):
+        # Stand-in owner of the event types an absent installed plugin
+        # declares, so a test may publish them for its fakes (docs/plugins.md).
+        from pvcore.names import installed_plugins
+        from pvcore.ownership import Owns
+
+        pm = self._pm
+        taken = set()
+        for impl in pm.hook.pvcore_declare_ownership.get_hookimpls():
+            if impl.plugin is not self:
+                taken.update((impl.function() or Owns()).events)
+        events, caller_events, health, facts = {}, [], {}, {}
+        for name in sorted(installed_plugins()):
+            if pm.has_plugin(name) or pm.is_blocked(name):
+                continue
+            try:
+                declare = getattr(importlib.import_module(name), "pvcore_declare_ownership", None)
+            except ImportError:
+                continue
+            owns = declare() if declare is not None else None
+            if owns is None:
+                continue
+            mine = {kind: f"stand-in for {name}" for kind in owns.events if kind not in taken}
+            events.update(mine)
+            caller_events += [kind for kind in owns.caller_events if kind in mine]
+            health.update({field: kind for field, kind in owns.health.items() if kind in mine})
+            facts.update({key: fact for key, fact in owns.device_meta.items()
+                          if getattr(fact, "event", None) in mine})
+        return Owns(events=events, caller_events=caller_events, health=health, device_meta=facts)
 
     @staticmethod
     def _owner(hook_name: str) -> Optional[str]:

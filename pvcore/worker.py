@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import time
 from urllib.parse import urlsplit
 
 from gunicorn import util
@@ -50,6 +51,8 @@ from pvcore.connections import FairThreadWorker
 from pvcore.settings import Settings
 
 FRAMEWORK_ERROR = b'{"Error": "Unsupported protocol"}'
+#: Seconds between the worker's heartbeats to gunicorn's master.
+NOTIFY_EVERY = 1.0
 #: A response body up to this size leaves with its head in one write; a
 #: larger one sends its first this many bytes with the head.
 ONE_WRITE = 256 * 1024
@@ -283,6 +286,17 @@ def _take_priority(nice: int) -> None:
 
 class PvThreadWorker(FairThreadWorker):
     """``worker_class = "pvcore.worker.PvThreadWorker"``."""
+
+    _next_notify = 0.0
+
+    def notify(self):
+        # PERF: gthread tells the master it is alive at every turn of its poll
+        # loop (a utime() each); the master only needs it within ``timeout``
+        # (30 s), so once a second is plenty.
+        now = time.monotonic()
+        if now >= self._next_notify:
+            self._next_notify = now + NOTIFY_EVERY
+            super().notify()
 
     def linger_budget(self, conn) -> int:
         """A request answered before its body was read (the early 507 of an

@@ -8,7 +8,9 @@ that owns the state it changes through ``pv_commands_run``
 (:mod:`pv_commands.hookspecs`): revision transitions and GC to the owner of
 revisions, ``UPDATE_METADATA`` to metadata, ``XCONNECT_GRAPH`` to xconnect.
 The device's mode is published as ``commands.mode`` (``local``/``remote``),
-an unclaim as ``commands.unclaimed``.
+whether it is claimed as ``commands.claimed`` (``1``/``0``), both when the
+worker starts and on every change: they are the device-meta keys
+``pantavisor.mode`` and ``pantahub.claimed``, which only pv_commands owns.
 
 Settings: ``reboot_delay``, ``power_backend`` (``demo``/``system``),
 ``power_kill`` and ``claimed`` (see :data:`SETTINGS`).
@@ -18,10 +20,12 @@ import os
 import structlog
 
 from pvcore import hookimpl
+from pvcore.ownership import MetaFact, Owns
 from pvcore.app import StashKey
 from pvcore.errors import StartupError
 from pvcore.settings import Setting
 
+from pv_commands import device
 from pv_commands.power import DemoPower, SystemPower
 from pv_commands.resources import Commands
 from pv_commands.state import CommandState
@@ -31,6 +35,19 @@ log = structlog.get_logger(__name__)
 
 STATE: StashKey[CommandState] = StashKey()
 POWER: StashKey[object] = StashKey()
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    return Owns(
+        device_meta={"pantavisor.mode": MetaFact("commands.mode", help="local or remote"),
+                     "pantahub.claimed": MetaFact("commands.claimed", help="1 when the device is claimed")},
+        events={"command.accepted": "a command took the slot (subject: op; data: payload)",
+                "command.finished": "a command was carried out (subject: op; data: ok)",
+                "commands.mode": "the device's mode (subject: local or remote), at start and on change",
+                "commands.claimed": "whether the device is claimed (subject: 1 or 0), at start and on change"},
+        listens=("container.status",),
+    )
 
 SETTINGS = (
     Setting("reboot_delay", float, 0.0,
@@ -67,6 +84,7 @@ POWER_BACKENDS = ("demo", "system")
 def pvcore_startup(core):
     if core.settings.get("power_backend") not in POWER_BACKENDS:
         raise StartupError(f"power_backend must be one of {', '.join(POWER_BACKENDS)}")
+    device.migrate_marker(core)
     core.stash[STATE] = CommandState(update_ongoing=lambda: bool(core.hook.pv_commands_update_ongoing(core=core)))
 
 

@@ -8,7 +8,8 @@
   ``PV_CONTROL_REMOTE_ALWAYS`` is on; docs/protocol.md §D1.5).
 * Claim state: there is no Hub here, so a device is claimed only when the
   ``claimed`` setting says so and no UNCLAIM has been carried out since (the
-  marker ``<storage>/cache/pvcore-unclaimed`` records that, across restarts).
+  marker ``<storage>/pvcore/pv_commands/unclaimed`` records that, across
+  restarts).
 """
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from pvcore.fsutil import atomic_write
 
 from pv_commands.state import CommandState
 
-UNCLAIMED_MARKER = os.path.join("cache", "pvcore-unclaimed")
+#: The marker in pv_commands' own folder (``core.data_dir``); releases before
+#: declared ownership kept it in ``<storage>/cache/`` (moved at start-up).
+UNCLAIMED_MARKER = "unclaimed"
+LEGACY_MARKER = os.path.join("cache", "pvcore-unclaimed")
 
 
 def as_flag(value: Any, default: bool) -> bool:
@@ -47,7 +51,14 @@ def is_remote(cstate: CommandState) -> bool:
 
 
 def _marker(core) -> str:
-    return os.path.join(core.settings.storage_dir, UNCLAIMED_MARKER)
+    return os.path.join(core.data_dir("pv_commands"), UNCLAIMED_MARKER)
+
+
+def migrate_marker(core) -> None:
+    """Move the unclaimed marker of an earlier release out of ``cache/``."""
+    old = os.path.join(core.settings.storage_dir, LEGACY_MARKER)
+    if os.path.exists(old):
+        os.replace(old, _marker(core))
 
 
 def is_claimed(core) -> bool:

@@ -150,6 +150,16 @@ class Executor:
         mode = "remote" if device.is_remote(self.cstate) else "local"
         self.core.publish("commands.mode", mode, {})
 
+    def _announce_claimed(self) -> None:
+        self.core.publish("commands.claimed", "1" if device.is_claimed(self.core) else "0", {})
+
+    def announce(self) -> None:
+        """Publish the facts pv_commands owns (mode, claimed) when the worker starts:
+        the device-meta keys ``pantavisor.mode`` and ``pantahub.claimed`` follow
+        them, and nothing else writes those keys (docs/architecture.md §2)."""
+        self._announce_mode()
+        self._announce_claimed()
+
     def _go_remote(self, command: Command) -> bool:
         if not device.config_flag(self.core, "PV_CONTROL_REMOTE", True):
             log.warning("go_remote_refused", reason="disabled by config")
@@ -164,6 +174,6 @@ class Executor:
             log.info("already_unclaimed")
             return True
         device.mark_unclaimed(self.core)
-        self.core.publish("commands.unclaimed", "", {})
+        self._announce_claimed()
         log.warning("device_unclaimed")
         return True

@@ -40,8 +40,10 @@ def pv_commands_run(core: "Core", op: str, payload: str) -> Optional[bool]:
 def pv_commands_power_backend(core: "Core") -> Any:
     """How the device reboots and powers off. *firstresult*
 
-    :return: an object with ``reboot(message)`` and ``poweroff(message)``.
-        pv_commands' own (``trylast``) follows the ``power_backend`` setting.
+    :return: an object with ``reboot(message)`` and ``poweroff(message)``,
+        and optionally ``demo`` (true when ``reboot`` does not reboot a real
+        device: a reboot transition then runs in place instead, docs/protocol.md
+        §D3.4). pv_commands' own (``trylast``) follows the ``power_backend`` setting.
     """
 
 

@@ -37,6 +37,10 @@ class DemoPower:
     :param master_pid: function giving gunicorn's master pid (the worker's parent).
     """
 
+    #: a reboot restarts pvcore, not a device: a reboot transition runs in place
+    #: (``pv_commands_power_backend``).
+    demo = True
+
     def __init__(self, core, kill: Callable[[int, int], None] = os.kill,
                  master_pid: Callable[[], int] = os.getppid):
         self._core = core

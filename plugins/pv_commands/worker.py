@@ -32,6 +32,7 @@ class CommandWorker(Service):
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
+        self._executor.announce()
         self._cstate.start()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()

@@ -15,6 +15,7 @@ import os
 import structlog
 
 from pvcore import hookimpl
+from pvcore.ownership import Owns
 from pvcore.app import StashKey
 from pvcore.settings import Setting
 
@@ -26,6 +27,15 @@ from pv_config.values import as_python, as_text
 log = structlog.get_logger(__name__)
 
 CONFIG = StashKey()
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    return Owns(
+        paths={"<storage>/config/pantavisor.config": "Pantavisor's KEY=VALUE configuration (read, never written)"},
+        events={"config.changed": "a configuration entry's effective value changed (data: value, level)"},
+        listens=("meta.user",),
+    )
 
 
 def _environ():

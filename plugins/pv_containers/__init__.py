@@ -12,10 +12,16 @@ engine service drives everything; the contract other plugins use is in
 """
 from __future__ import annotations
 
+import os
+import shutil
 import time
+
+import structlog
 
 from pvcore import hookimpl
 from pvcore.app import StashKey
+from pvcore.handoff import HandOff
+from pvcore.ownership import MetaFact, Owns
 from pvcore.services import LoopService
 from pvcore.settings import Setting
 
@@ -24,7 +30,34 @@ from .logs import ContainerLog
 from .resources import ContainerControl, ContainerList
 from .runtime import pv_containers_runtime  # noqa: F401  (the trylast default runtime)
 
+log = structlog.get_logger(__name__)
+
 ENGINE: StashKey[Engine] = StashKey()
+#: Deletes a collected revision's logs and disks, off the publisher's thread.
+COLLECTOR: StashKey[HandOff] = StashKey()
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    # NOTE: a runtime (the built-in process runtime, pv_lxc) writes these on
+    # the engine's behalf, for the container the engine hands it.
+    return Owns(
+        paths={"<storage>/disks/": "containers' storage by persistence: `rev/<rev>/<c>/` (revision; the "
+                                   "process runtime's working dir), `perm/<c>/` (permanent); deleted with "
+                                   "its revision when pv_steps announces `revision.collected`",
+               "<storage>/logs/<rev>/": "`<c>/console.log`: each container's console, per revision (written "
+                                        "through the core's log pump, budget `log_dir_maxsize`); deleted "
+                                        "with its revision",
+               "<run>/containers/": "the process runtime's per-start area of each container: `<c>/boot`, "
+                                    "`<c>/volumes`, `<c>/config`"},
+        device_meta={"pantavisor.status": MetaFact("revision.status", "status",
+                                                   help="the running revision's status")},
+        events={"container.status": "a container's status changed (data: old, new, rev)",
+                "group.status": "a group's status changed (data: old, new)",
+                "revision.status": "the running revision's aggregate status changed (data: status)"},
+        listens=("revision.collected",),
+        caller_events=("container.status",),
+    )
 
 
 class EngineService(LoopService):
@@ -72,11 +105,30 @@ def pvcore_declare_settings():
 @hookimpl
 def pvcore_startup(core):
     core.stash[ENGINE] = Engine(core, clock=core.settings.get("containers_clock"))
+    storage = core.settings.storage_dir
+    core.stash[COLLECTOR] = HandOff("containers.collector", lambda rev: forget_revision(storage, rev))
 
 
 @hookimpl
 def pvcore_services(core):
-    return [EngineService(core.stash[ENGINE], core.settings.get("containers_interval"))]
+    return [core.stash[COLLECTOR], EngineService(core.stash[ENGINE], core.settings.get("containers_interval"))]
+
+
+def forget_revision(storage_dir: str, rev: str) -> None:
+    """Delete what the engine's runtimes kept for revision ``rev``: its console
+    logs and its ``revision`` disks (on the collector's thread)."""
+    if not rev or rev.startswith("/") or ".." in rev.split("/"):
+        return
+    for path in (os.path.join(storage_dir, "logs", rev), os.path.join(storage_dir, "disks", "rev", rev)):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+    log.info("revision_data_removed", rev=rev)
+
+
+@hookimpl
+def pvcore_event(core, event):
+    # Only revision.collected (see the declaration): pv_steps removed a revision.
+    core.stash[COLLECTOR].put(event.subject)
 
 
 @hookimpl
@@ -131,8 +183,13 @@ def pv_containers_run_revision(core, revision, only_changed, timeout):
 
 
 @hookimpl
-def pv_containers_load(core, revision):
-    return core.stash[ENGINE].load(revision)
+def pv_containers_load(core, revision, goals_timeout):
+    return core.stash[ENGINE].load(revision, goals_timeout)
+
+
+@hookimpl
+def pv_containers_stability_pending(core):
+    return core.stash[ENGINE].stability_pending()
 
 
 @hookimpl

@@ -17,7 +17,7 @@ import structlog
 
 from . import render
 from .lifecycle import Lifecycle
-from .model import Container, Revision, Status, achieved, load
+from .model import Container, Revision, Status, achieved, goal_late, load, stability_pending
 from .transition import Transitions
 
 log = structlog.get_logger(__name__)
@@ -133,13 +133,14 @@ class Engine(Lifecycle, Transitions):
         with self._lock:
             return self._revision is not None
 
-    def load(self, model) -> bool:
+    def load(self, model, goals_timeout: Optional[float] = None) -> bool:
         """Take the revision running at boot (its ``pv_steps_revision`` model); it comes up once the service runs.
 
         Handed over by the owner of revisions (``pv_containers_load``);
-        ignored when a revision is already loaded.
+        ignored when a revision is already loaded. ``goals_timeout``: the
+        status-goal timeout of groups the state gives none.
         """
-        revision = load(model)
+        revision = load(model, goals_timeout)
         rev = revision.rev
         events: Events = []
         with self._lock:
@@ -189,6 +190,8 @@ class Engine(Lifecycle, Transitions):
     def _crashed(self, c: Container, code: Optional[int], events: Events) -> None:
         now = self._clock()
         c.is_stable, c.goal_reached_at = False, None
+        if not c.failed_start:
+            c.problem = "exited" if code is None else f"exited with status {code}"
         rec = c.recovery
         if c.user_stopped or rec is None or not rec.recovers:
             log.warning("container_exited", container=c.name, exit_code=code, recovery="no")
@@ -203,17 +206,21 @@ class Engine(Lifecycle, Transitions):
             log.warning("container_recovering", container=c.name, exit_code=code, retry=c.retries, delay_s=delay)
             self._set(c, Status.RECOVERING, events)
         elif rec.backoff_policy in ("reboot", "never"):
-            c.recovery_failed = True
+            c.recovery_failed = c.recovery_exhausted = True
+            c.problem = f"{c.problem}, {c.retries} retries used"
             # NOTE: a real device reboots for "reboot"; this one never reboots its host.
             log.error("container_recovery_exhausted", container=c.name, retries=c.retries,
                       backoff_policy=rec.backoff_policy)
-            self._died(c, code, events)
+            self._died(c, code, events, recovery_exhausted=True)
         else:
-            c.recover_at, c.backoff_reset = now + rec.backoff_policy, True
+            # The event says recovery_exhausted: an update being tested rolls
+            # back at once, whatever the backoff policy (docs/protocol.md §D3.2).
+            c.recover_at, c.backoff_reset, c.recovery_exhausted = now + rec.backoff_policy, True, True
+            c.problem = f"{c.problem}, {c.retries} retries used"
             log.warning("container_recovery_backoff", container=c.name, wait_s=rec.backoff_policy)
-            self._set(c, Status.RECOVERING, events)
+            self._set(c, Status.RECOVERING, events, recovery_exhausted=True, problem=c.problem)
 
-    def _died(self, c: Container, code: Optional[int], events: Events) -> None:
+    def _died(self, c: Container, code: Optional[int], events: Events, **extra) -> None:
         c.died = not c.user_stopped
         if c.died and c.restart_policy == "system":
             # The group and the revision status say STOPPED, never READY; the
@@ -221,9 +228,11 @@ class Engine(Lifecycle, Transitions):
             # device, as upstream does (docs/protocol.md §D5.3).
             log.error("platform_container_failed", container=c.name, exit_code=code,
                       group=c.group.name if c.group else None)
-            self._set(c, Status.STOPPED, events, platform_failed=True)
+            self._set(c, Status.STOPPED, events, platform_failed=True, problem=c.problem, **extra)
             return
-        self._set(c, Status.STOPPED, events)
+        if c.died:
+            extra["problem"] = c.problem
+        self._set(c, Status.STOPPED, events, **extra)
 
     def _do_stops(self) -> None:
         with self._lock:
@@ -264,6 +273,7 @@ class Engine(Lifecycle, Transitions):
     def _reset(c: Container) -> None:
         c.retries, c.recovery_failed, c.user_stopped = 0, False, False
         c.backoff_reset, c.recover_at, c.failed_start, c.died = False, None, False, False
+        c.goal_deadline, c.recovery_exhausted = None, False
 
     def _timers(self) -> None:
         now = self._clock()
@@ -278,19 +288,23 @@ class Engine(Lifecycle, Transitions):
                     if c.backoff_reset:
                         c.retries, c.backoff_reset = 0, False
                     self._set(c, Status.INSTALLED, events)
-                if c.status == c.goal and c.goal_reached_at is None:
-                    c.goal_reached_at = now
+                if c.status == c.goal:
+                    c.goal_deadline, c.recovery_exhausted = None, False
+                    if c.goal_reached_at is None:
+                        c.goal_reached_at = now
                 if not c.is_stable and c.status == c.goal and c.goal_reached_at is not None:
                     stable_after = c.recovery.stable_timeout if c.recovery else 0.0
                     c.is_stable = now - c.goal_reached_at >= stable_after
         self._fire(events)
 
     def _group_done(self, group, members: List[Container], now: float) -> bool:
+        """Whether the next group may start: every member reached its goal, or one's timer ran out."""
         if all(achieved(c) is not False for c in members) or group.timed_out:
             return True
-        if group.opened_at is not None and now - group.opened_at > group.timeout:
+        late = [c.name for c in members if goal_late(c, now)]
+        if late:
             group.timed_out = True
-            log.warning("group_timed_out", group=group.name, timeout_s=group.timeout,
+            log.warning("group_timed_out", group=group.name, timeout_s=group.timeout, late=late,
                         waiting=[c.name for c in members if achieved(c) is False])
             return True
         return False
@@ -311,8 +325,6 @@ class Engine(Lifecycle, Transitions):
                         if c.status == Status.INSTALLED:
                             self._set(c, Status.BLOCKED, events)
                     continue
-                if group.opened_at is None:
-                    group.opened_at = now
                 for c in members:
                     if c.status not in (Status.INSTALLED, Status.BLOCKED) or c.stop_requested:
                         continue
@@ -336,16 +348,19 @@ class Engine(Lifecycle, Transitions):
             core.hook.pv_containers_starting(core=core, name=c.name, run=c.run, container=c.spec)
             handle = self.runtime.start(c)
             pid = self.runtime.pid(handle)
-        except Exception:
+        except Exception as exc:
             log.exception("container_start_failed", container=c.name)
             with self._lock:
                 c.failed_start = True
+                c.problem = f"could not start: {exc}"[:512]
                 self._crashed(c, None, events)
             self._fire(events)
             return
         with self._lock:
             c.handle, c.pid, c.last_start, c.failed_start, c.died = handle, pid, self._clock(), False, False
             # NOTE: a fast container (LXC's init signals at once) may be READY before start() returned.
+            # Its status-goal timer, from its group's timeout, armed at every start.
+            c.goal_deadline = c.last_start + c.group.timeout
             if c.status == Status.STARTING:
                 self._set(c, Status.STARTED, events)
             if c.goal == Status.STARTED:
@@ -369,6 +384,11 @@ class Engine(Lifecycle, Transitions):
             with self._lock:
                 c.stop_requested, c.after_stop = True, None
             self._stop_one(c, limit)
+
+    def stability_pending(self) -> List[str]:
+        """Containers of the running revision that have not yet survived their ``stable_timeout``."""
+        with self._lock:
+            return [c.name for c in self._ordered() if stability_pending(c)]
 
     def open(self) -> None:
         """Allow starts again (the service started)."""

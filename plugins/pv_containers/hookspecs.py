@@ -31,7 +31,12 @@ def pv_containers_runtime(core: "Core") -> Any:
 
     Asked once, when the engine's service starts; ``None`` fails the start.
     The built-in process runtime (:class:`pv_containers.runtime.ProcessRuntime`)
-    is ``trylast``.
+    is ``trylast``. A runtime keeps a container's ``revision`` and ``permanent``
+    storage under ``<storage>/disks/`` and its console under
+    ``<storage>/logs/<rev>/<c>/console.log``: the engine owns those paths
+    (docs/architecture.md §2.1) and deletes a revision's when pv_steps
+    announces it collected; the runtime's own files go under its plugin's
+    declared paths or ``core.data_dir()``.
     The returned object has these methods; their names and meaning are the
     contract a runtime plugin implements:
 
@@ -63,7 +68,7 @@ def pv_containers_runtime(core: "Core") -> Any:
 
 
 @hookspec(firstresult=True)
-def pv_containers_load(core: "Core", revision: Any) -> Optional[bool]:
+def pv_containers_load(core: "Core", revision: Any, goals_timeout: Optional[float] = None) -> Optional[bool]:
     """The revision running at boot: bring it up once the engine's service runs. *firstresult*
 
     Handed over by the owner of revisions while the app is built; nothing
@@ -72,6 +77,10 @@ def pv_containers_load(core: "Core", revision: Any) -> Optional[bool]:
 
     :param revision: the revision model, as ``pv_steps_revision`` returns it
         (the engine reads its groups and containers, never the state JSON).
+    :param goals_timeout: seconds a container of a group whose state sets no
+        ``timeout`` has, from each start, to reach its status goal
+        (``PV_UPDATER_GOALS_TIMEOUT``; 120 when ``None``). At boot a timer that
+        runs out lets the next group start.
     :return: ``True`` once loaded.
     """
 
@@ -84,10 +93,28 @@ def pv_containers_run_revision(
 
     :param revision: the revision model, as ``pv_steps_revision`` returns it.
     :param only_changed: restart only containers whose definition changed
-        (``LOCAL_APPLY``).
-    :param timeout: seconds to wait for every status goal.
-    :return: ``(ok, message)``; ``ok`` is ``False`` when a container did not
-        reach its status goal in time (the message says which).
+        (a non-reboot transition, ``LOCAL_APPLY``); the others keep running.
+    :param timeout: the status-goal timeout of groups whose state sets none
+        (``PV_UPDATER_GOALS_TIMEOUT``); each container's timer is armed at its
+        start from its group's ``timeout``.
+    :return: ``(ok, message)``: ``(True, "")`` once every goal is reached;
+        ``"Status goal not reached"`` when a container's timer ran out;
+        ``"A container could not be started"`` when one failed to start,
+        died without recovery or used up its ``max_retries``. The pair
+        also has a ``detail`` attribute (``""`` when ok): which container,
+        and why — the runtime's start error, the exit status — for the
+        progress ``logs``.
+    """
+
+
+@hookspec(firstresult=True)
+def pv_containers_stability_pending(core: "Core") -> Optional[Sequence[str]]:
+    """Containers of the running revision still inside their stability window. *firstresult*
+
+    Those with an ``auto_recovery`` ``stable_timeout`` that have not yet stayed
+    at their status goal that long since their last start, and neither used
+    up their retries nor were stopped by a user. The owner of revisions holds
+    an update's commit while any are (docs/protocol.md §D3.2).
     """
 
 

@@ -15,7 +15,7 @@ from pvcore.errors import BadRequest, NotFound
 from pvcore.supervisor import proc_stat
 
 from . import render
-from .model import Status
+from .model import Container, Status
 
 START_REFUSED = "Container must be in STOPPED, STOPPING, or RECOVERING state to start"
 RESTART_REFUSED = "Container state does not allow restart"
@@ -144,19 +144,20 @@ class Lifecycle:
         """:meth:`container_list` as the response body, or ``None`` before a state is loaded.
 
         PERF: containers poll this listing, and rendering it was most of what
-        a request cost; the bytes are kept while every field they show is the
-        same (:func:`render.entry_key`), so a poll renders nothing.
+        a request cost; the bytes are kept while no container's shown field
+        was set (:attr:`Container.shown_version`), so a poll renders nothing
+        and compares one number.
         """
         with self._lock:
             rev = self._revision
             if rev is None:
                 return None
-            keys = [render.entry_key(c) for c in rev.containers.values()]
+            version = Container.shown_version  # read before rendering: a change meanwhile re-renders
             memo = getattr(self, "_list_memo", None)
-            if memo is not None and memo[0] is rev and memo[1] == keys:
+            if memo is not None and memo[0] is rev and memo[1] == version:
                 return memo[2]
             body = dumps([render.container_entry(c) for c in rev.containers.values()])
-            self._list_memo = (rev, keys, body)
+            self._list_memo = (rev, version, body)
             return body
 
     def group_list(self) -> Optional[list]:

@@ -36,15 +36,6 @@ def container_entry(container: Container) -> dict:
     return entry
 
 
-def entry_key(container: Container) -> tuple:
-    """Everything :func:`container_entry` shows of ``container``: equal keys,
-    equal entries. Keep the two in step."""
-    recovery = container.recovery
-    return (container.name, container.group.name if container.group else None, container.status,
-            container.status_goal, container.restart_policy, container.roles, recovery,
-            container.retries, container.is_stable, container.user_stopped)
-
-
 def group_status(members: Iterable[Container]) -> Status:
     """READY unless a member below READY misses its goal: then the lowest such status.
 

@@ -8,12 +8,25 @@ from typing import Optional, Tuple
 
 import structlog
 
-from .model import Container, Revision, Status, achieved, load
+from .model import Container, Revision, Status, goal_late, load
 
 log = structlog.get_logger(__name__)
 
 NOT_REACHED = "Status goal not reached"
 NOT_STARTED = "A container could not be started"
+
+
+class Verdict(tuple):
+    """``(ok, message)``, upstream's progress message, with :attr:`detail`:
+    which container, and why (its start error, its exit status), for the
+    progress ``logs`` (docs/protocol.md §D3.2). Equal to the plain pair."""
+
+    detail: str
+
+    def __new__(cls, ok: bool, message: str, detail: str = "") -> "Verdict":
+        self = super().__new__(cls, (ok, message))
+        self.detail = detail
+        return self
 
 
 class Transitions:
@@ -31,21 +44,23 @@ class Transitions:
            ``trails/current``: that is the caller's job) and start it in
            group order through the normal status machine.
         3. Block the calling thread until every container reached its goal
-           → ``(True, "")``; a failed start, or a container that ended
-           STOPPED (crash without recovery, retries exhausted) →
-           ``(False, "A container could not be started")``; a group past its
-           own ``timeout`` with members short of their goal, or ``timeout``
-           seconds overall when given → ``(False, "Status goal not reached")``.
+           → ``(True, "")``; a failed start, a container that ended STOPPED
+           (crash without recovery) or that used up its ``max_retries``
+           (whatever its ``backoff_policy``) → ``(False, "A container could
+           not be started")``; a container whose status-goal timer ran out
+           (armed at each start from its group's ``timeout``; ``timeout``
+           here is the one of groups that set none, ``PV_UPDATER_GOALS_TIMEOUT``)
+           → ``(False, "Status goal not reached")``.
            On failure the revision stays loaded: roll back by running the
            previous one.
         """
-        new = load(model)
+        new = load(model, timeout)
         rev = new.rev
         events: list = []
         with self._ops:
             with self._lock:
                 if self._closed:
-                    return False, NOT_STARTED
+                    return Verdict(False, NOT_STARTED, "the container engine is stopping")
                 old = self._revision
                 olds = self._ordered(reverse=True)
             kept = set()
@@ -63,37 +78,36 @@ class Transitions:
             log.info("revision_run", rev=rev, only_changed=only_changed, kept=sorted(kept))
         self._fire(events)
         self.wake()
-        return self._wait_goals(new, timeout)
+        return self._wait_goals(new)
 
-    def _wait_goals(self, target: Revision, timeout: Optional[float]) -> Tuple[bool, str]:
-        deadline = None if timeout is None else self._clock() + timeout
+    def _wait_goals(self, target: Revision) -> Tuple[bool, str]:
         while True:
             self.step()
             now = self._clock()
             with self._lock:
-                verdict = self._verdict(target, now, deadline is None)
-            if verdict is None and deadline is not None and now > deadline:
-                verdict = (False, NOT_REACHED)
+                verdict = self._verdict(target, now)
             if verdict is not None:
-                log.info("revision_goals", rev=target.rev, ok=verdict[0], message=verdict[1])
+                log.info("revision_goals", rev=target.rev, ok=verdict[0], message=verdict[1], detail=verdict.detail)
                 return verdict
             self._sleep(0.1)
 
-    def _verdict(self, target: Revision, now: float, group_timeouts: bool) -> Optional[Tuple[bool, str]]:
+    def _verdict(self, target: Revision, now: float) -> Optional[Tuple[bool, str]]:
         if self._revision is not target:
-            return False, NOT_REACHED
+            return Verdict(False, NOT_REACHED, "another revision was loaded meanwhile")
         members = list(target.containers.values())
-        if any(c.failed_start or c.recovery_failed or (c.status == Status.STOPPED and not c.user_stopped)
-               for c in members):
-            return False, NOT_STARTED
+        failed = [c for c in members if c.failed_start or c.recovery_failed or c.recovery_exhausted
+                  or (c.status == Status.STOPPED and not c.user_stopped)]
+        if failed:
+            return Verdict(False, NOT_STARTED,
+                           "; ".join(f"container {c.name}: {c.problem or c.status.name}" for c in failed))
         if all(c.status == c.goal or (c.goal == Status.STARTED and c.status == Status.READY) for c in members):
-            return True, ""
-        if group_timeouts:
-            for g in target.groups:
-                late = g.timed_out or (g.opened_at is not None and now - g.opened_at > g.timeout)
-                if late and any(achieved(c) is False or c.status == Status.RECOVERING
-                                for c in members if c.group is g):
-                    return False, NOT_REACHED
+            return Verdict(True, "")
+        late = [c for c in members if goal_late(c, now)]
+        if late:
+            log.warning("status_goal_timed_out", rev=target.rev, containers=[c.name for c in late])
+            return Verdict(False, NOT_REACHED, "; ".join(
+                f"container {c.name} (group {c.group.name if c.group else '-'}) is {c.status.name}, "
+                f"its goal {c.goal.name}" for c in late))
         return None
 
 
@@ -101,7 +115,7 @@ def _carry_over(old: Container, new: Container) -> None:
     """Keep an unchanged container's runtime record across a revision switch."""
     for name in ("status", "handle", "pid", "retries", "last_start", "goal_reached_at", "is_stable",
                  "recovery_failed", "user_stopped", "recover_at", "backoff_reset", "stop_requested",
-                 "after_stop", "failed_start", "died"):
+                 "after_stop", "failed_start", "died", "goal_deadline", "recovery_exhausted", "problem"):
         setattr(new, name, getattr(old, name))
     if new.recovery is None:
         new.recovery = old.recovery

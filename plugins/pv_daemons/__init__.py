@@ -17,6 +17,7 @@ import shlex
 import sys
 
 from pvcore import hookimpl
+from pvcore.ownership import Owns
 from pvcore.app import StashKey
 from pvcore.services import DaemonSpec
 from pvcore.settings import Setting
@@ -26,6 +27,15 @@ from pv_daemons.supervision import DaemonSupervisor, DaemonTable
 
 TABLE = StashKey()
 SSH = "ssh"
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    return Owns(
+        paths={"<storage>/logs/daemons/": "`<name>.log`: each daemon's output"},
+        events={"daemon.status": "a daemon's status changed (data: old, new, pid)"},
+        listens=(),
+    )
 
 
 @hookimpl

@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 
 from pvcore import hookimpl
+from pvcore.ownership import Owns
 from pvcore.app import StashKey
 from pvcore.settings import Setting
 
@@ -42,6 +43,15 @@ from pv_drivers.state import DriverLoadError, DriverState
 
 STATE = StashKey()
 DRY_RUN = StashKey()
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    return Owns(
+        paths={"<run>/drivers-dryrun.log": "the modprobe calls the dry-run loader recorded (demo device)"},
+        events={"driver.status": "a driver alias was loaded or unloaded (data: old, new)"},
+        listens=(),
+    )
 
 __all__ = ["DriverLoadError"]
 

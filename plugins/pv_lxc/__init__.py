@@ -33,12 +33,20 @@ artifacts (``<c>/run.json``: ``root-volume``, ``volumes``, ``config``,
   default, then SIGKILL), then every mount is undone and every loop device
   released.
 
-Callers are identified by cgroup: the runtime reports the cgroups LXC made
-for each running container (``cgroups(handle)``), so the core's resolver
-names any process in (or below) them that container, ``lxc-attach`` and
-escaped processes included. This plugin also resolves first: a peer in an
-LXC payload cgroup that no running container owns is an unknown caller —
-never the host, although it runs as uid 0 like pvcore.
+Callers are identified by cgroup and pid namespace: the runtime reports the
+cgroups LXC made for each running container (``cgroups(handle)``, one per
+hierarchy) and the engine its init (``pvcore_caller_leaders``), so the core's
+resolver names a process that container only when every hierarchy holds it
+and it is in (or below) the init's pid namespace — ``lxc-attach`` and escaped
+processes included, a tenant that moved itself in one hierarchy not
+(docs/architecture.md §6). This plugin also resolves first: a peer in an LXC
+payload cgroup that no running container owns is an unknown caller — never
+the host, although it runs as uid 0 like pvcore.
+
+Hardening: a non-mgmt container runs under the baseline of
+:mod:`pv_lxc.config` (capabilities, device allow-list, ``pids.max``,
+read-only cgroupfs, seccomp) unless its own config grants more; loop devices
+it attached itself go with it (:mod:`pv_lxc.loops`; docs/architecture.md §7.1).
 
 Crash safety: each host resource is recorded in ``<lxc_path>/<c>/record.json``
 before it is taken; the next worker's start (:class:`LxcCleanup`) kills what
@@ -59,6 +67,7 @@ import re
 import structlog
 
 from pvcore import hookimpl
+from pvcore.ownership import Owns
 from pvcore.app import StashKey
 from pvcore.services import Service
 from pvcore.settings import Setting, SettingsError
@@ -68,6 +77,13 @@ from .runtime import LxcRuntime
 log = structlog.get_logger(__name__)
 
 RUNTIME: StashKey[LxcRuntime] = StashKey()
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    return Owns(paths={"<run>/lxc/": "LXC's lxcpath (the `lxc_path` setting): each container's config, "
+                                     "mounts and `record.json` of the host resources it took"},
+                listens=())
 
 
 class LxcCleanup(Service):

@@ -71,7 +71,9 @@ def fig_container_start(quick: bool) -> List[dict]:
                                          restart_policy="container")
         medians = {}
         for runtime in ("process", "lxc"):
-            server = Server(env={"PVCORE_DEMO": "0", "PVCORE_CONTAINER_RUNTIME": runtime,
+            # The demo's values (pretend power: a reboot transition must never
+            # reboot the bench machine) without its seeded revision.
+            server = Server(env={"PVCORE_DEMO": "1", "PVCORE_DEMO_SEED": "0", "PVCORE_CONTAINER_RUNTIME": runtime,
                                  "PVCORE_UPDATE_COMMIT_DELAY": "0.1"}).start()
             try:
                 progress = demo.install(server.socket, "locals/bench", state, files, until=demo.FINAL)

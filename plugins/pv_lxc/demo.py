@@ -133,8 +133,11 @@ def build_rootfs(workdir: str, extra: Optional[Mapping[str, bytes]] = None) -> s
     return image
 
 
-def lxc_conf(args: str = "") -> bytes:
-    """A container config as pvr writes them (its rootfs/volume paths are rewritten by pv_lxc)."""
+def lxc_conf(args: str = "", extra: str = "") -> bytes:
+    """A container config as pvr writes them (its rootfs/volume paths are rewritten by pv_lxc).
+
+    :param extra: more lines, after the others (a test's explicit grants).
+    """
     return (
         "lxc.tty.max = 0\n"
         "lxc.pty.max = 16\n"
@@ -143,6 +146,7 @@ def lxc_conf(args: str = "") -> bytes:
         "lxc.mount.entry = /volumes/{name}/data data none bind,create=dir 0 0\n"
         "lxc.net.0.type = empty\n"
         f"lxc.init.cmd = /sbin/pvdemo-init {args}\n"
+        + extra
     ).encode()
 
 

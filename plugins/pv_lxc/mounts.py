@@ -144,6 +144,11 @@ def release_loop(device: str, backing: str) -> bool:
     """Detach ``device`` if it still serves ``backing`` (never somebody else's device)."""
     if loop_backing_file(device) != backing:
         return False
+    return clear_loop(device)
+
+
+def clear_loop(device: str) -> bool:
+    """``LOOP_CLR_FD`` on ``device``: detached, or marked autoclear while something still uses it."""
     try:
         fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:

@@ -33,7 +33,7 @@ from pvcore.fsutil import atomic_write, write_tree
 from pvcore.supervisor import start_time
 
 from . import config as lxc_config
-from . import mounts
+from . import loops, mounts, targets
 
 log = structlog.get_logger(__name__)
 
@@ -61,12 +61,30 @@ class Record:
     loops: List[Tuple[str, str]] = field(default_factory=list)
     init: Optional[Tuple[int, str]] = None
     cgroups: List[str] = field(default_factory=list)
+    #: device numbers of the container's own filesystems (:mod:`pv_lxc.loops`)
+    devices: List[int] = field(default_factory=list)
 
     def save(self) -> None:
         data = {"name": self.name, "lxc_path": self.lxc_path, "mounts": self.mounts,
                 "loops": [list(item) for item in self.loops], "init": list(self.init) if self.init else None,
-                "cgroups": self.cgroups}
+                "cgroups": self.cgroups, "devices": self.devices}
         atomic_write(self.path, json.dumps(data))
+
+    def live_init(self) -> Optional[int]:
+        """The container's init pid while that very process runs."""
+        if self.init and start_time(int(self.init[0])) == self.init[1]:
+            return int(self.init[0])
+        return None
+
+    def their_loops(self) -> List[Tuple[str, loops.Backing]]:
+        """Loop devices the container attached itself (docs/architecture.md §7.1); looks while it runs."""
+        pid = self.live_init()
+        roots = [os.path.join(os.path.dirname(self.path), "rootfs")]
+        if pid is not None:
+            self.devices = sorted(set(self.devices) | loops.private_devices(pid))
+            self.save()
+            roots.insert(0, f"/proc/{pid}/root")
+        return loops.of_container(roots, set(self.devices), [device for device, _ in self.loops])
 
     @classmethod
     def load(cls, path: str) -> Optional["Record"]:
@@ -75,7 +93,8 @@ class Record:
                 data = json.load(fh)
             return cls(path, str(data["name"]), str(data["lxc_path"]), [str(m) for m in data["mounts"]],
                        [(str(d), str(b)) for d, b in data["loops"]],
-                       tuple(data["init"]) if data.get("init") else None, [str(c) for c in data["cgroups"]])
+                       tuple(data["init"]) if data.get("init") else None, [str(c) for c in data["cgroups"]],
+                       [int(d) for d in data.get("devices", ())])
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -192,16 +211,27 @@ def remove_cgroups(dirs: List[str], timeout: float = 3.0) -> None:
 # -- teardown ------------------------------------------------------------------
 
 
-def teardown(record: Record) -> None:
-    """Undo everything ``record`` lists: processes, cgroups, mounts, loops, files."""
-    if record.init and start_time(int(record.init[0])) == record.init[1]:
+def teardown(record: Record, theirs: List[Tuple[str, loops.Backing]] = ()) -> None:
+    """Undo everything ``record`` lists: processes, cgroups, loops the container attached, mounts, loops, files.
+
+    :param theirs: loop devices the container attached, found while it still ran.
+    """
+    theirs = list(theirs) + record.their_loops()
+    init = record.live_init()
+    if init is not None:
         try:
-            os.kill(int(record.init[0]), signal.SIGKILL)
+            os.kill(init, signal.SIGKILL)
         except OSError:
             pass
     if record.cgroups:
         kill_cgroups(record.cgroups)
         remove_cgroups(record.cgroups)
+    # NOTE: before unmounting: a loop the container attached pins its filesystems, and with
+    # them pvcore's own image loops (docs/architecture.md §7.1).
+    theirs += record.their_loops()
+    for device, ident in dict(theirs).items():
+        if loops.detach(device, ident):
+            log.warning("lxc_container_loop_released", container=record.name, device=device)
     for point in reversed(record.mounts):
         try:
             mounts.unmount(point)
@@ -456,6 +486,10 @@ class LxcRuntime:
         # NOTE: the hardening baseline is for non-mgmt containers (docs/architecture.md §7.1)
         hardening = None if "mgmt" in (container.roles or ()) else self.pids_max
         text = lxc_config.compose(name, source, rootfs, volumes, socket_path, views, hardening)
+        # NOTE: no mount target may be made by LXC: it would follow the container's symlinks
+        # on the host (pv_lxc.targets)
+        targets.ensure_pantavisor(rootfs, {"pv-ctrl": False, **{view: True for _, view in views}})
+        text = targets.prepare_config(rootfs, text)
         atomic_write(os.path.join(base, "config"), text)
 
         lxc_log = os.path.join(base, "lxc.log")
@@ -474,6 +508,8 @@ class LxcRuntime:
         cgroups = own_cgroups(read_cgroups(init_pid))
         record.init = (init_pid, start_time(init_pid) or "")
         record.cgroups = cgroup_dirs(cgroups)
+        # its own filesystems: the overlay, this start's tmpfs, what only its mount namespace has
+        record.devices = sorted(loops.private_devices(init_pid) | {os.stat(rootfs).st_dev, os.stat(boot).st_dev})
         record.save()
         handle = LxcHandle(name, proc, init_pid, cgroups, record, lxc_log)
         self._running[name] = handle
@@ -508,6 +544,7 @@ class LxcRuntime:
 
     def stop(self, handle: LxcHandle, timeout: float) -> None:
         proc = handle.proc
+        theirs = handle.record.their_loops()  # while its root can still be looked into
         if proc.poll() is None:
             wait = max(0, math.ceil(timeout))
             argv = ["lxc-stop", "-n", handle.name, "-P", self.lxc_path]
@@ -522,7 +559,7 @@ class LxcRuntime:
             except subprocess.TimeoutExpired:
                 log.warning("lxc_monitor_kill", container=handle.name)
         self._core.supervisor.stop(proc, 1.0)
-        self._release(handle)
+        self._release(handle, theirs)
 
     def pid(self, handle: LxcHandle) -> int:
         return handle.init_pid
@@ -568,9 +605,9 @@ class LxcRuntime:
 
     # -- internals -------------------------------------------------------------
 
-    def _release(self, handle: LxcHandle) -> None:
+    def _release(self, handle: LxcHandle, theirs: List[Tuple[str, loops.Backing]] = ()) -> None:
         self._running.pop(handle.name, None)
-        teardown(handle.record)
+        teardown(handle.record, theirs)
         log.info("lxc_released", container=handle.name)
 
     def cleanup(self) -> int:

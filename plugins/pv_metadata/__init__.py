@@ -2,10 +2,12 @@
 
 Two ordered stores persisted one file per key under ``<storage>/cache/meta``
 and ``<storage>/cache/devmeta`` (see :mod:`pv_metadata.store`), loaded at
-start-up so values survive a restart. Device metadata is populated when the
-services start and refreshed periodically (:mod:`pv_metadata.devinfo`);
-events keep ``pantavisor.status``, ``pantavisor.revision`` and
-``pantavisor.mode`` current. The contract other plugins use is in
+start-up so values survive a restart. pv_metadata's own device keys
+(:data:`OWN_DEVICE_KEYS`) are written when the services start and refreshed
+periodically (:mod:`pv_metadata.devinfo`); keys other plugins own
+(``pantavisor.revision``, ``pantavisor.status``, ``pantavisor.mode``,
+``pantahub.claimed``) are written from the events their owners declared
+(:mod:`pv_metadata.facts`), never by the refresh. The contract other plugins use is in
 :mod:`pv_metadata.hookspecs`; every change is published as a ``meta.user`` /
 ``meta.device`` event. ``UPDATE_METADATA`` commands are carried out here.
 """
@@ -18,11 +20,13 @@ import time
 import structlog
 
 from pvcore import hookimpl
+from pvcore.ownership import Owns
 from pvcore.app import StashKey
 from pvcore.services import LoopService, Service
 from pvcore.settings import Setting
 
 from pv_metadata.devinfo import DeviceInfo
+from pv_metadata.facts import FactWriter
 from pv_metadata.resources import MetaItem, MetaList
 from pv_metadata.state import DEVICE, USER, Metadata
 from pv_metadata.store import valid_key
@@ -30,9 +34,44 @@ from pv_metadata.store import valid_key
 log = structlog.get_logger(__name__)
 
 META = StashKey()
+FACTS: StashKey[FactWriter] = StashKey()
+
+
+#: The device-meta keys pv_metadata's probes write (pv_metadata.devinfo).
+OWN_DEVICE_KEYS = {
+    "pantavisor.arch": "the CPU architecture", "pantavisor.version": "pvcore's version",
+    "pantahub.online": "0: there is no Hub here", "pantavisor.uname": "uname fields (JSON)",
+    "pantavisor.dtmodel": "the device-tree model", "pantavisor.cpumodel": "the CPU model",
+    "time": "the device's clock (JSON)", "sysinfo": "memory and uptime (JSON)",
+    "storage": "the storage partition's size and free space (JSON)",
+    "interfaces": "network interfaces and their addresses (JSON)",
+}
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    return Owns(
+        paths={"<storage>/cache/meta/": "user metadata, one file per key (upstream's layout)",
+               "<storage>/cache/devmeta/": "device metadata, one file per key (upstream's layout)",
+               "<run>/user-meta/": "per-key view of user metadata for containers",
+               "<run>/device-meta/": "per-key view of device metadata for containers",
+               "<run>/user-meta.<prefix>/": "view of dotted user-meta keys `<prefix>.<rest>` as `<rest>`",
+               "<run>/device-meta.<prefix>/": "view of dotted device-meta keys `<prefix>.<rest>` as `<rest>`"},
+        device_meta=OWN_DEVICE_KEYS,
+        events={"meta.user": "a user-meta key changed (subject: key; data: value, null when deleted)",
+                "meta.device": "a device-meta key changed (subject: key; data: value, null when deleted)"},
+        listens=_fact_events,
+    )
+
+
+def _fact_events(registry):
+    """The events carrying device-meta keys other plugins own (their owners publish them)."""
+    return sorted({fact.event for _owner, fact in registry.meta_facts().values()})
 
 #: Device metadata recorded for upstream (the Hub) by UPDATE_METADATA.
-PENDING_DEVMETA = os.path.join("cache", "pending-devmeta.jsonl")
+#: (In pv_metadata's ``core.data_dir``; ``<storage>/cache/`` before release 0.2.)
+PENDING_DEVMETA = "pending-devmeta.jsonl"
+LEGACY_PENDING_DEVMETA = os.path.join("cache", "pending-devmeta.jsonl")
 
 _DEFAULT_REFRESH = 10.0
 
@@ -59,9 +98,13 @@ def pvcore_startup(core):
         core.settings.get("devinfo_root"), core.settings.storage_dir, core.settings.free_space,
         reserved_percent=lambda: _config(core, "PV_STORAGE_GC_RESERVED", 5),
     )
-    meta = Metadata(core, devinfo)
+    legacy = os.path.join(core.settings.storage_dir, LEGACY_PENDING_DEVMETA)
+    if os.path.exists(legacy):  # an earlier release's queue: keep it (docs/architecture.md §2)
+        os.replace(legacy, os.path.join(core.data_dir("pv_metadata"), PENDING_DEVMETA))
+    meta = Metadata(core, devinfo, own_keys=set(OWN_DEVICE_KEYS))
     meta.load()
     core.stash[META] = meta
+    core.stash[FACTS] = FactWriter(core, lambda key, value: meta.set(DEVICE.name, key, value))
 
 
 @hookimpl
@@ -114,7 +157,7 @@ class DeviceMetaRefresh(Service):
 
 @hookimpl
 def pvcore_services(core):
-    return [DeviceMetaRefresh(core, core.stash[META])]
+    return [core.stash[FACTS], DeviceMetaRefresh(core, core.stash[META])]
 
 
 @hookimpl
@@ -129,8 +172,7 @@ def pv_metadata_user(core):
     return core.stash[META].stores[USER.name].snapshot()
 
 
-@hookimpl
-def pv_metadata_set_device(core, key, value):
+def _set_device(core, key, value) -> bool:
     if not valid_key(key):
         return False
     core.stash[META].set(DEVICE.name, key, None if value is None else str(value))
@@ -146,17 +188,10 @@ def pv_metadata_views(core, container):
 
 @hookimpl
 def pvcore_event(core, event):
-    meta = core.stash.get(META)
-    if meta is None:
-        return
-    if event.type == "revision.status":
-        meta.set(DEVICE.name, "pantavisor.status", str(event.data.get("status")))
-    elif event.type == "revision.running":
-        meta.set(DEVICE.name, "pantavisor.revision", event.subject)
-    elif event.type == "commands.mode":
-        meta.set(DEVICE.name, "pantavisor.mode", event.subject)
-    elif event.type == "commands.unclaimed":
-        meta.set(DEVICE.name, "pantahub.claimed", None)
+    # Only the events carrying keys other plugins own (see _fact_events).
+    facts = core.stash.get(FACTS)
+    if facts is not None:
+        facts.heard(event)
 
 
 @hookimpl(optionalhook=True)
@@ -170,13 +205,13 @@ def pv_commands_run(core, op, payload):
     # Queued for upstream first, so whoever sees the new device meta can
     # rely on it being recorded for the push too.
     _queue_upstream(core, key, value)
-    stored = pv_metadata_set_device(core, key, value)
+    stored = _set_device(core, key, value)
     log.info("device_meta_queued", key=key, stored=bool(stored))
     return True
 
 
 def _queue_upstream(core, key: str, value: str) -> None:
-    path = os.path.join(core.settings.storage_dir, PENDING_DEVMETA)
+    path = os.path.join(core.data_dir("pv_metadata"), PENDING_DEVMETA)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     line = json.dumps({"key": key, "value": value, "time": int(time.time())}, separators=(",", ":"))
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

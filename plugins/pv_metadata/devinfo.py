@@ -64,22 +64,23 @@ class DeviceInfo:
 
     # -- the keys ---------------------------------------------------------------
 
-    def collect(self, revision: Optional[str]) -> Dict[str, str]:
-        """Every automatic key with its value (strings, JSON text for objects)."""
+    def collect(self) -> Dict[str, str]:
+        """Every key the probes find, with its value (strings, JSON text for objects).
+
+        Only pv_metadata's own keys: the running revision, its status, the
+        mode and the claim state are their owners' (pv_metadata.facts).
+        """
         meta = {
             "pantavisor.arch": self.arch(),
             "pantavisor.version": pvcore_version(),
-            "pantavisor.mode": "local",
             "pantahub.online": "0",
-            "pantahub.claimed": "0",
             "pantavisor.uname": _dumps(self.uname()),
             "time": _dumps(self.time()),
             "sysinfo": _dumps(self.sysinfo()),
             "storage": _dumps(self.storage()),
             "interfaces": _dumps(self.interfaces()),
         }
-        for key, value in (("pantavisor.dtmodel", self.dtmodel()), ("pantavisor.cpumodel", self.cpumodel()),
-                           ("pantavisor.revision", revision)):
+        for key, value in (("pantavisor.dtmodel", self.dtmodel()), ("pantavisor.cpumodel", self.cpumodel())):
             if value:
                 meta[key] = value
         return meta

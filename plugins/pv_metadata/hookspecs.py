@@ -1,8 +1,10 @@
 """The metadata contract, owned by pv_metadata (docs/architecture.md §3).
 
 pv_metadata holds user and device metadata (persisted one file per key).
-Other plugins read user metadata and write device metadata through these
-hooks; every change is published as a ``meta.user`` / ``meta.device`` event
+Other plugins read user metadata and the metadata views through these hooks.
+Device-meta keys a plugin owns are declared with
+:class:`pvcore.ownership.MetaFact` and written from that plugin's events
+(docs/architecture.md §2); every change is published as a ``meta.user`` / ``meta.device`` event
 (``data["value"]`` is the new value, ``None`` when deleted).
 """
 from __future__ import annotations
@@ -21,13 +23,6 @@ hookspec = pluggy.HookspecMarker("pvcore")
 def pv_metadata_user(core: "Core") -> Optional[Mapping[str, str]]:
     """A snapshot of the user metadata, key to value. *firstresult*"""
 
-
-@hookspec(firstresult=True)
-def pv_metadata_set_device(core: "Core", key: str, value: Optional[str]) -> Optional[bool]:
-    """Store (or delete, with ``value=None``) device metadata ``key``. *firstresult*
-
-    :return: ``True`` when done, ``False`` for an invalid key.
-    """
 
 
 @hookspec(firstresult=True)

@@ -38,12 +38,16 @@ class Metadata:
     :param devinfo: the automatic device metadata source.
     """
 
-    def __init__(self, core, devinfo: DeviceInfo):
+    def __init__(self, core, devinfo: DeviceInfo, own_keys=None):
         self._core = core
         self.devinfo = devinfo
+        #: the device keys the refresh may write (pv_metadata's own)
+        self.own_keys = own_keys
         cache = os.path.join(core.settings.storage_dir, "cache")
+        own = core.data_dir("pv_metadata")
         self.stores: Dict[str, MetaStore] = {
-            kind.name: MetaStore(os.path.join(cache, kind.persist), os.path.join(core.settings.run_dir, kind.view))
+            kind.name: MetaStore(os.path.join(cache, kind.persist), os.path.join(core.settings.run_dir, kind.view),
+                                 own_dir=own)
             for kind in (USER, DEVICE)
         }
         self.kinds = {USER.name: USER, DEVICE.name: DEVICE}
@@ -94,7 +98,9 @@ class Metadata:
 
     def refresh_device(self, boot: bool = False) -> None:
         """Write the automatic device keys (all of them at boot)."""
-        values = self.devinfo.collect(self._core.call("pv_steps_running_revision"))
+        values = self.devinfo.collect()
+        if self.own_keys is not None:  # never another owner's key (docs/architecture.md §2)
+            values = {key: value for key, value in values.items() if key in self.own_keys}
         store = self.stores[DEVICE.name]
         keys = list(values) if boot else refreshable(values, store.snapshot())
         for key in keys:

@@ -2,12 +2,13 @@
 
 Layout (docs/protocol.md §D1.1, §D1.3, §D10):
 
-* ``<storage>/cache/<dirname>/<key>`` holds each value, written atomically
-  through a temp file in the hidden sibling ``cache/.<dirname>.staging/``:
-  every name in ``<dirname>/`` is a key (``.x.tmp`` is a valid key, so temp
-  files there could not be told from values), and the staging dir is emptied
-  at load;
-* ``<storage>/cache/<dirname>.order`` is the order index, a JSON array of
+* ``<storage>/cache/<dirname>/<key>`` holds each value (upstream's layout),
+  written atomically through a temp file in pv_metadata's own
+  ``<storage>/pvcore/pv_metadata/<dirname>.staging/``: every name in
+  ``<dirname>/`` is a key (``.x.tmp`` is a valid key, so temp files there
+  could not be told from values), and the staging dir is emptied at load;
+* ``<storage>/pvcore/pv_metadata/<dirname>.order`` is the order index (kept
+  in ``cache/`` before release 0.2: moved there at load), a JSON array of
   keys, oldest first. File times cannot give the order because an update
   replaces the file (new inode, new ctime) while it must keep the key's
   place. The index is rewritten when a key is added or removed, after the
@@ -86,13 +87,20 @@ class MetaStore:
 
     :param persist_dir: where values live, one file per key.
     :param view_dir: ``<run>/user-meta`` or ``<run>/device-meta``.
+    :param own_dir: where the order index and the staging dir live
+        (pv_metadata's ``core.data_dir()``); by default beside
+        ``persist_dir``, where releases before declared ownership kept them
+        (they are moved at load).
     """
 
-    def __init__(self, persist_dir: str, view_dir: str):
+    def __init__(self, persist_dir: str, view_dir: str, own_dir: Optional[str] = None):
         self.persist_dir = persist_dir
-        self.order_path = persist_dir.rstrip("/") + ".order"
         parent, base = os.path.split(persist_dir.rstrip("/"))
-        self.staging_dir = os.path.join(parent, "." + base + ".staging")
+        #: where earlier releases kept the index and the staging dir (cache/)
+        self.legacy = (os.path.join(parent, base + ".order"), os.path.join(parent, "." + base + ".staging"))
+        folder = own_dir or parent
+        self.order_path = os.path.join(folder, base + ".order")
+        self.staging_dir = os.path.join(folder, base + ".staging" if own_dir else "." + base + ".staging")
         self.view_dir = view_dir
         self._entries: Dict[str, Entry] = {}  # insertion order = oldest first
         self._lock = threading.Lock()
@@ -103,6 +111,7 @@ class MetaStore:
     def load(self) -> None:
         """Read the persisted keys and rebuild the run-dir views."""
         os.makedirs(self.persist_dir, exist_ok=True)
+        self._migrate()
         # NOTE: never sweep persist_dir itself: a key may look like a temp file.
         shutil.rmtree(self.staging_dir, ignore_errors=True)
         sweep_temp_files(os.path.dirname(self.order_path))
@@ -122,6 +131,20 @@ class MetaStore:
         if list(entries) != order:
             self._write_order(list(entries))
         self._rebuild_views()
+
+    def _migrate(self) -> None:
+        """Move an index an earlier release kept in ``cache/`` to where it lives now:
+        an upgrade keeps every key's place (docs/architecture.md §2)."""
+        old_order, old_staging = self.legacy
+        if old_order != self.order_path and os.path.exists(old_order):
+            if not os.path.exists(self.order_path):
+                os.replace(old_order, self.order_path)
+                fsync_dir(os.path.dirname(self.order_path))
+                log.info("meta_order_migrated", old=old_order, new=self.order_path)
+            else:
+                os.unlink(old_order)
+        if old_staging != self.staging_dir:
+            shutil.rmtree(old_staging, ignore_errors=True)
 
     def _read_order(self) -> List[str]:
         try:

@@ -11,6 +11,7 @@ import os
 import structlog
 
 from pvcore import hookimpl
+from pvcore.ownership import Owns
 from pvcore.app import StashKey
 from pvcore.settings import Setting
 
@@ -20,6 +21,17 @@ from pv_objects.store import ObjectStore, valid_sha
 log = structlog.get_logger(__name__)
 
 STORE: StashKey[ObjectStore] = StashKey()
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    return Owns(
+        paths={"<storage>/objects/": "content-addressed objects, one file per sha256; upload temp files "
+                                     "(`.<sha>.*.tmp`) while they stream"},
+        events={"object.stored": "an object was stored (subject: its sha256; data: size)",
+                "object.collected": "garbage collection deleted an object (subject: its sha256)"},
+        listens=(),
+    )
 
 
 @hookimpl

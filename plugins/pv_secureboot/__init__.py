@@ -13,6 +13,7 @@ from typing import Optional
 import structlog
 
 from pvcore import hookimpl
+from pvcore.ownership import Owns
 
 from pv_secureboot import checksum, pvs
 
@@ -49,6 +50,13 @@ def trust(core) -> pvs.Trust:
 
 
 @hookimpl
+def pvcore_declare_ownership():
+    # Nothing under <storage> or <run>: it reads the integrator's truststores
+    # under PV_SYSTEM_ETCDIR, publishes no event and listens to none.
+    return Owns(listens=())
+
+
+@hookimpl
 def pvcore_addhooks(pluginmanager):
     from pv_secureboot import hookspecs
 
@@ -58,7 +66,11 @@ def pvcore_addhooks(pluginmanager):
 @hookimpl
 def pv_secureboot_verify_state(core, path) -> Optional[str]:
     current = mode(core)
-    result = pvs.verify_state(path, current, trust(core))
+    try:
+        result = pvs.verify_state(path, current, trust(core))
+    except Exception:  # fail closed, never a 500 nor a worker that cannot boot
+        log.exception("secureboot_check_crashed", path=path)
+        result = pvs.INTERNAL
     if result is not None:
         log.warning("secureboot_state_refused", path=path, mode=current, result=result)
     return result

@@ -44,7 +44,7 @@ def fig_checksum(quick: bool) -> List[dict]:
         return []
     from pvcore.loader import load_core
 
-    total = (64 if quick else 256) * MIB
+    total = (32 if quick else 256) * MIB
     runs = 2 if quick else 5
     base = short_tempdir("pvsb")
     try:

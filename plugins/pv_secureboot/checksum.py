@@ -8,7 +8,7 @@ once.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Iterable, List, Mapping, Optional, Tuple
+from typing import Callable, List, Mapping, Optional, Tuple
 
 import structlog
 
@@ -40,7 +40,3 @@ def corrupt_objects(objects: Mapping[str, str], object_path: Callable[[str], Opt
             bad.append((key, sha))
     return bad
 
-
-def digest_all(paths: Iterable[str]) -> List[Optional[str]]:
-    """Hash each path (the bench's measure of :func:`corrupt_objects`' work)."""
-    return [file_sha256(path) for path in paths]

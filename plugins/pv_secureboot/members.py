@@ -10,8 +10,7 @@ spans, not its parse.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Iterator, List
+from typing import Iterator, List, NamedTuple
 
 _WS = re.compile(rb"[ \t\n\r]*")
 _STRING = re.compile(rb'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"')
@@ -27,8 +26,7 @@ class MalformedState(ValueError):
     """The text is not one JSON object (pv_steps refuses such states at PUT)."""
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(NamedTuple):
     """One top-level member: ``key`` is the raw text between the key's quotes;
     ``start``/``end`` delimit the raw value (quotes included for a string)."""
 

@@ -17,8 +17,9 @@ import hashlib
 import json
 import mmap
 import os
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Set
+import threading
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import structlog
 from cryptography import x509
@@ -52,7 +53,10 @@ ALGS = {
 }
 #: Upstream's path limit on a chain (mbedTLS' MBEDTLS_X509_MAX_INTERMEDIATE_CA).
 MAX_CHAIN_DEPTH = 8
-_CHUNK = 3 << 18  # payload bytes hashed per step: a multiple of 3, so base64 needs no carry
+_CHUNK = 3 << 16  # payload bytes hashed per step: a multiple of 3, so base64 needs no carry
+
+
+_ONE_AT_A_TIME = threading.Lock()
 
 
 class Refused(Exception):
@@ -87,12 +91,11 @@ class Trust:
 
 @dataclass
 class Signature:
-    """One pvs@2 document found in the state: its key and its decoded header."""
+    """One pvs@2 document found in the state: its key and its two fields."""
 
     key: str
     protected: str
     signature: str
-    header: Dict = field(default_factory=dict)
 
 
 def _b64url_decode(text: str) -> bytes:
@@ -113,7 +116,7 @@ def _string_list(value, name: str) -> List[str]:
 # -- the state's members and its signatures -------------------------------------------
 
 
-def find_signatures(buf, state: Sequence[Member]) -> List[Signature]:
+def find_signatures(buf, state: Iterable[Member]) -> List[Signature]:
     """Every member whose value is a pvs@2 document, wherever it is (as upstream)."""
     found = []
     for member in state:
@@ -157,34 +160,47 @@ def parse_header(sig: Signature) -> Dict:
 # -- the payload ----------------------------------------------------------------------
 
 
-def signing_input_digest(buf, sig: Signature, covered: Sequence[Member], digest) -> bytes:
-    """Hash of ``protected + "." + base64url(payload)``, the payload streamed from ``buf``.
+class Payload:
+    """The hash of ``protected + "." + base64url(payload)``, fed member by member.
 
     The payload is ``{"<key>":<value>,...}``: each covered member as its raw
     key text and raw value text, in file order; with nothing covered it is
-    ``}`` (upstream's, §12).
+    ``}`` (upstream's, §12). It is base64-encoded and hashed as it comes, so
+    it is never held whole.
     """
-    hasher = hashlib.new(digest.name)
-    hasher.update(sig.protected.encode("ascii", "replace") + b".")
-    pending = bytearray()
 
-    def feed(data) -> None:
-        pending.extend(data)
-        if len(pending) >= _CHUNK:
-            cut = len(pending) - len(pending) % 3
-            hasher.update(base64.urlsafe_b64encode(bytes(pending[:cut])))
-            del pending[:cut]
+    def __init__(self, protected: str, digest):
+        self._hasher = hashlib.new(digest.name)
+        self._hasher.update(protected.encode("ascii", "replace") + b".")
+        self._pending = bytearray()
+        self._count = 0
 
-    if not covered:
-        feed(b"}")
-    for index, member in enumerate(covered):
-        feed((b"{" if index == 0 else b",") + b'"' + member.key.encode("utf-8", "surrogateescape") + b'":')
+    def _feed(self, data) -> None:
+        self._pending.extend(data)
+        if len(self._pending) >= _CHUNK:
+            cut = len(self._pending) - len(self._pending) % 3
+            self._hasher.update(base64.urlsafe_b64encode(bytes(self._pending[:cut])))
+            del self._pending[:cut]
+
+    def add(self, buf, member: Member) -> None:
+        self._feed((b"{" if self._count == 0 else b",") + b'"' + member.key.encode("utf-8", "surrogateescape")
+                   + b'":')
         for start in range(member.start, member.end, _CHUNK):
-            feed(buf[start:min(start + _CHUNK, member.end)])
-    if covered:
-        feed(b"}")
-    hasher.update(base64.urlsafe_b64encode(bytes(pending)).rstrip(b"="))
-    return hasher.digest()
+            self._feed(buf[start:min(start + _CHUNK, member.end)])
+        self._count += 1
+
+    def digest(self) -> bytes:
+        self._feed(b"}")  # closes the object, or is the whole payload when nothing is covered
+        self._hasher.update(base64.urlsafe_b64encode(bytes(self._pending)).rstrip(b"="))
+        return self._hasher.digest()
+
+
+def signing_input_digest(buf, sig: Signature, covered: Iterable[Member], digest) -> bytes:
+    """:class:`Payload`'s digest for ``sig`` over the members ``covered``."""
+    payload = Payload(sig.protected, digest)
+    for member in covered:
+        payload.add(buf, member)
+    return payload.digest()
 
 
 # -- keys -----------------------------------------------------------------------------
@@ -293,61 +309,88 @@ def check_signature(key, alg: str, signature: bytes, digest_value: bytes) -> Non
 # -- the check ------------------------------------------------------------------------
 
 
-def _oem_signable(included: Sequence[Member], oem_name: Optional[str]) -> bool:
-    reserved = ["bsp/**"] + ([oem_name + "/**"] if oem_name else [])
-    return not any(matches_any(reserved, member.key) for member in included)
+class _Check:
+    """One signature being verified: its globs, its payload, whether an OEM may sign it."""
 
+    def __init__(self, sig: Signature, header: Dict, oem_name: Optional[str]):
+        self.sig = sig
+        self.header = header
+        self.include, self.exclude = header["pvs"]["include"], header["pvs"]["exclude"]
+        self.payload = Payload(sig.protected, ALGS[header["alg"]][1]())
+        self.reserved = ["bsp/**"] + ([oem_name + "/**"] if oem_name else [])
+        self.oem_signable = True
 
-def verify_signature(buf, state: Sequence[Member], sig: Signature, trust: Trust, covered: Set[str]) -> None:
-    """Verify one signature; adds the keys it names (included or excluded) to ``covered``.
-
-    :raises Refused: it does not verify.
-    """
-    header = parse_header(sig)
-    include, exclude = header["pvs"]["include"], header["pvs"]["exclude"]
-    included = []
-    for member in state:
-        named_in, named_out = matches_any(include, member.key), matches_any(exclude, member.key)
-        if named_in or named_out:
-            # NOTE: an excluded key counts as covered, as upstream (§12).
-            covered.add(member.key)
+    def take(self, buf, member: Member) -> bool:
+        """Feed ``member`` if this signature includes it; whether it names it at all
+        (an excluded key counts as covered, as upstream: §12)."""
+        named_in, named_out = matches_any(self.include, member.key), matches_any(self.exclude, member.key)
         if named_in and not named_out:
-            included.append(member)
-    alg = header["alg"]
-    if "x5c" in header:
-        key = chain_key(header["x5c"], trust, _oem_signable(included, trust.oem_name))
-    else:
-        key = disk_key(trust)
-    digest_value = signing_input_digest(buf, sig, included, ALGS[alg][1]())
-    check_signature(key, alg, _b64url_decode(sig.signature), digest_value)
+            self.payload.add(buf, member)
+            if self.oem_signable and matches_any(self.reserved, member.key):
+                self.oem_signable = False
+        return named_in or named_out
+
+    def verify(self, trust: Trust) -> None:
+        if "x5c" in self.header:
+            key = chain_key(self.header["x5c"], trust, self.oem_signable)
+        else:
+            key = disk_key(trust)
+        check_signature(key, self.header["alg"], _b64url_decode(self.sig.signature), self.payload.digest())
 
 
 def verify_buffer(buf, mode: str, trust: Trust) -> Optional[str]:
-    """:func:`verify_state` over a state already in memory or mapped."""
+    """:func:`verify_state` over a state already in memory or mapped.
+
+    Two passes over the members, neither keeping them: the first finds the
+    signatures, the second feeds every signature's payload and counts what
+    no signature names. Memory is the signatures', whatever the state's size.
+    """
     if mode == DISABLED:
         return None
     try:
-        state = list(members(buf))
+        # NOTE: a state naming no pvs@2 anywhere has no signature: one scan less.
+        sigs = find_signatures(buf, members(buf)) if buf.find(b'"' + SPEC.encode() + b'"') >= 0 else []
     except (MalformedState, IndexError):
         log.error("secureboot_state_unreadable", reason="not one JSON object")
         return INTERNAL
-    covered: Set[str] = set()
     result = None
-    for sig in find_signatures(buf, state):
+    checks = []
+    for sig in sigs:
         try:
-            verify_signature(buf, state, sig, trust, covered)
-            log.debug("secureboot_signature_ok", signature=sig.key)
+            checks.append(_Check(sig, parse_header(sig), trust.oem_name))
         except Refused as exc:
             log.warning("secureboot_signature_refused", signature=sig.key, reason=str(exc))
             result = VALIDATION
-    if result is None and mode in (STRICT, AUDIT):
-        uncovered = [m.key for m in state if not m.key.startswith(SIGS_PREFIX) and m.key not in covered]
-        if uncovered:
-            # Audit mode only logs what strict mode refuses (upstream's audit
-            # still refuses a signature that does not verify).
-            log.warning("secureboot_state_not_covered", mode=mode, keys=uncovered[:10], count=len(uncovered))
-            if mode == STRICT:
-                result = UNCOVERED
+    coverage = mode in (STRICT, AUDIT)
+    uncovered, count = [], 0
+    if checks or coverage:
+        try:
+            for member in members(buf):
+                named = False
+                for check in checks:
+                    named = check.take(buf, member) or named
+                if coverage and not named and not member.key.startswith(SIGS_PREFIX):
+                    count += 1
+                    if len(uncovered) < 10:
+                        uncovered.append(member.key)
+                    elif not checks:
+                        break  # nothing signs: enough is known (the count is "at least")
+        except (MalformedState, IndexError):
+            log.error("secureboot_state_unreadable", reason="not one JSON object")
+            return INTERNAL
+    for check in checks:
+        try:
+            check.verify(trust)
+            log.debug("secureboot_signature_ok", signature=check.sig.key)
+        except Refused as exc:
+            log.warning("secureboot_signature_refused", signature=check.sig.key, reason=str(exc))
+            result = VALIDATION
+    if result is None and count:
+        # Audit mode only logs what strict mode refuses (upstream's audit
+        # still refuses a signature that does not verify).
+        log.warning("secureboot_state_not_covered", mode=mode, keys=uncovered, count=count)
+        if mode == STRICT:
+            result = UNCOVERED
     return result
 
 
@@ -359,12 +402,17 @@ def verify_state(path: str, mode: str, trust: Trust) -> Optional[str]:
     if mode == DISABLED:
         return None
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size == 0:
+        # One check at a time: a state's mapped pages count in the worker's RSS
+        # while it is read, so concurrent PUTs of large states must not add up
+        # (docs/architecture.md, "Memory").
+        with _ONE_AT_A_TIME, open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size == 0:
                 return INTERNAL
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return verify_buffer(buf, mode, trust)
+                try:
+                    return verify_buffer(buf, mode, trust)
+                finally:
+                    buf.madvise(mmap.MADV_DONTNEED)
     except OSError as exc:
         log.error("secureboot_state_unreadable", path=path, error=exc.strerror)
         return INTERNAL

@@ -20,14 +20,17 @@ from __future__ import annotations
 import structlog
 
 from pvcore import hookimpl
+from pvcore.ownership import MetaFact, Owns
 from pvcore.app import StashKey
+from pvcore.errors import StartupError
 from pvcore.services import Service
 from pvcore.settings import Setting
 
+from pv_steps.model import load_default_groups
 from pv_steps.resources import CommitMessage, GarbageCollect, LocalStep, Progress, StepList, StepState
 from pv_steps.secureboot import boot_check, verify_state
 from pv_steps.state import Steps
-from pv_steps.transition import TRANSITIONS, Updater
+from pv_steps.transition import TRANSITIONS, Updater, goals_timeout
 from pv_steps.validate import check_state, parse_state
 
 log = structlog.get_logger(__name__)
@@ -37,16 +40,39 @@ UPDATER: StashKey[Updater] = StashKey()
 
 
 @hookimpl
+def pvcore_declare_ownership():
+    return Owns(
+        paths={"<storage>/trails/": "revisions: `<rev>/.pvr/json` (state JSON), `<rev>/.pvr/commitmsg`, "
+                                    "`<rev>/.pv/progress`, `<rev>/.pv/logs`, `<rev>/.pv/done`, the revision's files "
+                                    "(hard links into objects/), `current` (symlink), `locals/<name>/`",
+               "<storage>/boot/": "`pv.json`: the boot record (revision to boot, try-once, rollback point)"},
+        device_meta={"pantavisor.revision": MetaFact("revision.running", help="the running revision")},
+        events={"revision.running": "the running revision changed (subject: the revision; data: old)",
+                "revision.progress": "a revision's progress was rewritten (subject: the revision; data: the "
+                                     "progress document)",
+                "revision.collected": "garbage collection removed a revision (subject: the revision): owners "
+                                      "of per-revision data delete theirs"},
+        listens=("container.status", "command.accepted", "command.finished"),
+        caller_events=("revision.running",),
+        health={"revision": "revision.running"},
+    )
+
+
+@hookimpl
 def pvcore_declare_settings():
     return [
         Setting("steps_max_state_size", int, 16 << 20,
                 "Largest state JSON PUT /steps/locals/{name} accepts, in bytes; larger bodies get 507."),
         Setting("update_goals_timeout", float, 120.0,
-                "Seconds a revision transition waits for every container to reach its status goal "
-                "before rolling back (upstream PV_UPDATER_GOALS_TIMEOUT, 120)."),
+                "Status-goal timeout, in seconds, of groups whose state sets no timeout, when no "
+                "configuration plugin answers PV_UPDATER_GOALS_TIMEOUT (pv_config's, default 120, wins)."),
         Setting("update_commit_delay", float, 25.0,
                 "Seconds a transitioned revision stays TESTING before it is final (UPDATED or DONE); "
                 "upstream's PV_UPDATER_COMMIT_DELAY, 25; the demo device uses 2.", demo=2.0),
+        Setting("default_groups_file", str, "",
+                "A groups.json holding the groups of a state that declares none (upstream's "
+                "/etc/pantavisor/defaults/groups.json); empty: upstream's shipped defaults "
+                "(data, root, platform, app)."),
         Setting("steps_gc_grace", float, 600.0,
                 "Seconds garbage collection spares a revision after it was last written (state JSON "
                 "installed or progress recorded), so a revision just put is not reclaimed before it runs."),
@@ -67,8 +93,12 @@ def pvcore_addhooks(pluginmanager):
 @hookimpl(trylast=True)
 def pvcore_startup(core):
     settings = core.settings
+    path = settings.get("default_groups_file")
+    default_groups = load_default_groups(path) if path else None
+    if path and default_groups is None:
+        raise StartupError(f"default_groups_file {path!r} holds no usable groups")
     steps = Steps(settings.storage_dir, gc_grace=settings.get("steps_gc_grace"),
-                  gc_keep_locals=settings.get("steps_gc_keep_locals"))
+                  gc_keep_locals=settings.get("steps_gc_keep_locals"), default_groups=default_groups)
     steps.start()
     core.stash[STEPS] = steps
     _load_running(core, steps)
@@ -80,7 +110,7 @@ def _load_running(core, steps) -> None:
     rev = boot_check(core, steps)
     revision = steps.revisions.get(rev) if rev is not None else None
     if revision is not None:
-        core.call("pv_containers_load", revision=revision)
+        core.call("pv_containers_load", revision=revision, goals_timeout=goals_timeout(core))
 
 
 @hookimpl
@@ -165,7 +195,9 @@ def collect_garbage(core) -> int:
     waiting in the command slot. :return: the bytes the object store reclaimed.
     """
     steps = core.stash[STEPS]
-    steps.collect(core.stash[UPDATER].in_use())
+    for rev in steps.collect(core.stash[UPDATER].in_use()):
+        # Its logs and disks are the container engine's to delete (docs/architecture.md §2).
+        core.publish("revision.collected", rev, {})
     return core.call("pv_objects_collect", default=0, keep=steps.objects_in_use())
 
 
@@ -191,7 +223,7 @@ def pvcore_event(core, event):
     if updater is None:
         return
     if event.type == "container.status":
-        updater.container_died(event.subject, event.data.get("old"), event.data.get("new"))
+        updater.container_status(event.subject, event.data.get("old"), event.data.get("new"), event.data)
     elif event.type == "command.accepted" and event.subject in TRANSITIONS:
         with updater.cond:
             updater.pending = event.data.get("payload") or None

@@ -56,6 +56,9 @@ def pv_steps_revision(core: "Core", rev: str) -> Optional[Any]:
         ``bsp/run.json``.
     ``drivers`` (mapping or None)
         ``bsp/drivers.json``, the BSP's driver manifest.
+    ``system_digest`` (str)
+        Changes whenever a state key no container owns changes (the root keys,
+        the BSP, ``_config/`` of no container): a reboot transition.
     ``group(name)`` → ``Group`` or None; ``members(group_name)`` → its
     containers in state order; ``shas()`` → every referenced sha256 once,
     sorted; ``driver_aliases(fitconfig="")`` → alias → tuple of module
@@ -63,7 +66,8 @@ def pv_steps_revision(core: "Core", rev: str) -> Optional[Any]:
 
     ``Group``: ``name``, ``status_goal`` (``MOUNTED``, ``STARTED`` or
     ``READY``), ``restart_policy`` (``system`` or ``container``), ``timeout``
-    (seconds), ``recovery`` (``Recovery`` or None).
+    (seconds; ``None`` when the state sets none: ``PV_UPDATER_GOALS_TIMEOUT``
+    then applies), ``recovery`` (``Recovery`` or None).
 
     ``Container``:
 

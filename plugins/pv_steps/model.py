@@ -33,8 +33,6 @@ log = structlog.get_logger(__name__)
 GOALS = ("MOUNTED", "STARTED", "READY")
 POLICIES = ("system", "container")
 RECOVERING_POLICIES = ("always", "on-failure")
-#: PV_UPDATER_GOALS_TIMEOUT: the timeout of a group the state defines without one.
-DEFAULT_GROUP_TIMEOUT = 120.0
 DRIVER_TYPES = (("required", "REQUIRED"), ("optional", "OPTIONAL"), ("manual", "MANUAL"))
 DRIVERS_KEY = "bsp/drivers.json"
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
@@ -132,7 +130,8 @@ class Group:
     name: str
     status_goal: str = "STARTED"
     restart_policy: str = "container"
-    timeout: float = DEFAULT_GROUP_TIMEOUT
+    #: seconds; ``None`` when the state gives none (then PV_UPDATER_GOALS_TIMEOUT applies)
+    timeout: Optional[float] = None
     recovery: Optional[Recovery] = None
 
 
@@ -179,6 +178,9 @@ class Revision:
     bsp: Optional[Mapping[str, Any]]
     drivers: Optional[Mapping[str, Any]]
     default_groups: bool = False
+    #: changes whenever a state key no container owns changes: the root keys
+    #: (``#spec``, ``device.json`` …), the BSP, ``_config/`` of no container.
+    system_digest: str = ""
 
     def group(self, name: str) -> Optional[Group]:
         return next((g for g in self.groups if g.name == name), None)
@@ -224,14 +226,22 @@ def roles(run: Mapping[str, Any]) -> Tuple[str, ...]:
     return ("mgmt",) if isinstance(value, (list, tuple)) and "mgmt" in value else ()
 
 
-def parse_groups(state: Mapping[str, Any]) -> Tuple[Tuple[Group, ...], bool]:
-    """The groups in start order, and whether they are the built-in defaults."""
+def parse_groups(state: Mapping[str, Any],
+                 defaults: Optional[Tuple[Group, ...]] = None) -> Tuple[Tuple[Group, ...], bool]:
+    """The groups in start order, and whether they are the defaults (``defaults``, else
+    upstream's shipped ``defaults/groups.json``)."""
     device = state.get("device.json")
     entries = device.get("groups") if isinstance(device, Mapping) else None
     if entries is None and not isinstance(device, Mapping):
         entries = state.get("groups.json")
-    if not isinstance(entries, (list, tuple)) or not entries:
-        return default_groups(), True
+    groups = group_entries(entries)
+    return (groups, False) if groups else (defaults or default_groups(), True)
+
+
+def group_entries(entries: Any) -> Tuple[Group, ...]:
+    """The groups of a ``groups`` array (``device.json``, ``groups.json``); ``()`` if none."""
+    if not isinstance(entries, (list, tuple)):
+        return ()
     groups = []
     for entry in entries:
         if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
@@ -242,10 +252,35 @@ def parse_groups(state: Mapping[str, Any]) -> Tuple[Tuple[Group, ...], bool]:
             name=entry["name"],
             status_goal=goal if goal in GOALS else "STARTED",
             restart_policy=policy if policy in POLICIES else "container",
-            timeout=_num(entry, "timeout", DEFAULT_GROUP_TIMEOUT),
+            timeout=_timeout(entry),
             recovery=parse_recovery(entry.get("auto_recovery")),
         ))
-    return (tuple(groups), False) if groups else (default_groups(), True)
+    return tuple(groups)
+
+
+def load_default_groups(path: str) -> Optional[Tuple[Group, ...]]:
+    """The device's default groups from a ``groups.json`` file (upstream's
+    ``/etc/pantavisor/defaults/groups.json``); ``None`` when it is unusable (logged)."""
+    try:
+        with open(path, "rb") as fh:
+            groups = group_entries(json.loads(fh.read()))
+    except (OSError, ValueError) as exc:
+        log.error("default_groups_unreadable", path=path, error=str(exc))
+        return None
+    if not groups:
+        log.error("default_groups_empty", path=path)
+        return None
+    return groups
+
+
+def _timeout(entry: Mapping[str, Any]) -> Optional[float]:
+    value = entry.get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        log.warning("group_timeout_invalid", group=entry.get("name"), value=value)
+        return None
+    return float(value)
 
 
 def owned_keys(state: Mapping[str, Any], name: str) -> Dict[str, Any]:
@@ -323,14 +358,14 @@ def _requirements(run: Mapping[str, Any]) -> Tuple[Mapping[str, Any], ...]:
     return tuple(result)
 
 
-def build(rev: str, state: Mapping[str, Any]) -> Revision:
+def build(rev: str, state: Mapping[str, Any], default: Optional[Tuple[Group, ...]] = None) -> Revision:
     """The model of revision ``rev`` from its state JSON (a dict).
 
     Lenient, like the engine always was: a state that got onto the disk
     without ``PUT /steps`` (a seed, a factory image) still loads; what it gets
     wrong is skipped or defaulted, and logged.
     """
-    groups, defaults = parse_groups(state)
+    groups, defaults = parse_groups(state, default)
     names = {group.name for group in groups}
     objects = {key: value for key, value in state.items() if isinstance(value, str) and _SHA.match(value)}
     explicit: List[Tuple[str, str, Mapping[str, Any], Optional[str]]] = []
@@ -381,6 +416,8 @@ def build(rev: str, state: Mapping[str, Any]) -> Revision:
             digest=json.dumps(owned_keys(state, name), sort_keys=True),
             configs=config_files(state, name),
         )
+    owned = {key for name in containers for key in owned_keys(state, name)}
+    system = {key: value for key, value in state.items() if key not in owned}
     bsp = state.get("bsp/run.json")
     drivers = state.get(DRIVERS_KEY)
     spec = state.get("#spec")
@@ -393,6 +430,7 @@ def build(rev: str, state: Mapping[str, Any]) -> Revision:
         bsp=freeze(bsp) if isinstance(bsp, dict) else None,
         drivers=freeze(drivers) if isinstance(drivers, dict) else None,
         default_groups=defaults,
+        system_digest=json.dumps(system, sort_keys=True),
     )
 
 
@@ -409,10 +447,14 @@ class RevisionCache:
     :param resolve: revision name (``current`` too) → concrete name, or ``None``.
     :param state_path: concrete name → path of its state JSON, or ``None``.
     :param load: concrete name → its state JSON as a dict, or ``None``.
+    :param default_groups: the groups of a state that declares none (the
+        device's defaults file); upstream's shipped ones when ``None``.
     """
 
     def __init__(self, resolve: Callable[[str], Optional[str]], state_path: Callable[[str], Optional[str]],
-                 load: Callable[[str], Optional[Mapping[str, Any]]], size: int = 2):
+                 load: Callable[[str], Optional[Mapping[str, Any]]], size: int = 2,
+                 default_groups: Optional[Tuple[Group, ...]] = None):
+        self._default_groups = default_groups
         self._resolve = resolve
         self._state_path = state_path
         self._load = load
@@ -440,7 +482,7 @@ class RevisionCache:
         state = self._load(name)
         if state is None:
             return None
-        model = build(name, state)
+        model = build(name, state, self._default_groups)
         with self._lock:
             self._models[name] = (key, model)
             self._models.move_to_end(name)

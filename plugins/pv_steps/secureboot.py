@@ -20,8 +20,11 @@ log = structlog.get_logger(__name__)
 BAD_CHECKSUM = "Object validation went wrong"
 
 
-def verify_state(core, path: str) -> Optional[str]:
-    """``None`` when the state JSON at ``path`` may run, else upstream's result text."""
+def verify_state(core, path: Optional[str]) -> Optional[str]:
+    """``None`` when the state JSON at ``path`` may run, else upstream's result text
+    (no path: nothing to check, the caller's "not found" applies)."""
+    if path is None:
+        return None
     return core.call("pv_secureboot_verify_state", default=None, path=path)
 
 

@@ -24,6 +24,8 @@ FACTORY_MESSAGE = "Factory revision"
 
 #: Progress of a try that ran to its end without a commit: boot it again.
 FINISHED_TRY = ("UPDATED", "DONE")
+#: Progress of a try whose reboot transition rebooted the device: try it now.
+REBOOTED_TRY = ("INPROGRESS", "Rebooting")
 
 class Steps:
     """The revisions of one storage dir.
@@ -33,18 +35,23 @@ class Steps:
     :param gc_keep_locals: spare every ``locals/*`` revision from garbage
         collection (upstream reclaims them like any other).
     :param clock: wall clock (``time.time``), for the grace window.
+    :param default_groups: the groups of a state that declares none
+        (``default_groups_file``); upstream's shipped defaults when ``None``.
     """
 
     def __init__(self, storage_dir: str, gc_grace: float = 600.0, gc_keep_locals: bool = False,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, default_groups=None):
         self.trails = Trails(storage_dir)
         self.boot = BootRecord(os.path.join(storage_dir, "boot", "pv.json"))
         self.lock = self.trails.lock
         self.gc_grace = gc_grace
         self.gc_keep_locals = gc_keep_locals
         self._clock = clock
+        #: ``(rev, old)``: a reboot transition to carry on after this boot (:meth:`start`)
+        self.resume = None
         #: the one interpretation of each revision's state (``pv_steps_revision``)
-        self.revisions = RevisionCache(self.trails.resolve, self.trails.state_path, self.trails.state)
+        self.revisions = RevisionCache(self.trails.resolve, self.trails.state_path, self.trails.state,
+                                       default_groups=default_groups)
 
     # -- boot -------------------------------------------------------------------
 
@@ -57,6 +64,9 @@ class Steps:
         UPDATED) falls back to ``pv_rev`` too, and its progress records ERROR
         ``Unexpected rollback``, as a rolled-back boot does upstream. An
         UPDATED try is booted again (upstream's bootloader boots ``pv_try``).
+        A try whose progress says INPROGRESS ``Rebooting`` (a reboot
+        transition rebooted the device) is booted and its update carried on
+        (``resume``); the next interrupted boot of it rolls back as above.
         """
         with self.lock:
             self.trails.sweep_dead_staging()
@@ -70,7 +80,15 @@ class Steps:
                     self._first_boot(state.pv_rev)
                 return
             state = self.boot.load()
-            interrupted = state.pv_try is not None and self.trails.progress_status(state.pv_try) not in FINISHED_TRY
+            progress = self.trails.progress_of(state.pv_try) if state.pv_try is not None else (None, None)
+            if progress == REBOOTED_TRY and not state.try_once and self.trails.existing(state.pv_try):
+                # A reboot transition rebooted the device: this boot tries it, and
+                # the updater carries the update on (Updater.resume).
+                log.info("try_after_reboot", pv_try=state.pv_try, pv_rev=state.pv_rev)
+                self.trails.point_current(state.pv_try)
+                self.resume = (state.pv_try, state.pv_rev)
+                return
+            interrupted = state.pv_try is not None and progress[0] not in FINISHED_TRY
             if state.pv_try is not None and (state.try_once or interrupted):
                 log.info("try_forgotten" if state.try_once else "try_interrupted_rollback",
                          pv_try=state.pv_try, pv_rev=state.pv_rev)

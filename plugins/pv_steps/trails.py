@@ -216,12 +216,17 @@ class Trails:
 
     def progress_status(self, rev: str) -> Optional[str]:
         """The ``status`` of ``rev``'s progress JSON, or ``None`` if unreadable."""
+        return self.progress_of(rev)[0]
+
+    def progress_of(self, rev: str):
+        """``(status, status-msg)`` of ``rev``'s progress JSON; ``(None, None)`` if unreadable."""
         path = self.existing(rev)
         try:
             with open(os.path.join(path, ".pv", "progress"), "rb") as fh:
-                return json.loads(fh.read()).get("status")
+                doc = json.loads(fh.read())
+            return doc.get("status"), doc.get("status-msg")
         except (OSError, TypeError, ValueError, AttributeError):
-            return None
+            return None, None
 
     def write_progress(self, rev: str, status: str, message: str,
                        logs: Optional[str] = None) -> Optional[Dict[str, Any]]:
@@ -347,7 +352,8 @@ class Trails:
                 _remove_tree(old)
 
     def remove(self, rev: str) -> bool:
-        """Delete revision ``rev`` with its ``logs/<rev>`` and ``disks/rev/<rev>``."""
+        """Delete revision ``rev`` (its trail only: the owners of per-revision data
+        delete theirs when told, event ``revision.collected``)."""
         with self.lock:
             path = self.existing(rev)
             if path is None:
@@ -356,10 +362,6 @@ class Trails:
             os.rename(path, doomed)  # gone from listings at once
             fsync_dir(os.path.dirname(path))
             _remove_tree(doomed)
-            for extra in (os.path.join(self.storage_dir, "logs", rev),
-                          os.path.join(self.storage_dir, "disks", "rev", rev)):
-                if not os.path.islink(extra):
-                    _remove_tree(extra)
             log.info("revision_removed", rev=rev)
             return True
 

@@ -1,15 +1,28 @@
-"""Revision transitions without reboot, owned by the owner of revisions.
+"""Revision transitions, owned by the owner of revisions (docs/protocol.md §D3).
 
 ``LOCAL_RUN``, ``LOCAL_RUN_COMMIT``, ``TRY_ONCE``, ``LOCAL_APPLY`` and
 ``MAKE_FACTORY`` reach pv_steps through ``pv_commands_run``. :meth:`Updater.run`
-validates the revision, switches ``trails/current``, has the container engine
-bring it up (``pv_containers_run_revision``) and either rolls back (progress
-ERROR) or leaves it TESTING with a commit deadline; the updater's thread ends
-it when the deadline passes (UPDATED, or committed and DONE), or rolls it back
-at once when one of its containers dies on its own (a ``container.status``
-event). The progress, the boot record and ``current`` are pv_steps' own state,
-written here directly; the only other plugins asked are the object store
-(``pv_objects_missing``) and the engine.
+validates the revision and decides, from what changed (:func:`reboot_reasons`),
+whether it is a *reboot* or a *non-reboot* transition:
+
+* non-reboot: ``trails/current`` is switched and the engine restarts only the
+  affected containers (``pv_containers_run_revision(only_changed=True)``);
+  the update ends UPDATED.
+* reboot: on a real power backend, the try is recorded, progress INPROGRESS
+  ``Rebooting`` and the device reboots; the next boot carries on
+  (:meth:`Updater.resume`). On the demo device every container is stopped
+  and the new revision comes up as a fresh boot would, in place. The update
+  ends DONE, committed.
+
+Once every status goal is reached the update is TESTING; the updater's thread
+ends it when the commit delay passed and every container survived its
+``stable_timeout`` (``pv_containers_stability_pending``), or rolls it back at
+once when one of its containers dies on its own or uses up its retries (a
+``container.status`` event). The progress, the boot record and ``current``
+are pv_steps' own state, written here directly; the only other plugins
+asked are the object store (``pv_objects_missing``), the engine, the power
+backend (``pv_commands_power_backend``) and the configuration
+(``PV_UPDATER_GOALS_TIMEOUT``).
 """
 from __future__ import annotations
 
@@ -34,8 +47,10 @@ LOCAL_APPLY = "LOCAL_APPLY"
 MAKE_FACTORY = "MAKE_FACTORY"
 #: The command ops that switch the running revision.
 TRANSITIONS = (LOCAL_RUN, LOCAL_RUN_COMMIT, TRY_ONCE, LOCAL_APPLY, MAKE_FACTORY)
-#: Ops that end committed (DONE) rather than UPDATED.
-COMMITTING = (LOCAL_RUN_COMMIT, MAKE_FACTORY)
+#: Ops that are always a reboot transition (upstream's LOCAL_RUN_COMMIT issues a reboot).
+ALWAYS_REBOOT = (LOCAL_RUN_COMMIT, MAKE_FACTORY)
+#: Ops that never reboot the device nor commit (pvcore's own, docs/protocol.md §12.9).
+IN_PLACE = (TRY_ONCE, LOCAL_APPLY)
 FACTORY = "0"
 
 STATE_NOT_FOUND = "State JSON not found"
@@ -43,9 +58,15 @@ NOT_STARTED = "A container could not be started"
 OBJECTS_MISSING = "Object validation went wrong"
 INTERNAL_ERROR = "Internal error"
 TRANSITIONING = "Transitioning to new revision without rebooting"
+REBOOTING = "Rebooting"
+TRYING = "Trying new revision"
 TESTING = "Awaiting to see if update is stable"
+TESTING_REBOOT = "Awaiting to set rollback point if update is stable"
+STABILITY_WAIT = "Waiting for all containers to become stable"
 UPDATED = "Update finished, revision not set as rollback point"
 DONE = "Update finished, revision set as rollback point"
+#: How often a commit held for stability looks again.
+STABILITY_POLL = 0.2
 
 #: Statuses a container leaves when it dies on its own (a stop goes through STOPPING).
 _UP = ("STARTING", "STARTED", "READY")
@@ -58,7 +79,8 @@ class Update:
     :ivar old_revision: the previous revision's model, to roll back to.
     :ivar containers: names of ``rev``'s containers, as its model names them
         (one name each: the folder, which run.json's ``name`` must equal).
-    :ivar commit_at: monotonic time at which TESTING ends; ``None`` while the
+    :ivar reboot: a reboot transition (ends DONE, committed); else non-reboot (UPDATED).
+    :ivar commit_at: monotonic time at which TESTING may end; ``None`` while the
         containers are still being brought up.
     :ivar failure: why the revision failed while TESTING; ended at once.
     """
@@ -68,14 +90,66 @@ class Update:
     old: Optional[str]
     old_revision: Any = None
     containers: FrozenSet[str] = frozenset()
+    reboot: bool = False
     commit_at: Optional[float] = None
     failure: Optional[str] = None
+    #: which container or object failed it, and why, for the progress ``logs``
+    failure_detail: str = ""
     #: the containers are up: from now on one dying fails the revision
     testing: bool = False
+    #: "Waiting for all containers to become stable" was written
+    stability_noted: bool = False
 
 
-def _log_line(message: str) -> str:
-    return json.dumps({"plat": "pantavisor", "lvl": "ERROR", "src": "commands", "msg": message}) + "\n"
+def _log_line(message: str, detail: str = "") -> str:
+    """One line of the progress ``logs``, as upstream's: the message, and
+    what failed — the container, the object, the runtime's error."""
+    text = f"{message}: {detail}" if detail else message
+    return json.dumps({"plat": "pantavisor", "lvl": "ERROR", "src": "updater", "msg": text[:2048]}) + "\n"
+
+
+def _objects(revision, shas) -> str:
+    """The state keys (and shas) of objects ``shas``, the first few."""
+    wanted = set(shas)
+    named = [f"{key} ({sha})" for key, sha in revision.objects.items() if sha in wanted]
+    more = len(named) - 5
+    return ", ".join(named[:5]) + (f" and {more} more" if more > 0 else "")
+
+
+def reboot_reasons(old, new) -> List[str]:
+    """Why switching from revision model ``old`` to ``new`` is a reboot transition; ``[]`` when it is not.
+
+    Upstream's list (docs/protocol.md §D3.4): a change in the state's root, in
+    the BSP, or in a configuration file of no container (``"system"``); a
+    change in a container with the ``system`` restart policy, in the old
+    revision or the new one, its ``_config/`` files included (its name).
+    Any other change is a non-reboot transition: only the containers whose
+    ``digest`` changed are restarted.
+    """
+    if old is None:
+        return ["no running revision"]
+    reasons = ["system"] if old.system_digest != new.system_digest else []
+    for name in list(old.containers) + [n for n in new.containers if n not in old.containers]:
+        before, after = old.containers.get(name), new.containers.get(name)
+        if before is not None and after is not None and before.digest == after.digest:
+            continue
+        if any(c is not None and c.restart_policy == "system" for c in (before, after)):
+            reasons.append(name)
+    return reasons
+
+
+def goals_timeout(core) -> float:
+    """``PV_UPDATER_GOALS_TIMEOUT`` from the configuration; the ``update_goals_timeout`` setting without it."""
+    value = core.call("pv_config_get", key="PV_UPDATER_GOALS_TIMEOUT")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return float(core.settings.get("update_goals_timeout"))
+
+
+def real_power(core) -> Any:
+    """The power backend when it reboots a real device; ``None`` on the demo device."""
+    backend = core.call("pv_commands_power_backend")
+    return None if backend is None or getattr(backend, "demo", False) else backend
 
 
 class Updater(Service):
@@ -101,6 +175,7 @@ class Updater(Service):
         self.pending: Optional[str] = None
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
+        self._resumer: Optional[threading.Thread] = None
 
     # -- what other parts ask -----------------------------------------------------
 
@@ -116,9 +191,11 @@ class Updater(Service):
                 revs.append(self.pending)
             return revs
 
-    def container_died(self, name: str, old: Optional[str], new: Optional[str]) -> None:
-        """A container changed status; one of a TESTING revision that died fails it."""
-        if new != "STOPPED" or old not in _UP:
+    def container_status(self, name: str, old: Optional[str], new: Optional[str], data) -> None:
+        """A container changed status: one of a TESTING revision that died, or used up
+        its retries (whatever its backoff policy), fails it at once."""
+        exhausted = bool(data.get("recovery_exhausted"))
+        if not exhausted and (new != "STOPPED" or old not in _UP):
             return
         with self.cond:
             update = self.update
@@ -126,10 +203,12 @@ class Updater(Service):
                 return
             if update.failure is None:
                 update.failure = NOT_STARTED
+                update.failure_detail = f"container {name}: {data.get('problem') or new or 'STOPPED'}"
                 if update.commit_at is not None:
                     update.commit_at = self.clock()  # due now: the thread ends it at once
             self.cond.notify_all()
-        log.error("container_died_while_testing", container=name, old=old)
+        log.error("container_died_while_testing", container=name, old=old, new=new,
+                  recovery_exhausted=exhausted)
 
     # -- the transition -----------------------------------------------------------------
 
@@ -138,8 +217,7 @@ class Updater(Service):
         log.info("revision_progress", rev=rev, status=status, message=message, written=bool(written))
 
     def run(self, op: str, payload: str) -> bool:
-        """Carry out transition ``op``; ``True`` once the revision reached TESTING."""
-        settings = self._core.settings
+        """Carry out transition ``op``; ``True`` once the revision reached TESTING (or the device reboots)."""
         trails = self._steps.trails
         prepare = None
         if op == MAKE_FACTORY:
@@ -149,6 +227,12 @@ class Updater(Service):
                 return False
 
             def prepare() -> bool:
+                # Revision 0 is what every rollback ends at: never replace it
+                # with a state secure boot refuses (docs/protocol.md §D12.1).
+                refused = secureboot.verify_state(self._core, trails.state_path(source))
+                if refused is not None:
+                    log.error("make_factory_failed", source=source, reason=refused)
+                    return False
                 done = self._steps.make_factory(source)
                 log.info("factory_made", source=source, ok=bool(done))
                 return bool(done)
@@ -156,12 +240,11 @@ class Updater(Service):
             rev = FACTORY
         else:
             rev = trails.running() or payload if payload == "current" else payload
-        return self._begin(op, rev, settings.get("update_goals_timeout"), settings.get("update_commit_delay"),
-                           prepare)
+        return self._begin(op, rev, prepare)
 
-    def _begin(self, op: str, rev: str, timeout: float, commit_delay: float,
-               prepare: Optional[Callable[[], bool]]) -> bool:
+    def _begin(self, op: str, rev: str, prepare: Optional[Callable[[], bool]]) -> bool:
         core, trails = self._core, self._steps.trails
+        timeout = goals_timeout(core)
         old = trails.running()
         revisions = self._steps.revisions
         old_revision = revisions.get(old) if old is not None else None
@@ -184,82 +267,157 @@ class Updater(Service):
         missing = list(core.call("pv_objects_missing", default=shas, shas=shas)) if shas else []
         if missing:
             log.warning("revision_transition_refused", op=op, rev=rev, reason=OBJECTS_MISSING, missing=missing[:5])
-            self._progress(rev, "ERROR", OBJECTS_MISSING, _log_line(f"{len(missing)} objects missing"))
+            self._progress(rev, "ERROR", OBJECTS_MISSING,
+                           _log_line(f"{len(missing)} objects missing", _objects(revision, missing)))
             return False
         corrupt = secureboot.corrupt_objects(core, revision)
         if corrupt:
             log.warning("revision_transition_refused", op=op, rev=rev, reason=OBJECTS_MISSING, corrupt=corrupt[:5])
-            self._progress(rev, "ERROR", OBJECTS_MISSING, _log_line(f"{len(corrupt)} objects do not match their sha256"))
+            self._progress(rev, "ERROR", OBJECTS_MISSING,
+                           _log_line(f"{len(corrupt)} objects do not match their sha256", _objects(revision, corrupt)))
             return False
+        reasons = ["op"] if op in ALWAYS_REBOOT else reboot_reasons(old_revision, revision)
+        reboot = bool(reasons) and op not in IN_PLACE
+        # TRY_ONCE of a revision that needs a reboot restarts everything, in place.
+        restart_all = bool(reasons) and op != LOCAL_APPLY
+        update = Update(op=op, rev=rev, old=old, old_revision=old_revision,
+                        containers=frozenset(revision.containers), reboot=reboot)
         with self.cond:
-            self.update = Update(op=op, rev=rev, old=old, old_revision=old_revision,
-                                 containers=frozenset(revision.containers))
+            self.update = update
             self.cond.notify_all()
-        log.info("revision_transition_started", op=op, rev=rev, old=old)
+        log.info("revision_transition_started", op=op, rev=rev, old=old, reboot=reboot, reasons=reasons)
         core.hook.pvcore_activity(core=core, name="update", active=True)
+        # NOTE: with nothing running yet (an empty device's first revision) a
+        # fresh boot is what runs it in place: no reboot (docs/protocol.md §D3.4).
+        power = real_power(core) if reboot and old_revision is not None else None
         try:
             # NOTE: the try is recorded before its progress says INPROGRESS: a
             # crash between the two then leaves a recorded try that the next boot
             # rolls back and marks ERROR, never an INPROGRESS that nothing ends.
-            if self._set_running(rev, op == TRY_ONCE):
-                self._progress(rev, "INPROGRESS", TRANSITIONING)
-                ok, message = self._run_engine(revision, op == LOCAL_APPLY, timeout)
-            else:
+            if not self._set_running(rev, op == TRY_ONCE):
                 log.error("running_revision_not_set", rev=rev)
                 ok, message = False, INTERNAL_ERROR
+            elif power is not None:
+                # The next boot tries it (Steps.start) and Updater.resume carries on.
+                self._progress(rev, "INPROGRESS", REBOOTING)
+                log.warning("revision_transition_reboot", op=op, rev=rev)
+                power.reboot(f"Update to revision {rev}")
+                return True
+            elif reboot:
+                self._progress(rev, "INPROGRESS", REBOOTING)
+                self._core.call("pv_containers_stop", timeout=core.settings.stop_timeout)
+                self._progress(rev, "INPROGRESS", TRYING)
+                ok, message = self._run_engine(revision, False, timeout, update)
+            else:
+                self._progress(rev, "INPROGRESS", TRANSITIONING)
+                ok, message = self._run_engine(revision, not restart_all, timeout, update)
         except Exception:
             log.exception("revision_transition_crashed", op=op, rev=rev)
             ok, message = False, INTERNAL_ERROR
+        return self._tested(update, ok, message, timeout)
+
+    def _tested(self, update: Update, ok: bool, message: str, timeout: float) -> bool:
+        """The goals were reached (TESTING, commit deadline) or not (rollback)."""
         if not ok:
-            self._roll_back(op, rev, old, old_revision, message, timeout)
+            self._roll_back(update, message, timeout)
             return False
         # NOTE: deaths count from before TESTING is visible, and the deadline
         # is set after it, so the thread never ends it before it says TESTING.
         with self.cond:
-            if self.update is not None:
-                self.update.testing = True
-        self._progress(rev, "TESTING", TESTING)
+            update.testing = True
+        self._progress(update.rev, "TESTING", TESTING_REBOOT if update.reboot else TESTING)
+        commit_delay = self._core.settings.get("update_commit_delay")
         with self.cond:
-            update = self.update
-            if update is not None:
+            if self.update is update:
                 update.commit_at = self.clock() + (0 if update.failure else commit_delay)
             self.cond.notify_all()
-        log.info("revision_testing", op=op, rev=rev, commit_delay=commit_delay)
+        log.info("revision_testing", op=update.op, rev=update.rev, commit_delay=commit_delay)
         return True
 
-    def _run_engine(self, revision, only_changed: bool, timeout: float):
+    def resume(self, rev: str, old: Optional[str]) -> None:
+        """Carry on a reboot transition after the reboot: ``rev`` is running, its goals are awaited.
+
+        Runs in a thread of its own from :meth:`start`; the engine was handed
+        ``rev`` at boot and is bringing it up.
+        """
+        revision = self._steps.revisions.get(rev)
+        old_revision = self._steps.revisions.get(old) if old is not None else None
+        update = Update(op=LOCAL_RUN, rev=rev, old=old, old_revision=old_revision,
+                        containers=frozenset(revision.containers) if revision else frozenset(), reboot=True)
+        with self.cond:
+            if self.update is not None or self._stopping:
+                return
+            self.update = update
+        log.info("revision_transition_resumed", rev=rev, old=old)
+        self._core.hook.pvcore_activity(core=self._core, name="update", active=True)
+        timeout = goals_timeout(self._core)
+        try:
+            self._progress(rev, "INPROGRESS", TRYING)
+            if revision is None:
+                ok, message = False, STATE_NOT_FOUND
+            else:
+                # The engine already runs it: nothing changed, so nothing restarts;
+                # this only waits for the status goals.
+                ok, message = self._run_engine(revision, True, timeout, update)
+        except Exception:
+            log.exception("revision_transition_crashed", op=LOCAL_RUN, rev=rev)
+            ok, message = False, INTERNAL_ERROR
+        self._tested(update, ok, message, timeout)
+
+    def _run_engine(self, revision, only_changed: bool, timeout: float, update: Optional[Update] = None):
         result = self._core.call("pv_containers_run_revision", revision=revision, only_changed=only_changed,
                                  timeout=timeout)
         if result is None:
             return False, "No container engine"
         ok, message = result
+        if update is not None and not ok:
+            update.failure_detail = str(getattr(result, "detail", "") or "")
         return bool(ok), message or ""
 
-    def _roll_back(self, op: str, rev: str, old: Optional[str], old_revision, message: str, timeout: float) -> None:
-        log.error("revision_transition_failed", op=op, rev=rev, old=old, reason=message)
+    def _roll_back(self, update: Update, message: str, timeout: float) -> None:
+        rev, old, old_revision = update.rev, update.old, update.old_revision
+        log.error("revision_transition_failed", op=update.op, rev=rev, old=old, reason=message)
+        power = real_power(self._core) if update.reboot else None
         try:
             if old is not None and old_revision is not None:
                 self._set_running(old, False)
-                ok, back_message = self._run_engine(old_revision, False, timeout)
-                if ok:
-                    log.info("revision_rolled_back", rev=rev, to=old)
-                else:
-                    log.error("revision_rollback_failed", rev=rev, to=old, reason=back_message)
+                if power is None:
+                    # A non-reboot transition restarts only what it changed.
+                    ok, back_message = self._run_engine(old_revision, not update.reboot, timeout)
+                    if ok:
+                        log.info("revision_rolled_back", rev=rev, to=old)
+                    else:
+                        log.error("revision_rollback_failed", rev=rev, to=old, reason=back_message)
             else:
                 log.error("revision_rollback_impossible", rev=rev, old=old)
         finally:
             self._free_slot()
         try:
-            self._progress(rev, "ERROR", message, _log_line(message))
+            self._progress(rev, "ERROR", message, _log_line(message, update.failure_detail))
         finally:
             self._end()
+        if power is not None and old is not None and old_revision is not None:
+            # Upstream rolls a reboot transition back by rebooting into the committed revision.
+            log.warning("revision_rollback_reboot", rev=rev, to=old)
+            power.reboot(f"Rollback from revision {rev}")
 
     def _finish(self, update: Update) -> None:
         if update.failure is not None:
-            self._roll_back(update.op, update.rev, update.old, update.old_revision, update.failure,
-                            self._core.settings.get("update_goals_timeout"))
+            self._roll_back(update, update.failure, goals_timeout(self._core))
             return
-        committed = update.op in COMMITTING
+        pending = list(self._core.call("pv_containers_stability_pending", default=()) or ())
+        if pending:
+            # The commit is held until every container survived its stable_timeout.
+            if not update.stability_noted:
+                update.stability_noted = True
+                self._progress(update.rev, "TESTING", STABILITY_WAIT)
+                log.info("revision_stability_wait", rev=update.rev, containers=pending)
+            with self.cond:
+                if self.update is update:
+                    update.commit_at = self.clock() + (0 if update.failure else STABILITY_POLL)
+                self.cond.notify_all()
+            return
+        committed = update.reboot
         try:
             if committed and not self._steps.commit(update.rev):
                 log.error("revision_commit_failed", rev=update.rev)
@@ -294,6 +452,12 @@ class Updater(Service):
             self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
         self._thread.start()
+        resume = self._steps.resume
+        if resume is not None:
+            self._steps.resume = None
+            self._resumer = threading.Thread(target=self.resume, args=resume, name=self.name + ".resume",
+                                             daemon=True)
+            self._resumer.start()
 
     def stop(self) -> None:
         with self.cond:
@@ -316,6 +480,7 @@ class Updater(Service):
                 deadline = update.commit_at if update is not None else None
                 now = self.clock()
                 if deadline is not None and deadline <= now:
+                    update.commit_at = None
                     return update
                 self.cond.wait(None if deadline is None else deadline - now)
             return None

@@ -21,6 +21,7 @@ import sys
 import falcon
 
 from pvcore import hookimpl
+from pvcore.ownership import Owns
 from pvcore.body import dumps
 from pvcore.errors import PvError
 from pvcore.services import DaemonSpec
@@ -50,6 +51,11 @@ def pvcore_routes(core):
 
 
 XCONNECT = "pv-xconnect"
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    return Owns(listens=("command.finished",))
 
 
 # NOTE: the daemon table lists answers in registration order, trylast ones

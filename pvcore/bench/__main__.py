@@ -18,6 +18,7 @@ from pvcore.bench.figures import FIGURES
 from pvcore.bench.memory import MEMORY_FIGURES
 from pvcore.bench.starvation import STARVATION_FIGURES
 from pvcore.bench.streams import STREAM_FIGURES
+from pvcore.bench.tenants import TENANT_FIGURES
 
 
 def _fmt(value) -> str:
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="var/bench", help="directory for the JSON results")
     args = parser.parse_args(argv)
     rows = []
-    for figure in FIGURES + STREAM_FIGURES + plugin_figures() + STARVATION_FIGURES + MEMORY_FIGURES:
+    for figure in FIGURES + STREAM_FIGURES + plugin_figures() + STARVATION_FIGURES + TENANT_FIGURES + MEMORY_FIGURES:
         if args.only and not any(name in figure.__name__ for name in args.only):
             continue
         t0 = time.monotonic()

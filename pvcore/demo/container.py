@@ -49,6 +49,8 @@ def send_ready(path: str, deadline: float, stopping=()) -> bool:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="pvcore.demo.container")
     parser.add_argument("--ready", action="store_true", help="signal READY over pv-ctrl")
+    parser.add_argument("--ready-after", type=float, default=0.0,
+                        help="wait this many seconds before signalling READY (tests)")
     parser.add_argument("--exit-after", type=float, default=None, help="exit after this many seconds (tests)")
     parser.add_argument("--exit-code", type=int, default=1)
     args = parser.parse_args(argv)
@@ -58,6 +60,10 @@ def main(argv=None) -> int:
     name = os.environ.get("PVCORE_CONTAINER", "?")
     print(f"container {name} up, pid {os.getpid()}", flush=True)
     if args.ready:
+        if args.ready_after > 0:
+            deadline = time.monotonic() + args.ready_after
+            while not stopping and time.monotonic() < deadline:
+                time.sleep(0.05)
         path = os.environ.get("PVCORE_CTRL_SOCKET", "/pantavisor/pv-ctrl")
         if not send_ready(path, time.monotonic() + 60, stopping) and not stopping:
             return 2

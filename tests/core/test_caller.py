@@ -158,3 +158,28 @@ def test_a_leaders_pid_namespace_and_those_below_it_are_its_callers(make_core):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "start-time"])
+def test_a_connection_whose_peer_exited_is_no_longer_its_peers(tmp_path, monkeypatch, pidfd):
+    import socket
+    import subprocess
+    import sys
+
+    from pvcore import caller
+
+    if not pidfd:  # a kernel without SO_PEERPIDFD: the start time pins the peer
+        monkeypatch.setattr(caller, "_SO_PEERPIDFD", -1)
+    path = str(tmp_path / "s")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen(1)
+        child = subprocess.Popen([sys.executable, "-c", "import socket, sys; s = socket.socket(socket.AF_UNIX); "
+                                  "s.connect(sys.argv[1]); sys.stdin.read()", path], stdin=subprocess.PIPE)
+        sock, _ = listener.accept()
+        with sock:
+            cache = caller.CallerCache()
+            assert cache.same_peer(sock, child.pid)
+            assert not cache.same_peer(sock, child.pid + 1)
+            child.communicate(b"")
+            assert not cache.same_peer(sock, child.pid)

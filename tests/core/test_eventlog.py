@@ -5,8 +5,18 @@ what the buffer holds and ends: enough to check replay, gaps and filters.
 """
 import json
 
+from pvcore import hookimpl
 from pvcore.eventlog import EventLog, type_matcher
 from pvcore.events import EventCounter
+from pvcore.ownership import Owns
+
+
+class Publisher:
+    """Owns the event types these tests publish (an undeclared type is refused)."""
+
+    @hookimpl
+    def pvcore_declare_ownership(self):
+        return Owns(events={"demo.*": "test events", "test.*": "test events"})
 
 
 def lines(body: bytes) -> list:
@@ -49,7 +59,7 @@ def test_types_match_whole_types_and_dotted_prefixes():
 
 
 def test_endpoint_replays_since_and_filters(make_core, make_client):
-    core = make_core()
+    core = make_core(plugins=[Publisher()])
     client = make_client(core)
     first = core.publish("demo.one", "a", {"n": 1})
     core.publish("demo.two", "b", {"n": 2})
@@ -106,7 +116,7 @@ def test_publish_returns_once_every_listener_has_seen_the_event(make_core):
                 gate.wait(5)
             seen.append(event.type)
 
-    core = make_core(plugins=[Slow()])
+    core = make_core(plugins=[Slow(), Publisher()])
     first = threading.Thread(target=core.publish, args=("test.slow", "a"))
     first.start()
     assert started.wait(5)

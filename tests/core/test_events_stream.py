@@ -31,8 +31,17 @@ def usrmeta_taken(event):
     return event["type"] == "wakelock.taken" and event["subject"] == "usrmeta"
 
 
+def settled(server):
+    """Wait until the device-meta facts published at start are written (on
+    pv_metadata's own thread, the last one's ``meta.device`` event after its
+    wakelock is released), so that only this test's writes make events."""
+    with StreamReader(server.socket, "/_pvcore/events?since=0") as watcher:
+        watcher.events_until(lambda e: e["type"] == "meta.device" and e["subject"] == "pantahub.claimed")
+
+
 def test_events_arrive_in_order_and_a_reconnect_with_since_loses_nothing(start_gunicorn):
     server = start_gunicorn()
+    settled(server)
     with StreamReader(server.socket, "/_pvcore/events") as watcher:
         assert watcher.status == 200
         assert watcher.headers["content-type"] == "application/x-ndjson"

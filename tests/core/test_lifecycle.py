@@ -58,8 +58,47 @@ def test_a_failing_start_stops_what_started_and_fails_in_one_line(make_core):
     with pytest.raises(StartupError) as info:
         core.start()
     assert str(info.value) == "plugin P (not installed): service b failed to start: RuntimeError: cannot start b"
-    assert journal == ["start a", "stop a"]
+    # b is stopped too: a start that failed half-way may have begun something.
+    assert journal == ["start a", "stop b", "stop a"]
     assert not core.started
+
+
+class Spawner(Service):
+    """Spawns a long-lived child, then is interrupted (SIGINT raises SystemExit in the worker)."""
+
+    name = "spawner"
+
+    def __init__(self, core, interrupt):
+        self.core, self.interrupt, self.proc, self.journal = core, interrupt, None, []
+
+    def start(self):
+        self.proc = self.core.supervisor.spawn("spawner", ["sleep", "600"])
+        if self.interrupt:
+            raise SystemExit(0)
+
+    def stop(self):
+        pass  # forgets its child, as a stop racing its own start would
+
+
+def test_a_start_interrupted_after_a_spawn_leaves_no_process(make_core):
+    """Issue 27: a daemon outlived pvcore after a SIGINT during start-up."""
+    core = make_core()
+    spawner = Spawner(core, interrupt=True)
+    core.pm.register(plugin_with(spawner))
+    with pytest.raises(SystemExit):
+        core.start()
+    assert spawner.proc.wait(5) == -9
+
+
+def test_nothing_spawned_late_outlives_stop(make_core):
+    core = make_core()
+    spawner = Spawner(core, interrupt=False)
+    core.pm.register(plugin_with(spawner))
+    core.start()
+    core.stop()  # the child's owner never stopped it: the supervisor does
+    assert spawner.proc.wait(5) == -9
+    with pytest.raises(OSError):  # and a spawn racing the shutdown is refused
+        core.supervisor.spawn("late", ["sleep", "600"])
 
 
 def test_loop_service_ticks_wakes_and_stops_promptly():

@@ -110,7 +110,9 @@ def test_logs_tail_and_follow(start_gunicorn):
 
 
 DEMO_SERVER = "pv-example-unix-server"
-UPDATE_ENV = {"PVCORE_UPDATE_COMMIT_DELAY": "0.3", "PVCORE_UPDATE_GOALS_TIMEOUT": "20"}
+#: upstream's default groups, but a 1 s stable_timeout for the app group (upstream's is 30 s)
+QUICK_GROUPS = os.path.join(os.path.dirname(__file__), "..", "plugins", "pv_steps", "groups_quick.json")
+UPDATE_ENV = {"PVCORE_UPDATE_COMMIT_DELAY": "0.3", "PVCORE_DEFAULT_GROUPS_FILE": QUICK_GROUPS}
 
 
 def _get(server, path):

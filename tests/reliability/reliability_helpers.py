@@ -215,7 +215,8 @@ def temp_leftovers(storage: str, pid: int, settle: float = 5.0) -> List[str]:
             continue
         found += [os.path.join(sub, n) for n in names if n.endswith(".tmp") and f"{pid}-" in n]
     meta = {}
-    for sub in ("cache/.meta.staging", "cache/.devmeta.staging", "cache"):
+    for sub in ("pvcore/pv_metadata/meta.staging", "pvcore/pv_metadata/devmeta.staging", "pvcore/pv_metadata",
+                "pvcore/pv_commands", "cache"):
         try:
             meta[sub] = {n for n in os.listdir(os.path.join(storage, sub)) if n.endswith(".tmp")}
         except OSError:

@@ -59,6 +59,32 @@ def test_the_host_is_answered_within_a_second_during_a_flood(flooded):
     assert max(times) < 1.0, sorted(times)[-5:]
 
 
+def _open_to_all(socket_path):
+    """Let any uid connect to ``socket_path`` (to call as an unknown caller)."""
+    os.chmod(socket_path, 0o666)
+    folder = os.path.dirname(socket_path)
+    while folder not in ("/", "/tmp"):
+        os.chmod(folder, os.stat(folder).st_mode | 0o011)
+        folder = os.path.dirname(folder)
+
+
+def _as_uid(uid, fn):
+    """Run ``fn()`` in a child process with effective uid ``uid``; its success as a bool."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setuid(uid)
+            fn()
+            code = 0
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1] == 0
+
+
 def _refusals(server, cases):
     import socket
     for head, status in cases:
@@ -105,27 +131,11 @@ def test_a_refused_request_is_answered_and_closed_without_reading_its_body(flood
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to call as another uid (an unknown caller)")
 @pytest.mark.parametrize("flooded", [(None, ())], indirect=True, ids=["unknown"])
 def test_an_unknown_callers_request_is_refused_without_reading_its_body(flooded):
-    os.chmod(flooded.socket, 0o666)
-    folder = os.path.dirname(flooded.socket)
-    while folder not in ("/", "/tmp"):
-        os.chmod(folder, os.stat(folder).st_mode | 0o011)
-        folder = os.path.dirname(folder)
-    pid = os.fork()
-    if pid == 0:  # an unknown caller: not pvcore's uid, in no container
-        code = 1
-        try:
-            os.setuid(65534)
-            _refusals(flooded, [
-                (b"PUT /user-meta/k HTTP/1.1\r\nHost: localhost\r\n" + ENDLESS, b"500"),
-                (b"PUT /containers/x HTTP/1.1\r\nHost: localhost\r\n" + CHUNKED, b"500"),
-            ])
-            code = 0
-        except BaseException:
-            import traceback
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    assert os.waitpid(pid, 0)[1] == 0
+    _open_to_all(flooded.socket)
+    assert _as_uid(65534, lambda: _refusals(flooded, [  # an unknown caller: not pvcore's uid, in no container
+        (b"PUT /user-meta/k HTTP/1.1\r\nHost: localhost\r\n" + ENDLESS, b"500"),
+        (b"PUT /containers/x HTTP/1.1\r\nHost: localhost\r\n" + CHUNKED, b"500"),
+    ]))
 
 
 @pytest.mark.parametrize("flooded", [("streams", ("--connections", "20"), {"roles": ["mgmt"]})], indirect=True,
@@ -142,34 +152,13 @@ def test_one_caller_cannot_take_every_stream_slot(flooded):
         assert follower.status == 200
 
 
-def _as_uid(uid, fn):
-    """Run ``fn()`` in a child process with effective uid ``uid``; its success as a bool."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.setuid(uid)
-            fn()
-            code = 0
-        except BaseException:
-            import traceback
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    return os.waitpid(pid, 0)[1] == 0
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to call as other uids (unknown callers)")
 @pytest.mark.parametrize("flooded", [(None, (), {"PVCORE_CALLER_CONNECTIONS": "4"})], indirect=True, ids=["unknown"])
 def test_unknown_callers_do_not_share_one_bucket(flooded):
     """Before: every unknown caller counted as one, so one that held its
     connections left every other unknown caller closed at accept."""
     import socket
-    os.chmod(flooded.socket, 0o666)
-    folder = os.path.dirname(flooded.socket)
-    while folder not in ("/", "/tmp"):
-        os.chmod(folder, os.stat(folder).st_mode | 0o011)
-        folder = os.path.dirname(folder)
+    _open_to_all(flooded.socket)
     r, w = os.pipe()
     hog = os.fork()
     if hog == 0:  # uid 65534 holds as many idle connections as it may

@@ -18,6 +18,7 @@ from pvcore import hookimpl
 from pvcore.app import StashKey
 from pvcore.body import dumps
 from pvcore.errors import PvError
+from pvcore.ownership import Owns
 from pvcore.settings import Setting
 
 from pvcore_wakelocks.locks import Wakelocks
@@ -25,6 +26,15 @@ from pvcore_wakelocks.locks import Wakelocks
 __version__ = "0.1.0"
 
 WAKELOCKS = StashKey()
+
+
+@hookimpl
+def pvcore_declare_ownership():
+    return Owns(
+        events={"wakelock.taken": "a kernel wakelock was taken (subject: the lock)",
+                "wakelock.released": "a kernel wakelock was released (subject: the lock)"},
+        listens=("revision.status",),
+    )
 _MODES = {0: "disabled", 1: "locks", 2: "managed"}
 #: Activities pvcore reports (``pvcore_activity``) → the lock each holds.
 ACTIVITY_LOCKS = {"update": "update", "devmeta": "devmeta", "usrmeta": "usrmeta", "shutdown": "shutdown",

@@ -114,7 +114,12 @@ def test_served_by_real_gunicorn_and_disable_removes_it(start_gunicorn):
 def test_update_lock_is_held_during_a_local_run_on_the_demo_device(start_gunicorn):
     from pvcore.testing import wait_until
 
-    server = start_gunicorn(demo=True, env={"PVCORE_UPDATE_COMMIT_DELAY": "1"}, plugins=["pvcore_wakelocks"])
+    # upstream's default groups with a 1 s app stable_timeout: the commit is held that long, not 30 s
+    quick_groups = os.path.join(os.path.dirname(__file__), "..", "..", "..", "tests", "plugins", "pv_steps",
+                                "groups_quick.json")
+    server = start_gunicorn(demo=True, env={"PVCORE_UPDATE_COMMIT_DELAY": "1",
+                                            "PVCORE_DEFAULT_GROUPS_FILE": quick_groups},
+                            plugins=["pvcore_wakelocks"])
 
     def get(path):
         status, _, body = server.request("GET", path)
@@ -122,7 +127,9 @@ def test_update_lock_is_held_during_a_local_run_on_the_demo_device(start_gunicor
         return json.loads(body)
 
     state = get("/steps/0")
-    state["pvr-sdk/run.json"]["exec"] = state["pvr-sdk/run.json"]["exec"] + ["--exit-code", "0"]
+    # a container-policy container: a non-reboot transition, which ends UPDATED (docs/protocol.md §D3.4)
+    server_run = state["pv-example-unix-server/run.json"]
+    server_run["exec"] = server_run["exec"] + ["--exit-code", "0"]
     assert server.request("PUT", "/steps/locals/wl", json.dumps(state))[0] == 200
     assert server.request("POST", "/commands", json.dumps({"op": "LOCAL_RUN", "payload": "locals/wl"}))[0] == 200
     wait_until(lambda: get("/wakelocks")["held"]["update"], timeout=20, message="update lock held")

@@ -56,8 +56,8 @@ class FakeDevice:
         # Stands in for the metadata plugin, which follows these events.
         if event.type == "commands.mode":
             self._set_device_meta("pantavisor.mode", event.subject)
-        elif event.type == "commands.unclaimed":
-            self._set_device_meta("pantahub.claimed", None)
+        elif event.type == "commands.claimed":
+            self._set_device_meta("pantahub.claimed", event.subject)
         elif event.type == "revision.running":
             self.running.append((event.data.get("old"), event.subject))
 

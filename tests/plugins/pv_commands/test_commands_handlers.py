@@ -53,7 +53,8 @@ def test_update_metadata_goes_to_its_owner(cmd_env, log_output):
     wait_until(lambda: len(done(log_output, "UPDATE_METADATA")) == 2)
     assert env.device.commands == [("UPDATE_METADATA", '{"site": "lab", "ignored": "x"}'),
                                    ("UPDATE_METADATA", '{"geo":{"lat":1}}')]
-    assert env.device.device_meta == {"site": "lab", "geo": '{"lat":1}'}
+    assert env.device.device_meta == {"site": "lab", "geo": '{"lat":1}',
+                                      "pantavisor.mode": "local", "pantahub.claimed": "0"}
 
 
 def test_update_metadata_stores_first_pair_and_queues_it(make_core, make_client, log_output):
@@ -70,7 +71,7 @@ def test_update_metadata_stores_first_pair_and_queues_it(make_core, make_client,
     wait_until(lambda: len(done(log_output, "UPDATE_METADATA")) == 2)
     meta = client.simulate_get("/device-meta").json
     assert (meta["site"], meta["geo"]) == ("lab", {"lat": 1})
-    path = os.path.join(core.settings.storage_dir, "cache", "pending-devmeta.jsonl")
+    path = os.path.join(core.settings.storage_dir, "pvcore", "pv_metadata", "pending-devmeta.jsonl")
     with open(path) as fh:
         lines = [json.loads(line) for line in fh]
     assert [(line["key"], line["value"]) for line in lines] == [("site", "lab"), ("geo", '{"lat":1}')]
@@ -80,8 +81,9 @@ def test_unclaim_marks_the_device_unclaimed(cmd_env, log_output):
     env = cmd_env(claimed=True)
     env.post("UNCLAIM")
     wait_until(lambda: done(log_output, "UNCLAIM"))
-    assert env.device.meta_calls == [("pantahub.claimed", None)]
-    assert os.path.exists(os.path.join(env.core.settings.storage_dir, "cache", "pvcore-unclaimed"))
+    assert env.device.meta_calls[-1] == ("pantahub.claimed", "0")
+    assert env.device.device_meta["pantahub.claimed"] == "0"
+    assert os.path.exists(os.path.join(env.core.settings.storage_dir, "pvcore", "pv_commands", "unclaimed"))
 
 
 def test_demo_poweroff_stops_containers_then_signals_gunicorn_master(cmd_env, log_output):
@@ -229,3 +231,17 @@ def test_a_stopped_container_or_the_demo_device_does_not_reboot(cmd_env):
     demo.core.publish("container.status", "pvr-sdk", {"old": "READY", "new": "STOPPED", "platform_failed": True})
     time.sleep(0.3)
     assert actions == [] and demo.kills.calls == []
+
+
+def test_an_unclaim_recorded_by_an_earlier_release_in_cache_is_kept(make_core, tmp_path):
+    """Upgrade: the marker moved from ``<storage>/cache/`` to pv_commands' data_dir."""
+    import pv_commands
+    from pv_commands import device
+
+    storage = str(tmp_path / "storage")
+    os.makedirs(os.path.join(storage, "cache"))
+    open(os.path.join(storage, "cache", "pvcore-unclaimed"), "w").close()
+    core = make_core(plugins=[pv_commands], overrides={"storage_dir": storage, "claimed": True})
+    assert not device.is_claimed(core)
+    assert os.listdir(os.path.join(storage, "cache")) == []
+    assert os.path.exists(os.path.join(storage, "pvcore", "pv_commands", "unclaimed"))

@@ -132,7 +132,7 @@ def test_unclaim_when_unclaimed_is_204(cmd_env):
 def test_unclaim_then_make_factory_is_allowed(cmd_env):
     env = cmd_env(claimed=True)
     assert env.post("UNCLAIM").status_code == 200
-    wait_until(lambda: ("pantahub.claimed", None) in env.device.meta_calls)
+    wait_until(lambda: env.device.meta_calls[-1:] == [("pantahub.claimed", "0")])
     wait_until(lambda: env.post("MAKE_FACTORY", "locals/x").status_code == 200)
     assert env.post("UNCLAIM").status_code in (204, 503)
 

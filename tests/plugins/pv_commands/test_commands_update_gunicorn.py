@@ -10,13 +10,16 @@ from pvcore.supervisor import process_running as _alive
 from pvcore.testing import wait_until
 
 from commands_helpers import command, get
+from steps_helpers import put_revision
 
 pytestmark = pytest.mark.gunicorn
 
 SERVER = "pv-example-unix-server"
 CLIENT = "pv-example-unix-client"
 FINAL = ("UPDATED", "DONE", "WONTGO", "ERROR")
-ENV = {"PVCORE_UPDATE_COMMIT_DELAY": "0.3", "PVCORE_UPDATE_GOALS_TIMEOUT": "20"}
+#: upstream's default groups, but a 1 s stable_timeout for the app group (upstream's is 30 s)
+QUICK_GROUPS = os.path.join(os.path.dirname(__file__), "..", "pv_steps", "groups_quick.json")
+ENV = {"PVCORE_UPDATE_COMMIT_DELAY": "0.3", "PVCORE_DEFAULT_GROUPS_FILE": QUICK_GROUPS}
 
 
 @pytest.fixture
@@ -34,14 +37,6 @@ def statuses(server):
 def started_pids(server, name):
     return [e["child_pid"] for e in server.log_events()
             if e.get("event") == "container_started" and e.get("container") == name]
-
-
-def put_revision(server, name, change):
-    state = get(server, "/steps/0")
-    change(state)
-    status, _, body = server.request("PUT", f"/steps/locals/{name}", json.dumps(state))
-    assert status == 200, body
-    return state
 
 
 def run_until_final(server, op, rev, timeout=30):
@@ -107,10 +102,22 @@ def test_broken_revision_rolls_back(device):
     assert any(e.get("event") == "revision_transition_failed" for e in device.log_events())
 
 
+def groups_with_app_timeout(timeout):
+    with open(QUICK_GROUPS) as fh:
+        groups = json.load(fh)
+    groups[-1]["timeout"] = timeout
+    return groups
+
+
 def test_busy_while_a_revision_comes_up_then_goal_timeout_rolls_back(start_gunicorn):
-    server = start_gunicorn(demo=True, env=dict(ENV, PVCORE_UPDATE_GOALS_TIMEOUT="3"))
-    # a container that stays up but never signals READY: the transition waits for the goal
-    put_revision(server, "slow", lambda s: broken_container(s, exec=s[f"{SERVER}/run.json"]["exec"][:3]))
+    server = start_gunicorn(demo=True, env=ENV)
+
+    def slow(state):
+        # a container that stays up but never signals READY: the transition waits for the goal
+        broken_container(state, exec=state[f"{SERVER}/run.json"]["exec"][:3])
+        state["device.json"] = {"groups": groups_with_app_timeout(3)}
+
+    put_revision(server, "slow", slow)
     assert command(server, "LOCAL_RUN", "locals/slow")[0] == 200
     wait_until(lambda: get(server, "/steps/locals/slow/progress")["status"] == "INPROGRESS")
     status, headers, body = command(server, "LOCAL_RUN", "0")

@@ -44,7 +44,7 @@ class FakeStorage:
     @hookimpl(trylast=True)
     def pvcore_startup(self, core):
         if self.state is not None:
-            core.hook.pv_containers_load(core=core, revision=model_of(self.rev, self.state))
+            core.hook.pv_containers_load(core=core, revision=model_of(self.rev, self.state), goals_timeout=None)
 
     @hookimpl
     def pv_steps_running_revision(self, core):
@@ -123,6 +123,8 @@ class Recorder:
 
     def __init__(self):
         self.changes = []
+        #: every container.status event, as published
+        self.events = []
         self.revision = []
         self.starting = []
         self.refuse = set()
@@ -130,6 +132,7 @@ class Recorder:
     @hookimpl
     def pvcore_event(self, core, event):
         if event.type == "container.status":
+            self.events.append(event)
             self.changes.append((event.subject, event.data["old"], event.data["new"]))
         elif event.type == "revision.status":
             self.revision.append((event.subject, event.data["status"]))

@@ -125,7 +125,9 @@ def test_worker_killed_new_worker_starts_fresh_containers(demo_server):
     wait_until(lambda: all_ready(demo_server), 20)
     new = container_pids(demo_server)
     assert set(new) == set(old) and not set(new.values()) & set(old.values())
-    assert any(e.get("event") == "leftover_group_killed" for e in demo_server.log_events())
+    # With cgroups the leftovers die with their cgroup, else by their recorded process group.
+    assert any(e.get("event") in ("leftover_cgroup_killed", "leftover_group_killed")
+               for e in demo_server.log_events())
 
 
 PROBE = r'''

@@ -2,7 +2,7 @@
 import threading
 import time
 
-from engine_fakes import model_of, run_json, state_of
+from engine_fakes import Clock, model_of, run_json, state_of
 from pvcore.testing import wait_until
 
 APP = dict(group="app", restart_policy="container")
@@ -52,10 +52,92 @@ def test_goal_not_reached_within_group_timeout(make_device):
     assert dev.status("x") == "STARTED"
 
 
-def test_explicit_timeout(make_device):
+def test_goals_timeout_is_the_timeout_of_groups_without_one(make_device):
     dev = make_device(None, clock=time.monotonic)
-    ok = dev.engine.run_revision(model_of("3", state_of(run_json("x", status_goal="READY", **APP))), timeout=0.2)
+    groups = [{"name": "base", "status_goal": "READY"}]
+    started = time.monotonic()
+    ok = dev.engine.run_revision(model_of("3", state_of(run_json("x"), groups=groups)), timeout=0.3)
     assert ok == (False, "Status goal not reached")
+    assert 0.3 <= time.monotonic() - started < 3
+
+
+def test_group_timeout_longer_than_goals_timeout_is_waited(make_device):
+    """Issue 25: a container READY after the global goals timeout, within its group's own, is not cut."""
+    dev = make_device(None, clock=time.monotonic)
+    groups = [{"name": "base", "status_goal": "READY", "timeout": 5}]
+    state = state_of(run_json("x"), groups=groups)
+    result = []
+    worker = threading.Thread(target=lambda: result.append(dev.engine.run_revision(model_of("3", state),
+                                                                                     timeout=0.2)))
+    worker.start()
+    wait_until(lambda: dev.engine.container("x") and dev.status("x") == "STARTED", 5)
+    time.sleep(0.6)  # three times the goals timeout
+    assert result == []
+    assert dev.core.hook.pv_containers_signal(core=dev.core, name="x", type="ready", payload="") is True
+    worker.join(5)
+    assert result == [(True, "")]
+
+
+def test_status_goal_timer_is_armed_at_start_from_the_group_timeout(make_device):
+    """Each container's timer runs from its own start: a later group's member is not cut by
+    the time an earlier group took."""
+    clock = Clock()
+    groups = [{"name": "first", "status_goal": "READY", "timeout": 10},
+              {"name": "second", "status_goal": "READY", "timeout": 10}]
+    dev = make_device(state_of(run_json("a", group="first"), run_json("b", group="second"), groups=groups),
+                      clock=clock)
+    dev.step(2)
+    assert (dev.status("a"), dev.status("b")) == ("STARTED", "BLOCKED")
+    clock.advance(8)
+    dev.core.hook.pv_containers_signal(core=dev.core, name="a", type="ready", payload="")
+    dev.step(2)
+    assert dev.status("b") == "STARTED"
+    clock.advance(8)  # 16 s after boot, 8 s after b started
+    dev.step()
+    assert not dev.engine.container("b").group.timed_out
+    clock.advance(3)
+    dev.step()
+    assert dev.engine.container("b").group.timed_out
+
+
+def test_retries_used_up_fail_the_run_whatever_the_backoff_policy(make_device):
+    dev = make_device(None, clock=time.monotonic)
+    recovery = {"policy": "on-failure", "max_retries": 1, "retry_delay": 0, "backoff_policy": "60s"}
+    state = state_of(run_json("x", status_goal="READY", **APP, auto_recovery=recovery))
+    result = []
+    worker = threading.Thread(target=lambda: result.append(dev.engine.run_revision(model_of("6", state))))
+    worker.start()
+    for _ in range(2):  # the first crash is retried, the second uses the retries up
+        wait_until(lambda: "x" in dev.runtime.procs and dev.runtime.procs["x"].code is None, 5)
+        proc = dev.runtime.procs["x"]
+        proc.exit(1)
+        wait_until(lambda: dev.runtime.procs["x"] is not proc or dev.status("x") == "RECOVERING", 5)
+    worker.join(5)
+    assert result == [(False, "A container could not be started")]
+    assert dev.status("x") == "RECOVERING"  # the backoff policy still holds it
+    exhausted = [e for e in dev.recorder.events if e.subject == "x" and e.data.get("recovery_exhausted")]
+    assert exhausted
+
+
+def test_stability_pending_until_stable_timeout(make_device):
+    clock = Clock()
+    recovery = {"policy": "on-failure", "max_retries": 3, "stable_timeout": 10}
+    dev = make_device(state_of(run_json("x", **APP, auto_recovery=recovery), run_json("y", **APP,
+                      auto_recovery={"policy": "no"})), clock=clock)
+    dev.step(2)
+    assert dev.core.hook.pv_containers_stability_pending(core=dev.core) == ["x"]
+    clock.advance(9)
+    dev.step()
+    assert dev.core.hook.pv_containers_stability_pending(core=dev.core) == ["x"]
+    dev.runtime.procs["x"].exit(1)  # a crash restarts the window
+    dev.step(2)
+    assert dev.status("x") == "STARTED" and dev.engine.container("x").retries == 1
+    clock.advance(9)
+    dev.step()
+    assert dev.core.hook.pv_containers_stability_pending(core=dev.core) == ["x"]
+    clock.advance(2)
+    dev.step()
+    assert dev.core.hook.pv_containers_stability_pending(core=dev.core) == []
 
 
 def test_ready_signal_completes_the_run(make_device):

@@ -85,3 +85,21 @@ def test_stop_kills_processes_that_left_the_group(make_core, tmp_path):
     assert alive(escaped) and os.getpgid(escaped) == escaped
     core.stop()
     wait_until(lambda: not alive(escaped), 5, message="escaped grandchild killed")
+
+
+def test_a_collected_revisions_logs_and_disks_go_on_the_engines_thread(make_core):
+    """pv_steps announces ``revision.collected``; the engine, their owner, deletes the
+    revision's console logs and ``revision`` disks (docs/architecture.md §2)."""
+    core = make_core(plugins=[pv_containers])
+    storage = core.settings.storage_dir
+    kept = [os.path.join(storage, "logs", "1", "c"), os.path.join(storage, "disks", "rev", "1", "c"),
+            os.path.join(storage, "disks", "perm", "c")]
+    doomed = [os.path.join(storage, "logs", "locals", "old", "c"),
+              os.path.join(storage, "disks", "rev", "locals", "old", "c")]
+    for path in kept + doomed:
+        os.makedirs(path)
+    core.start()
+    core.publish("revision.collected", "locals/old", {})
+    wait_until(lambda: not any(os.path.exists(path) for path in doomed), message="the revision's data to go")
+    assert all(os.path.exists(path) for path in kept)
+    assert os.path.isdir(os.path.join(storage, "logs", "locals"))  # other revisions' parent stays

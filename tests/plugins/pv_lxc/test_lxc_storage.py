@@ -101,3 +101,55 @@ def test_boot_storage_is_fresh_at_every_start_and_gone_when_stopped():
         server.stop()
         shutil.rmtree(server.base, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_container_cannot_aim_its_pantavisor_mounts_at_the_host():
+    """A container whose writable layer is permanent replaces /pantavisor by a symlink to a host
+    path: at its next start the views must land inside the container, never on the host."""
+    workdir = short_tempdir("pvimg")
+    trap = short_tempdir("pvtrap")
+    server = GunicornServer(short_tempdir(), ENV)
+    name = unique("trap")
+    try:
+        image = demo.build_rootfs(workdir)
+        server.start()
+        storage = {"lxc-overlay": {"persistence": "permanent"}, "data": {"persistence": "permanent"}}
+        conf = demo.lxc_conf("ready") + b"lxc.mount.entry = /dev/null planted/file none bind,create=file 0 0\n"
+        state, files = revision(image, {name: {"group": "app", "roles": [], "status_goal": "READY",
+                                               "storage": storage, "conf": conf}})
+        assert install(server, "locals/trap", state, files)["status"] in ("UPDATED", "DONE")
+        pid = running_again(server, name, None)
+        # what it leaves in its writable layer (done from the host: inside, /pantavisor's mounts
+        # keep a container from replacing it while it runs)
+        assert server.request("PUT", f"/containers/{name}", b'{"action":"stop"}')[0] == 200
+        wait_until(lambda: containers(server)[name]["status"] == "STOPPED", 15)
+        planted = os.path.join(server.storage_dir, "disks", "perm", name, "lxc-overlay", "upper", "pantavisor")
+        shutil.rmtree(planted)
+        os.symlink(trap, planted)
+        assert server.request("PUT", f"/containers/{name}", b'{"action":"start"}')[0] == 200
+        wait_until(lambda: init_pid(server, name) not in (None, pid) or
+                   containers(server)[name]["status"] in ("STOPPED", "RECOVERING"), 30, message="started")
+        wait_until(lambda: containers(server)[name]["status"] != "STARTING", 20)
+        # it runs, with the real /pantavisor
+        wait_until(lambda: containers(server)[name]["status"] == "READY", 20, message="READY")
+        assert attach(server, name, "readlink /pantavisor; ls /pantavisor").split() == \
+            ["device-meta", "logs", "pv-ctrl", "user-meta"]
+        # the same through a target of its own config (create=file): the start fails, safely
+        assert attach(server, name, "ls /planted/file").strip() == "/planted/file"
+        assert server.request("PUT", f"/containers/{name}", b'{"action":"stop"}')[0] == 200
+        wait_until(lambda: containers(server)[name]["status"] == "STOPPED", 15)
+        planted = os.path.join(server.storage_dir, "disks", "perm", name, "lxc-overlay", "upper", "planted")
+        shutil.rmtree(planted)
+        os.symlink(trap, planted)
+        assert server.request("PUT", f"/containers/{name}", b'{"action":"start"}')[0] == 200
+        wait_until(lambda: any(e.get("event") == "container_start_failed" and e.get("container") == name
+                               for e in server.log_events()), 20, message="the start to fail")
+        assert os.listdir(trap) == [] and mounts_under(trap) == []
+        assert server.stop() == 0
+        assert_clean(server, [name])
+        assert os.listdir(trap) == []
+    finally:
+        server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+        os.rmdir(trap)

@@ -35,13 +35,14 @@ def fake_root(tmp_path):
 
 def test_collect_from_a_fake_tree(fake_root, tmp_path):
     info = DeviceInfo(fake_root, str(tmp_path), free_space=lambda path: 300, reserved_percent=lambda: 0)
-    meta = info.collect("0")
+    meta = info.collect()
     assert meta["pantavisor.arch"].startswith(platform.machine() + "/")
     assert meta["pantavisor.arch"].split("/")[2] in ("EL", "EB")
     assert meta["pantavisor.cpumodel"] == "Test CPU 9000"
     assert meta["pantavisor.dtmodel"] == "Demo Board"
-    assert meta["pantavisor.revision"] == "0"
-    assert (meta["pantavisor.mode"], meta["pantahub.online"], meta["pantahub.claimed"]) == ("local", "0", "0")
+    assert meta["pantahub.online"] == "0"
+    # Other owners' facts are never probed (docs/architecture.md §2).
+    assert not {"pantavisor.revision", "pantavisor.status", "pantavisor.mode", "pantahub.claimed"} & set(meta)
     assert json.loads(meta["sysinfo"]) == {
         "uptime": 1234, "loads.0": 32768, "loads.1": 65536, "loads.2": 131072, "totalram": 1024000,
         "freeram": 409600, "sharedram": 10240, "bufferram": 20480, "totalswap": 0, "freeswap": 0,
@@ -55,14 +56,14 @@ def test_collect_from_a_fake_tree(fake_root, tmp_path):
 
 def test_storage_uses_the_injected_free_space(tmp_path):
     info = DeviceInfo(str(tmp_path), str(tmp_path), free_space=lambda path: 1000, reserved_percent=lambda: 10)
-    storage = json.loads(info.collect(None)["storage"])
+    storage = json.loads(info.collect()["storage"])
     assert storage["free"] == 1000
     assert storage["reserved"] == storage["total"] // 10
     assert storage["real_free"] == max(1000 - storage["reserved"], 0)
 
 
 def test_empty_models_and_missing_sources_are_omitted(tmp_path):
-    meta = DeviceInfo(str(tmp_path), str(tmp_path), free_space=lambda path: 0).collect(None)
+    meta = DeviceInfo(str(tmp_path), str(tmp_path), free_space=lambda path: 0).collect()
     for key in ("pantavisor.cpumodel", "pantavisor.dtmodel", "pantavisor.revision"):
         assert key not in meta
     assert meta["interfaces"] == "{}"
@@ -96,22 +97,21 @@ def test_device_meta_is_populated_when_services_start(core, make_client):
     core.start()
     meta = client.simulate_get("/device-meta").json
     for key in ("pantavisor.arch", "pantavisor.version", "pantavisor.dtmodel", "pantavisor.cpumodel",
-                "pantavisor.revision", "pantavisor.mode", "pantahub.online", "pantahub.claimed",
-                "pantavisor.uname", "sysinfo", "storage", "time", "interfaces"):
+                "pantahub.online", "pantavisor.uname", "sysinfo", "storage", "time", "interfaces"):
         assert key in meta, key
-    assert meta["pantavisor.revision"] == "0"
+    assert "pantavisor.revision" not in meta  # pv_steps' fact, from its revision.running event
     assert isinstance(meta["pantavisor.uname"], dict)
     assert set(meta["storage"]) == {"total", "free", "reserved", "real_free"}
     assert os.path.exists(os.path.join(core.settings.storage_dir, "cache", "devmeta", "pantavisor.arch"))
 
 
-def test_status_and_revision_hooks_update_device_meta(core, make_client, engine):
+def test_owners_events_write_their_device_meta_keys_on_the_store_thread(core, make_client, engine):
     client = make_client(core)
+    core.start()
     core.publish("revision.status", "0", {"status": "READY"})
-    assert client.simulate_get("/device-meta").json["pantavisor.status"] == "READY"
-    engine.running = "locals/new"
+    wait_until(lambda: client.simulate_get("/device-meta").json.get("pantavisor.status") == "READY")
     core.publish("revision.running", "locals/new", {"old": "0"})
-    assert client.simulate_get("/device-meta").json["pantavisor.revision"] == "locals/new"
+    wait_until(lambda: client.simulate_get("/device-meta").json.get("pantavisor.revision") == "locals/new")
 
 
 def test_deleted_auto_keys_come_back_at_the_next_refresh(make_core, make_client, fake_root, engine):

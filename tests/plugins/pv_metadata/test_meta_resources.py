@@ -136,15 +136,6 @@ def test_user_meta_hook_returns_a_copy(core, client):
     assert core.hook.pv_metadata_user(core=core) == {"a": "1"}
 
 
-def test_set_device_meta_hook(core, client, recorder):
-    assert core.hook.pv_metadata_set_device(core=core, key="from.plugin", value="x") is True
-    assert client.simulate_get("/device-meta").json == {"from.plugin": "x"}
-    assert core.hook.pv_metadata_set_device(core=core, key="from.plugin", value=None) is True
-    assert client.simulate_get("/device-meta").json == {}
-    assert core.hook.pv_metadata_set_device(core=core, key="bad/key", value="x") is False
-    assert recorder.changes == [("device", "from.plugin", "x"), ("device", "from.plugin", None)]
-
-
 def test_files_and_views_on_disk(core, client):
     storage, run = core.settings.storage_dir, core.settings.run_dir
     client.simulate_put("/user-meta/pvr-sdk.authorized_keys", body="ssh-ed25519 AAAA")

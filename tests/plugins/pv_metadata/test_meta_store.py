@@ -179,3 +179,21 @@ def test_listing_escapes_keys_and_values_and_keeps_empty_values(dirs):
 
 def test_empty_listing_is_an_empty_object(dirs):
     assert render_listing(make_store(dirs).listing()) == b"{}"
+
+
+def test_an_index_kept_in_cache_by_an_earlier_release_is_moved_and_kept(tmp_path):
+    """Upgrade: the order index and staging of releases before declared ownership
+    lived in ``cache/``; they move to pv_metadata's own folder, order intact."""
+    cache, own = tmp_path / "cache", tmp_path / "pvcore" / "pv_metadata"
+    (cache / "meta").mkdir(parents=True)
+    own.mkdir(parents=True)
+    for key in ("b", "a", "c"):
+        (cache / "meta" / key).write_text(key.upper())
+    (cache / "meta.order").write_text('["b","a","c"]')
+    (cache / ".meta.staging").mkdir()
+    (cache / ".meta.staging" / "x.tmp").write_text("half")
+    store = MetaStore(str(cache / "meta"), str(tmp_path / "run" / "user-meta"), own_dir=str(own))
+    store.load()
+    assert list(store.snapshot()) == ["b", "a", "c"]
+    assert sorted(os.listdir(cache)) == ["meta"]
+    assert (own / "meta.order").read_text() == '["b","a","c"]'

@@ -255,16 +255,14 @@ def test_startup_sweeps_temp_files_of_dead_processes_only(make_core, tmp_path):
     assert sorted(p.name for p in directory.iterdir()) == [live_tmp.name]
 
 
-def test_listing_10000_objects_is_fast(objects_core, make_client):
+def test_listing_10000_objects(objects_core, make_client):
+    # How fast is `make bench`'s business (figure 4, scale), never a timed test.
     core = objects_core()
     directory = objects_dir(core)
     for i in range(10000):
         with open(os.path.join(directory, "%064x" % i), "wb"):
             pass
     client = make_client(core)
-    started = time.monotonic()
     listing = client.simulate_get("/objects").json
-    elapsed = time.monotonic() - started
     assert len(listing) == 10000 and listing[0] == {"sha256": "0" * 64, "size": "0"}
-    assert elapsed < 1.0, elapsed
     assert json.loads(client.simulate_post("/storage/gc").content) == {"reclaimed": 0}

@@ -146,7 +146,7 @@ def progress(server, rev):
 def run(server, rev):
     status, _, body = server.request("POST", "/commands", json.dumps({"op": "LOCAL_RUN", "payload": rev}))
     assert status == 200, body
-    return wait_until(lambda: (lambda p: p if p["status"] in ("WONTGO", "ERROR", "UPDATED") else None)(
+    return wait_until(lambda: (lambda p: p if p["status"] in ("WONTGO", "ERROR", "UPDATED", "DONE") else None)(
         progress(server, rev)), timeout=20, message=f"{rev} to end its transition")
 
 
@@ -169,7 +169,8 @@ def test_a_signed_revision_runs(devices, pki):
     server = devices["strict"]
     state = bsp_state(server, "runs")
     assert put(server, "runs", compact(with_signature(state, "all", sign(state, pki.rsa, ALL))))[0] == 200
-    assert run(server, "locals/runs")["status"] == "UPDATED"
+    # A new BSP: a reboot transition, which ends committed (DONE).
+    assert run(server, "locals/runs")["status"] in ("UPDATED", "DONE")
 
 
 def test_a_revision_tampered_at_rest_wont_go(devices, pki):
@@ -182,6 +183,12 @@ def test_a_revision_tampered_at_rest_wont_go(devices, pki):
     done = run(server, "locals/at-rest")
     assert (done["status"], done["status-msg"]) == ("WONTGO", "Signature validation failed")
     assert json.loads(server.request("GET", "/_pvcore/health")[2])["revision"] != "locals/at-rest"
+    # Nor does it become the factory revision every rollback ends at.
+    status, _, body = server.request("POST", "/commands", json.dumps({"op": "MAKE_FACTORY", "payload": "locals/at-rest"}))
+    assert status == 200, body
+    wait_until(lambda: any(e.get("event") == "make_factory_failed" for e in server.log_events()), timeout=20,
+               message="MAKE_FACTORY to be refused")
+    assert server.request("GET", "/steps/0")[0] == 404
 
 
 def test_a_corrupt_object_is_an_error(devices, pki):
@@ -268,3 +275,21 @@ def test_the_demo_boots_in_strict_mode(devices, pki, start_gunicorn):
                message="the demo's containers")
     # ... and nothing else is.
     assert put(server, "unsigned", compact(app_state())) == (422, {"Error": U})
+
+
+def test_a_refused_rollback_point_runs_nothing(devices, start_gunicorn):
+    from pvcore.demo import demo_state
+
+    state, objects = demo_state()
+    state["pvcore-test/marker.json"] = {"not": "the seed"}
+    base = short_tempdir()
+    storage = os.path.join(base, "storage")
+    for data in objects.values():
+        store(storage, data)
+    lay_down(storage, "0", compact(state))
+    os.symlink("0", os.path.join(storage, "trails", "current"))
+    server = start_gunicorn(env=devices.env("strict"), base=base)
+    # Upstream's answer while no revision is loaded: nothing of revision 0 runs.
+    status, _, body = server.request("GET", "/containers")
+    assert (status, json.loads(body)) == (500, {"Error": "State not loaded yet"})
+    assert any(e.get("event") == "boot_revision_refused" for e in server.log_events())

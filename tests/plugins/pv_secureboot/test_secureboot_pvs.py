@@ -183,6 +183,12 @@ def test_modes(pki, etc_dir):
         assert tuple(verify(s, mode, trust(etc_dir)) for s in (unsigned, partly, broken)) == results, mode
 
 
+@pytest.mark.parametrize("text", [b'{"#spec":"x","a":', b'{"_sigs/x.json":{"#spec":"pvs@2"', b"[1]"])
+def test_a_broken_state_is_an_internal_error_where_scanned(etc_dir, text):
+    assert verify(text, pvs.STRICT, trust(etc_dir)) == pvs.INTERNAL
+    assert verify(text, pvs.AUDIT, trust(etc_dir)) == pvs.INTERNAL
+
+
 def test_verify_state_streams_a_large_state(pki, etc_dir, tmp_path):
     big = dict(app_state(), **{f"app/big-{i}.json": {"data": "x" * 1000} for i in range(3000)})
     big = dict(sorted(big.items()))

@@ -42,6 +42,17 @@ def make_rev(storage_dir: str, rev: str, state: Optional[dict] = None, progress:
     return path
 
 
+def put_revision(server, name: str, change) -> dict:
+    """Black-box: PUT ``locals/<name>``, revision 0's state after ``change(state)``; the state."""
+    status, _, body = server.request("GET", "/steps/0")
+    assert status == 200, body
+    state = json.loads(body)
+    change(state)
+    status, _, body = server.request("PUT", f"/steps/locals/{name}", json.dumps(state))
+    assert status == 200, body
+    return state
+
+
 def point_current(storage_dir: str, rev: str) -> None:
     link = os.path.join(storage_dir, "trails", "current")
     if os.path.lexists(link):
@@ -118,6 +129,8 @@ class FakeEngine:
         self.gate = None
         self.running = threading.Event()
         self.stops = 0
+        #: what pv_containers_stability_pending answers
+        self.unstable = []
 
     @hookimpl
     def pv_containers_run_revision(self, core, revision, only_changed, timeout):
@@ -131,6 +144,10 @@ class FakeEngine:
         if rev in self.fail:
             return False, "Status goal not reached"
         return True, ""
+
+    @hookimpl
+    def pv_containers_stability_pending(self, core):
+        return list(self.unstable)
 
     @hookimpl
     def pv_containers_stop(self, core, timeout):

@@ -10,6 +10,7 @@ import pytest
 import pv_steps
 from pv_steps.model import build
 from pvcore import hookimpl
+from pvcore.ownership import Owns
 from steps_helpers import SHA_A, SHA_B, make_rev, minimal_state, point_current, trail
 
 
@@ -172,7 +173,18 @@ def test_revisions_in_use_include_every_local_when_told_to(steps_core, storage):
 
 
 def test_gc_prunes_revisions_nobody_uses(steps_core, storage, make_client):
-    core = steps_core(storage_dir=storage, steps_gc_grace=0)
+    collected = []
+
+    class Engine:  # stands in for the owner of a revision's logs and disks
+        @hookimpl
+        def pvcore_declare_ownership(self):
+            return Owns(listens=("revision.collected",))
+
+        @hookimpl
+        def pvcore_event(self, core, event):
+            collected.append(event.subject)
+
+    core = steps_core(Engine(), storage_dir=storage, steps_gc_grace=0)
     core.publish("command.accepted", "LOCAL_RUN", {"payload": "7"})  # waiting in the command slot
     for rev in ("3", "5", "7", "locals/old"):
         make_rev(storage, rev)
@@ -182,8 +194,10 @@ def test_gc_prunes_revisions_nobody_uses(steps_core, storage, make_client):
     pv_steps.set_running(core, rev="4")  # being tried
     assert pv_steps.collect_garbage(core) == 0  # no object store loaded: nothing reclaimed
     assert [e["name"] for e in make_client(core).simulate_get("/steps").json] == ["0", "4", "7"]
-    assert not os.path.exists(os.path.join(storage, "logs", "5"))
-    assert not os.path.exists(os.path.join(storage, "disks", "rev", "5"))
+    assert sorted(collected) == ["3", "5", "locals/old"]
+    # A revision's logs and disks are the engine's: pv_steps only announces (docs/architecture.md §2).
+    assert os.path.exists(os.path.join(storage, "logs", "5", "pantavisor"))
+    assert os.path.exists(os.path.join(storage, "disks", "rev", "5", "c"))
 
 
 def test_gc_spares_revisions_written_in_the_grace_window(steps_core, storage, make_client):

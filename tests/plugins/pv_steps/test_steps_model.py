@@ -35,7 +35,7 @@ def test_custom_groups_put_unassigned_in_the_last():
     y = rev.containers["y"]
     assert (y.status_goal, y.restart_policy, rev.group(y.group).timeout) == ("READY", "system", 7)
     x = rev.containers["x"]
-    assert (x.status_goal, x.restart_policy, rev.group(x.group).timeout) == ("STARTED", "container", 120)
+    assert (x.status_goal, x.restart_policy, rev.group(x.group).timeout) == ("STARTED", "container", None)
 
 
 def test_legacy_groups_json():

@@ -2,6 +2,7 @@
 engine and object store (docs/protocol.md §D3.2)."""
 import json
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -90,7 +91,8 @@ def test_local_run_goes_through_testing_to_updated(cmd_env, log_output):
     assert env.storage.calls == [("set_running", "locals/x", False)]
     assert env.storage.committed == "0"
     [run] = env.engine.runs
-    assert (run.rev, run.only_changed, run.timeout) == ("locals/x", False, 7.0)
+    # a non-reboot transition: only the containers it changes restart
+    assert (run.rev, run.only_changed, run.timeout) == ("locals/x", True, 7.0)
     assert run.revision == build("locals/x", env.storage.revisions["locals/x"])
     assert env.device.activity == [("update", True), ("update", False)]
     events = [e["event"] for e in log_output]
@@ -283,3 +285,191 @@ def test_engine_and_updater_name_containers_from_one_model(cmd_env, log_output):
     env.core.publish("container.status", "other", {"old": "READY", "new": "STOPPED", "rev": "locals/x"})
     assert final(env, "locals/x")[-1] == ("ERROR", "A container could not be started")
     assert [run.rev for run in env.engine.runs] == ["locals/x", "0"]
+
+
+# -- reboot and non-reboot transitions (docs/protocol.md §D3.4) ---------------------------
+
+REBOOT_PROGRESS = [
+    ("INPROGRESS", "Rebooting"),
+    ("INPROGRESS", "Trying new revision"),
+    ("TESTING", "Awaiting to set rollback point if update is stable"),
+    ("DONE", "Update finished, revision set as rollback point"),
+]
+
+
+def with_revision(env, rev, state):
+    make_rev(env.core.settings.storage_dir, rev, state)
+    env.storage.revisions[rev] = state
+
+
+@pytest.mark.parametrize("change", ["root", "bsp", "system container", "config of a system container",
+                                    "config of no container"])
+def test_reboot_transition_on_the_demo_device_runs_in_place_and_ends_done(cmd_env, change):
+    env = cmd_env(start=False)
+    state = state_of("one", **{"one/root.squashfs": SHA_A})
+    if change == "root":
+        state["device.json"] = {"groups": [{"name": "app"}]}
+    elif change == "bsp":
+        state["bsp/kernel.img"] = SHA_B
+    elif change == "system container":
+        state["one/run.json"] = {"name": "one", "group": "app", "restart_policy": "system"}
+        with_revision(env, "0", state_of("one", **{"one/root.squashfs": SHA_A, "one/run.json": dict(
+            state["one/run.json"])}))
+        state["one/root.squashfs"] = SHA_B
+    elif change == "config of a system container":
+        state["one/run.json"] = {"name": "one", "group": "app", "restart_policy": "system"}
+        with_revision(env, "0", dict(state))
+        state["_config/one/etc/x.conf"] = SHA_B
+    else:
+        state["_config/nobody/etc/x.conf"] = SHA_B
+    with_revision(env, "locals/r", state)
+    env.core.start()
+    env.post("LOCAL_RUN", "locals/r")
+    assert final(env, "locals/r") == REBOOT_PROGRESS
+    assert env.engine.stops == 1
+    [run] = env.engine.runs
+    assert (run.rev, run.only_changed) == ("locals/r", False)
+    assert env.storage.committed == "locals/r"
+
+
+def test_non_reboot_transition_restarts_only_what_changed_and_ends_updated(cmd_env):
+    env = cmd_env(start=False)
+    with_revision(env, "locals/c", state_of("one", **{"one/root.squashfs": SHA_B, "_config/one/a": SHA_A}))
+    env.core.start()
+    env.post("LOCAL_RUN", "locals/c")
+    assert final(env, "locals/c")[-1] == ("UPDATED", "Update finished, revision not set as rollback point")
+    assert env.engine.stops == 0
+    assert [(run.rev, run.only_changed) for run in env.engine.runs] == [("locals/c", True)]
+    assert env.storage.committed == "0"
+
+
+def test_failed_non_reboot_transition_rolls_back_only_what_it_changed(cmd_env):
+    env = cmd_env()
+    env.engine.fail.add("locals/x")
+    env.post("LOCAL_RUN", "locals/x")
+    assert final(env, "locals/x")[-1][0] == "ERROR"
+    assert [(run.rev, run.only_changed) for run in env.engine.runs] == [("locals/x", True), ("0", True)]
+
+
+class RealPower:
+    """A power backend that reboots a real device (no ``demo``)."""
+
+    def __init__(self):
+        self.reboots = []
+
+    @hookimpl(tryfirst=True)
+    def pv_commands_power_backend(self, core):
+        return self
+
+    def reboot(self, message):
+        self.reboots.append(message)
+
+    def poweroff(self, message):
+        raise AssertionError("no poweroff expected")
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_reboot_transition_on_a_real_device_reboots_and_the_next_boot_finishes_it(
+        make_core, make_client, fails):
+    power, engine = RealPower(), FakeEngine()
+    settings = {"update_commit_delay": 0.05, "update_goals_timeout": 7.0}
+    core = make_core(plugins=[pv_commands, pv_steps, engine, power], overrides=settings)
+    storage_dir = core.settings.storage_dir
+    make_rev(storage_dir, "0", state_of("one"))
+    make_rev(storage_dir, "locals/r", state_of("one", **{"device.json": {"groups": [{"name": "app"}]}}))
+    point_current(storage_dir, "0")
+    core.start()
+    client = make_client(core)
+    client.simulate_post("/commands", body=json.dumps({"op": "LOCAL_RUN", "payload": "locals/r"}))
+    wait_until(lambda: power.reboots)
+    steps = core.stash[pv_steps.STEPS]
+    assert steps.trails.progress_of("locals/r") == ("INPROGRESS", "Rebooting")
+    assert engine.runs == []  # the device reboots: nothing runs here
+    assert (steps.boot_state().pv_try, steps.trails.running()) == ("locals/r", "locals/r")
+    core.stop()
+
+    # the next boot: the try runs, the update is carried on
+    engine2 = FakeEngine()
+    if fails:
+        engine2.fail.add("locals/r")
+    power2 = RealPower()
+    core2 = make_core(plugins=[pv_commands, pv_steps, engine2, power2], overrides=dict(
+        settings, storage_dir=storage_dir))
+    core2.start()
+    steps2 = core2.stash[pv_steps.STEPS]
+    final_status = "ERROR" if fails else "DONE"
+    wait_until(lambda: steps2.trails.progress_status("locals/r") == final_status)
+    wait_until(lambda: not core2.stash[pv_steps.UPDATER].ongoing())
+    if fails:
+        assert steps2.trails.progress_of("locals/r") == ("ERROR", "Status goal not reached")
+        assert steps2.boot_state().pv_rev == "0" and steps2.trails.running() == "0"
+        wait_until(lambda: power2.reboots)  # rolled back by rebooting into the committed revision
+    else:
+        assert steps2.trails.progress_of("locals/r") == ("DONE", "Update finished, revision set as rollback point")
+        assert steps2.boot_state().pv_rev == "locals/r"
+        assert power2.reboots == []
+    assert [(run.rev, run.only_changed) for run in engine2.runs] == [("locals/r", True)]
+    core2.stop()
+
+
+def test_try_once_never_reboots_nor_commits(cmd_env):
+    env = cmd_env(start=False)
+    with_revision(env, "locals/r", state_of("one", **{"one/root.squashfs": SHA_A, "bsp/kernel.img": SHA_B}))
+    env.core.start()
+    env.post("TRY_ONCE", "locals/r")
+    assert final(env, "locals/r")[-1][0] == "UPDATED"
+    assert [(run.rev, run.only_changed) for run in env.engine.runs] == [("locals/r", False)]
+    assert env.storage.committed == "0"
+
+
+# -- TESTING: stability and used-up retries (docs/protocol.md §D3.2) ------------------------
+
+def test_commit_waits_until_every_container_is_stable(cmd_env):
+    env = cmd_env()
+    env.engine.unstable = ["two"]
+    env.post("LOCAL_RUN", "locals/x")
+    wait_until(lambda: ("TESTING", "Waiting for all containers to become stable") in env.storage.statuses("locals/x"))
+    time.sleep(0.5)  # ten commit delays
+    assert env.storage.last_status("locals/x") == "TESTING" and updating(env)
+    env.engine.unstable = []
+    assert final(env, "locals/x") == [
+        ("INPROGRESS", "Transitioning to new revision without rebooting"),
+        ("TESTING", "Awaiting to see if update is stable"),
+        ("TESTING", "Waiting for all containers to become stable"),
+        ("UPDATED", "Update finished, revision not set as rollback point"),
+    ]
+
+
+@pytest.mark.parametrize("new", ["RECOVERING", "STOPPED"])
+def test_retries_used_up_while_testing_roll_back_whatever_the_backoff_policy(cmd_env, new):
+    env = cmd_env()
+    env.engine.unstable = ["two"]
+    env.post("LOCAL_RUN", "locals/x")
+    wait_until(lambda: ("TESTING", "Waiting for all containers to become stable") in env.storage.statuses("locals/x"))
+    env.core.publish("container.status", "two", {"old": "STARTED", "new": new, "rev": "locals/x",
+                                                  "recovery_exhausted": True})
+    assert final(env, "locals/x")[-1] == ("ERROR", "A container could not be started")
+    assert env.storage.running == "0"
+
+
+def test_a_crash_that_recovers_while_testing_is_no_rollback(cmd_env):
+    env = cmd_env(update_commit_delay=0.3)
+    env.post("LOCAL_RUN", "locals/x")
+    wait_until(lambda: env.storage.last_status("locals/x") == "TESTING")
+    env.core.publish("container.status", "two", {"old": "STARTED", "new": "RECOVERING", "rev": "locals/x"})
+    assert final(env, "locals/x")[-1][0] == "UPDATED"
+
+
+def test_goals_timeout_comes_from_the_configuration(make_core, make_client):
+    import pv_config
+
+    engine = FakeEngine()
+    core = make_core(plugins=[pv_config, pv_commands, pv_steps, engine], overrides={
+        "update_commit_delay": 0.05, "config_environ": lambda: {"PV_UPDATER_GOALS_TIMEOUT": "9"}})
+    make_rev(core.settings.storage_dir, "0", state_of("one"))
+    make_rev(core.settings.storage_dir, "locals/x", state_of("one", "two"))
+    point_current(core.settings.storage_dir, "0")
+    core.start()
+    make_client(core).simulate_post("/commands", body=json.dumps({"op": "LOCAL_RUN", "payload": "locals/x"}))
+    wait_until(lambda: engine.runs)
+    assert engine.runs[0].timeout == 9.0
