@@ -24,10 +24,16 @@ def load_core(overrides: Optional[Mapping[str, Any]] = None, env: Optional[Mappi
     pm = get_plugin_manager(disabled=split_names(settings.disable_plugins), trace=settings.trace_hooks,
                             only=split_names(settings.plugins) or None)
     if settings.demo:
-        from pvcore.demo import build_manifest, seed_if_empty
+        from pvcore.demo import build_manifest
 
-        if settings.demo_seed and seed_if_empty(settings.storage_dir):
-            log.info("demo_device_seeded", storage_dir=settings.storage_dir)
         labels = [plugin_label(pm, plugin) for _, plugin in pm.list_name_plugin() if plugin is not None]
         settings.supply("buildinfo", build_manifest(labels), source="demo")
-    return build_core(settings, pm)
+    core = build_core(settings, pm)
+    if settings.demo and settings.demo_seed:
+        from pvcore.demo import seed
+
+        # Through the owners' contracts, once they are loaded and before
+        # anything starts (pvcore/demo/__init__.py).
+        if seed(core):
+            log.info("demo_device_seeded", storage_dir=settings.storage_dir)
+    return core

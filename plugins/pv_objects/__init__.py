@@ -16,7 +16,7 @@ from pvcore.app import StashKey
 from pvcore.settings import Setting
 
 from pv_objects.resources import ObjectItem, ObjectList
-from pv_objects.store import ObjectStore
+from pv_objects.store import ObjectStore, valid_sha
 
 log = structlog.get_logger(__name__)
 
@@ -91,3 +91,10 @@ def pv_objects_missing(core, shas):
 @hookimpl
 def pv_objects_collect(core, keep):
     return core.stash[STORE].collect(set(keep), core.settings.get("storage_gc_grace"))
+
+
+@hookimpl
+def pv_objects_store(core, sha, stream, length):
+    if not valid_sha(sha):
+        raise ValueError(f"not an object name (a sha256 in lowercase hex): {sha!r}")
+    return core.stash[STORE].put(sha, stream, length)

@@ -6,7 +6,7 @@ hooks; only pv_objects writes or deletes an object file.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Collection, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Collection, Iterable, Optional, Sequence
 
 import pluggy
 
@@ -46,4 +46,20 @@ def pv_objects_collect(core: "Core", keep: Collection[str]) -> Optional[int]:
     Objects (and upload temp files) younger than the ``storage_gc_grace``
     setting are kept too, so a revision being uploaded object by object is
     not collected before its state JSON arrives.
+    """
+
+
+@hookspec(firstresult=True)
+def pv_objects_store(core: "Core", sha: str, stream: BinaryIO, length: Optional[int]) -> Optional[bool]:
+    """Store the bytes read from ``stream`` as object ``sha``, as ``PUT /objects/{sha}``
+    does: checked by sha256 while they stream, then fsync and rename. *firstresult*
+
+    How code that runs beside the server (the demo device's factory image)
+    puts an object without writing into ``<storage>/objects`` itself.
+
+    :param length: the number of bytes, if known (checked against free space first).
+    :return: ``True`` when stored, ``False`` when the object was already there.
+    :raises ValueError: ``sha`` is not a lowercase sha256 hex digest.
+    :raises pvcore.errors.Unprocessable: the bytes do not hash to ``sha``.
+    :raises pvcore.errors.InsufficientStorage: not enough space; nothing is left behind.
     """

@@ -31,6 +31,7 @@ from pv_steps.resources import CommitMessage, GarbageCollect, LocalStep, Progres
 from pv_steps.secureboot import boot_check, verify_state
 from pv_steps.state import Steps
 from pv_steps.transition import TRANSITIONS, Updater, goals_timeout
+from pv_steps.validate import check_state, parse_state
 
 log = structlog.get_logger(__name__)
 
@@ -100,12 +101,31 @@ def pvcore_startup(core):
                   gc_keep_locals=settings.get("steps_gc_keep_locals"), default_groups=default_groups)
     steps.start()
     core.stash[STEPS] = steps
+    _load_running(core, steps)
+    core.stash[UPDATER] = Updater(core, steps, lambda rev, try_once: set_running(core, rev, try_once))
+
+
+def _load_running(core, steps) -> None:
     # The running revision is checked before anything of it runs (docs/protocol.md §D12.1).
     rev = boot_check(core, steps)
     revision = steps.revisions.get(rev) if rev is not None else None
     if revision is not None:
         core.call("pv_containers_load", revision=revision, goals_timeout=goals_timeout(core))
-    core.stash[UPDATER] = Updater(core, steps, lambda rev, try_once: set_running(core, rev, try_once))
+
+
+@hookimpl
+def pv_steps_install_factory(core, state_json):
+    if core.started:
+        raise RuntimeError("pv_steps_install_factory: the core has started; call it before core.start()")
+    state = parse_state(state_json)
+    reason = "not a JSON object" if state is None else check_state(state, core.settings.init_mode)
+    if reason is not None:
+        raise ValueError(f"not a valid state JSON: {reason}")
+    steps = core.stash[STEPS]
+    if not steps.install_factory(state_json):
+        return False
+    _load_running(core, steps)
+    return True
 
 
 class BootAnnouncement(Service):

@@ -116,3 +116,21 @@ def pv_steps_revision(core: "Core", rev: str) -> Optional[Any]:
     ``backoff_policy`` (``"reboot"``, ``"never"`` or seconds), ``recovers``
     (only ``always`` and ``on-failure`` restart), ``delay(attempt)``.
     """
+
+
+@hookspec(firstresult=True)
+def pv_steps_install_factory(core: "Core", state_json: bytes) -> Optional[bool]:
+    """Make ``state_json`` the factory revision ``0`` of a device that has no
+    revision yet, as its factory image's first start leaves it: running,
+    committed, progress ``DONE`` ``Factory revision`` (docs/protocol.md §D1.4);
+    its containers are loaded as at boot. *firstresult*
+
+    How the demo device gets its factory revision without writing into
+    ``<storage>/trails`` itself. Store its objects first
+    (``pv_objects_store``); call it before the core starts.
+
+    :return: ``True`` when installed; ``False`` when the device already has
+        a revision (nothing is changed).
+    :raises ValueError: the state JSON is not one ``PUT /steps`` would accept.
+    :raises RuntimeError: the core has started already.
+    """

@@ -117,6 +117,21 @@ class Steps:
                 pass
         log.info("factory_first_boot", rev=rev)
 
+    def install_factory(self, data: bytes) -> bool:
+        """Lay down state ``data`` as revision ``0`` of a device without
+        revisions, as its first boot leaves a factory image (:meth:`_first_boot`)."""
+        with self.lock:
+            if self.trails.names():
+                return False
+            self.trails.replace_with_state(FACTORY, data)
+            self.trails.write_progress(FACTORY, "DONE", FACTORY_MESSAGE)
+            with open(os.path.join(self.trails.existing(FACTORY), ".pv", "done"), "ab"):
+                pass
+            self.trails.point_current(FACTORY)
+            self.boot.save(BootState(pv_rev=FACTORY))
+            log.info("factory_installed", rev=FACTORY)
+            return True
+
     def refuse_boot(self, rev: str, reason: str) -> Optional[str]:
         """The running revision ``rev`` may not run (docs/protocol.md §D12.1).
 

@@ -1,10 +1,11 @@
 """The embedded demo device: a factory revision ``0`` laid down under ./var/.
 
-``make run`` starts pvcore with ``PVCORE_DEMO=1``; when the storage dir holds
-no revision yet, :func:`seed_if_empty` writes a valid state JSON (docs/protocol.md
-§D2) with a platform container, the two xconnect examples in group
-``app`` and a BSP driver manifest; its objects are real files in ``objects/``
-hard-linked into the trail, as on a device that booted its factory revision.
+``make run`` starts pvcore with ``PVCORE_DEMO=1``; when the device has no
+revision yet, :func:`seed` installs a valid state JSON (docs/protocol.md §D2)
+with a platform container, the two xconnect examples in group ``app`` and a
+BSP driver manifest, and its objects, through their owners' contracts (the
+object store's and the revision store's), as a device that booted its
+factory image finds them.
 
 Containers run under the process runtime: ``run.json`` carries an ``exec``
 argv (``{python}`` stands for the interpreter running pvcore) for the small
@@ -18,12 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import io
 import json
-import os
 import platform
 from typing import Dict, Iterable, Tuple
 
-from pvcore.fsutil import atomic_write
+import structlog
+
+log = structlog.get_logger(__name__)
 
 SPEC = "pantavisor-service-system@1"
 SERVICE = "pv-example-unix"
@@ -99,42 +102,30 @@ def demo_state() -> Tuple[dict, Dict[str, bytes]]:
     return dict(sorted(state.items())), objects
 
 
-def seed_if_empty(storage_dir: str) -> bool:
-    """Write revision ``0`` unless ``storage_dir`` already holds revisions.
+def seed(core) -> bool:
+    """Give a device without revisions the demo's factory revision ``0``, through
+    its owners' contracts: each object through the object store
+    (``pv_objects_store``), the state through the revision store
+    (``pv_steps_install_factory``), which boots it as a factory image's
+    first start. The demo writes no file of theirs. Call before ``core.start()``.
 
-    :return: ``True`` if the device was seeded.
+    :return: ``True`` if the device was seeded; ``False`` if it has a
+        revision already, or an owner is not loaded (then nothing is seeded).
     """
-    trails = os.path.join(storage_dir, "trails")
-    if os.path.isdir(trails) and any(name not in ("locals", "current") for name in os.listdir(trails)):
+    if core.call("pv_steps_running_revision") is not None:
+        return False
+    if not core.pm.has_plugin("pv_objects") or not core.pm.has_plugin("pv_steps"):
+        log.warning("demo_not_seeded", reason="pv_objects and pv_steps own the storage the demo seeds")
         return False
     state, objects = demo_state()
-    objdir = os.path.join(storage_dir, "objects")
-    rev = os.path.join(trails, "0")
-    for path in (objdir, os.path.join(rev, ".pvr"), os.path.join(rev, ".pv"), os.path.join(trails, "locals")):
-        os.makedirs(path, exist_ok=True)
     for sha, data in objects.items():
-        path = os.path.join(objdir, sha)
-        if not os.path.exists(path):
-            atomic_write(path, data)
-    for key, value in state.items():
-        if key == "#spec":
-            continue
-        target = os.path.join(rev, key)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if isinstance(value, str):
-            if not os.path.exists(target):
-                os.link(os.path.join(objdir, value), target)
-        else:
-            atomic_write(target, json.dumps(value, separators=(",", ":")))
-    atomic_write(os.path.join(rev, ".pvr", "json"), json.dumps(state, separators=(",", ":")))
-    atomic_write(os.path.join(rev, ".pvr", "config"), json.dumps({"ObjectsDir": objdir}))
-    atomic_write(os.path.join(rev, ".pv", "progress"),
-                 '{"status":"DONE","status-msg":"Factory revision","progress":100,"retries":0}')
-    atomic_write(os.path.join(rev, ".pv", "done"), b"")
-    current = os.path.join(trails, "current")
-    if not os.path.lexists(current):
-        os.symlink("0", current)
-    return True
+        core.call("pv_objects_store", sha=sha, stream=io.BytesIO(data), length=len(data))
+    return bool(core.call("pv_steps_install_factory", state_json=state_json(state)))
+
+
+def state_json(state: dict) -> bytes:
+    """``state`` as the demo's factory image holds it (compact JSON)."""
+    return json.dumps(state, separators=(",", ":")).encode()
 
 
 def build_manifest(plugins: Iterable[str]) -> str:

@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from pvcore import hookimpl
-from pvcore.demo import seed_if_empty
+from pvcore.demo import seed
 from pvcore.testing import short_tempdir, wait_until, write_revision
 from reliability_helpers import all_ready, start_server, stop_server
 
@@ -59,7 +59,7 @@ class FakeCallers:
 @pytest.fixture(name="device")
 def _device(make_core):
     core = make_core(load_entrypoints=True)
-    seed_if_empty(core.settings.storage_dir)
+    seed(core)
     return make_core(load_entrypoints=True, plugins=[FakeCallers()], overrides={
         "storage_dir": core.settings.storage_dir, "run_dir": core.settings.run_dir})
 

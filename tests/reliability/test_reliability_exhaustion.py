@@ -27,9 +27,10 @@ def _reads_served(get):
 
 
 def test_full_disk_injected_in_process(make_core, make_client):
-    core = make_core(load_entrypoints=True, overrides={"free_space": lambda path: 0})
-    from pvcore.demo import seed_if_empty
-    seed_if_empty(core.settings.storage_dir)
+    from pvcore.demo import seed
+
+    core = make_core(load_entrypoints=True)
+    seed(core)  # a device with its factory revision, before its disk filled up
     core = make_core(load_entrypoints=True, overrides={
         "free_space": lambda path: 0, "storage_dir": core.settings.storage_dir, "run_dir": core.settings.run_dir})
     client = make_client(core)

@@ -15,7 +15,7 @@ from hypothesis import given, strategies as st
 
 import pv_containers
 from pvcore import hookimpl
-from pvcore.demo import seed_if_empty
+from pvcore.demo import seed
 from reliability_helpers import HYPOTHESIS, assert_documented, files_under
 
 MARK = "pvfuzzmark"
@@ -121,7 +121,7 @@ def _fuzz_device(make_core, make_client, log_output):
     base = os.path.dirname(core.settings.storage_dir)
     canary = os.path.join(base, "canary")
     os.makedirs(canary)
-    seed_if_empty(core.settings.storage_dir)
+    seed(core)
     # the steps plugin read trails/ at startup: rebuild the core over the seeded storage
     core = make_core(load_entrypoints=True, plugins=[InsideContainer()], overrides={
         "storage_dir": core.settings.storage_dir, "run_dir": core.settings.run_dir})

@@ -18,7 +18,6 @@ from __future__ import annotations
 import _socket  # PERF: the C module; socket.py imports enum and selectors
 
 from pvcore_client.response import Headers, NoResponseError, Response
-from pvcore_client.sockets import default_socket_path, is_socket
 
 # PERF: typing is imported only by type checkers (this constant is the
 # idiom they recognise); the annotations are strings at run time.
@@ -27,18 +26,6 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO, Callable, Mapping, Optional
 
     ProgressCallback = Callable[[int, int], None]
-
-__all__ = [
-    "CHUNK_SIZE",
-    "DEFAULT_TIMEOUT",
-    "Headers",
-    "NoResponseError",
-    "PvClient",
-    "Response",
-    "UnixHTTPConnection",
-    "default_socket_path",
-    "is_socket",
-]
 
 #: Size of the pieces in which uploads and downloads are streamed.
 CHUNK_SIZE = 1 << 20
