@@ -103,3 +103,13 @@ def test_no_core_module_is_over_500_lines():
     sizes = {name: len(path.read_text().splitlines()) for name, path in core_modules().items()}
     too_long = {name: lines for name, lines in sizes.items() if lines > MAX_LINES}
     assert too_long == {}, f"split these by concern (at most {MAX_LINES} lines each): {too_long}"
+
+
+def test_no_built_in_plugin_module_is_over_500_lines():
+    # The same rule for the plugins pvcore ships: a module is one room.
+    plugins = CORE.parent / "plugins"
+    sizes = {str(path.relative_to(plugins)): len(path.read_text().splitlines())
+             for path in sorted(plugins.rglob("*.py"))}
+    assert sizes, f"no plugins found under {plugins}"
+    too_long = {name: lines for name, lines in sizes.items() if lines > MAX_LINES}
+    assert too_long == {}, f"split these by concern (at most {MAX_LINES} lines each): {too_long}"

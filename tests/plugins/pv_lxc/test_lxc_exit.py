@@ -1,5 +1,5 @@
 """A container's exit status is its init's, not lxc-start's."""
-from pv_lxc.runtime import container_exit_status
+from pv_lxc.lxclog import container_exit_status
 
 
 def test_the_inits_status_comes_from_lxcs_log(tmp_path):
