@@ -45,7 +45,7 @@ from pvcore.fsutil import write_tree
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_ARGV = ("{python}", "-m", "pvcore.demo.container")
+DEFAULT_ARGV = ("{python}", "-m", "pvcore_demo.container")
 
 
 def container_argv(run) -> List[str]:

@@ -39,7 +39,10 @@ def _demo_seed(core, rev: str, path: str) -> bool:
     (only with ``PVCORE_DEMO=1``): a demo-only exemption (docs/protocol.md §12)."""
     if not core.settings.demo or rev != "0":
         return False
-    from pvcore.demo import demo_state
+    try:
+        from pvcore_demo import demo_state
+    except ImportError:  # a device: the demo (contrib/pvcore-demo) is not installed
+        return False
 
     seeded = json.dumps(demo_state()[0], separators=(",", ":")).encode()
     try:

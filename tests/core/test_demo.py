@@ -5,14 +5,14 @@ import os
 import pathlib
 import sys
 
-from pvcore.demo import CLIENT, SERVER, demo_state, seed, state_json
+from pvcore_demo import CLIENT, SERVER, demo_state, seed, state_json
 
 
 def test_seed_installs_the_factory_revision_through_its_owners(make_core, monkeypatch):
     core = make_core(load_entrypoints=True)
     storage = core.settings.storage_dir
     # The demo writes none of the owners' files: every one of them comes from
-    # pv_objects or pv_steps (their contracts), none from pvcore.demo.
+    # pv_objects or pv_steps (their contracts), none from pvcore_demo.
     writes = []
     real_open = os.open
 

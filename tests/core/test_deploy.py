@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from pvcore.demo import demo_state
+from pvcore_demo import demo_state
 from pvcore.deploy import declared_settings, install_units, main, settings_template
 from pvcore.settings import SettingsError
 from pvcore.testing import UnixHTTPConnection, short_tempdir, wait_until

@@ -1,5 +1,10 @@
 """load_core: from environment to Core, the demo device included."""
 import platform
+import sys
+
+import pytest
+
+from pvcore.errors import StartupError
 
 from pvcore.loader import load_core
 
@@ -44,3 +49,10 @@ def test_trace_hooks_is_a_setting(tmp_path, log_output):
     core = load_core(_dirs(tmp_path), env={"PVCORE_TRACE_HOOKS": "1"})
     core.hook.pv_steps_running_revision(core=core)
     assert any(e["event"] == "hook_call" and e["hook"] == "pv_steps_running_revision" for e in log_output)
+
+
+def test_the_demo_without_its_distribution_is_a_one_line_boot_error(tmp_path, monkeypatch):
+    # A device installs pvcore without contrib/pvcore-demo: asking for the demo says so.
+    monkeypatch.setitem(sys.modules, "pvcore_demo", None)
+    with pytest.raises(StartupError, match="pip install contrib/pvcore-demo"):
+        load_core({**_dirs(tmp_path), "demo": True}, env={})

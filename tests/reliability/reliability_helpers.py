@@ -84,7 +84,7 @@ def server_processes(server: GunicornServer) -> Dict[int, str]:
             continue
         if marker not in environ or not alive(pid):
             continue
-        if b"pvcore.demo.container" in cmdline:
+        if b"pvcore_demo.container" in cmdline:
             found[pid] = "container"
         elif b"xconnect_daemon" in cmdline:
             found[pid] = "daemon"

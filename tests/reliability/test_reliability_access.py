@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from pvcore import hookimpl
-from pvcore.demo import seed
+from pvcore_demo import seed
 from pvcore.testing import short_tempdir, wait_until, write_revision
 from reliability_helpers import all_ready, start_server, stop_server
 

@@ -27,7 +27,7 @@ def _reads_served(get):
 
 
 def test_full_disk_injected_in_process(make_core, make_client):
-    from pvcore.demo import seed
+    from pvcore_demo import seed
 
     core = make_core(load_entrypoints=True)
     seed(core)  # a device with its factory revision, before its disk filled up

@@ -15,7 +15,7 @@ from hypothesis import given, strategies as st
 
 import pv_containers
 from pvcore import hookimpl
-from pvcore.demo import seed
+from pvcore_demo import seed
 from reliability_helpers import HYPOTHESIS, assert_documented, files_under
 
 MARK = "pvfuzzmark"

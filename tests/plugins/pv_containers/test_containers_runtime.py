@@ -60,7 +60,7 @@ def test_default_program_is_the_demo_container(make_core):
     core.start()
     wait_until(lambda: engine.pids() and engine.pids()["plain"] > 0, 10)
     with open(f"/proc/{engine.pids()['plain']}/cmdline", "rb") as fh:
-        assert fh.read().split(b"\0")[1:3] == [b"-m", b"pvcore.demo.container"]
+        assert fh.read().split(b"\0")[1:3] == [b"-m", b"pvcore_demo.container"]
     started = time.monotonic()
     core.stop()
     assert time.monotonic() - started < 5

@@ -20,7 +20,7 @@ CONTAINER = "pv-example-unix-client"
 FAKE_PLUGIN = textwrap.dedent('''
     import os
     from pvcore import hookimpl
-    from pvcore.demo import demo_state
+    from pvcore_demo import demo_state
 
     def _pid():
         return int(os.environ["PVTEST_CALLER_PID"])

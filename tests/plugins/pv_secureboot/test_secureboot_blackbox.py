@@ -278,7 +278,7 @@ def test_the_demo_boots_in_strict_mode(devices, pki, start_gunicorn):
 
 
 def test_a_refused_rollback_point_runs_nothing(devices, start_gunicorn):
-    from pvcore.demo import demo_state
+    from pvcore_demo import demo_state
 
     state, objects = demo_state()
     state["pvcore-test/marker.json"] = {"not": "the seed"}

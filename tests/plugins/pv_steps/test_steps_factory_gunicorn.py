@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pvcore.demo import demo_state
+from pvcore_demo import demo_state
 from pvcore.testing import short_tempdir, wait_until
 
 pytestmark = pytest.mark.gunicorn

@@ -5,7 +5,7 @@ import pytest
 
 from pv_steps.names import normalize, valid_local_name
 from pv_steps.validate import check_state, parse_state
-from pvcore.demo import demo_state
+from pvcore_demo import demo_state
 
 SPEC = "pantavisor-service-system@1"
 RUN = {"#spec": "service-manifest-run@1", "name": "c", "group": "app",

@@ -5,7 +5,7 @@ import pv_xconnect
 from pv_steps.model import build
 from pv_xconnect.graph import build_graph
 from pvcore import hookimpl
-from pvcore.demo import CLIENT, SERVER, demo_state
+from pvcore_demo import CLIENT, SERVER, demo_state
 
 
 def graph_of(state, pids=None):

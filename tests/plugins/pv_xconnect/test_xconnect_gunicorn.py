@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pvcore.demo import CLIENT, SERVER, SERVICE
+from pvcore_demo import CLIENT, SERVER, SERVICE
 from pvcore.testing import wait_until
 
 pytestmark = pytest.mark.gunicorn

@@ -1,6 +1,6 @@
 """The demo device's container program: stays up until told to stop.
 
-``python -m pvcore.demo.container [--ready]``. With ``--ready`` it sends
+``python -m pvcore_demo.container [--ready]``. With ``--ready`` it sends
 ``POST /signal {"type":"ready","payload":""}`` over the pv-ctrl socket (path in
 ``PVCORE_CTRL_SOCKET``, else ``/pantavisor/pv-ctrl``), retrying while the
 server is busy starting, the way a real container signals readiness.
@@ -47,7 +47,7 @@ def send_ready(path: str, deadline: float, stopping=()) -> bool:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="pvcore.demo.container")
+    parser = argparse.ArgumentParser(prog="pvcore_demo.container")
     parser.add_argument("--ready", action="store_true", help="signal READY over pv-ctrl")
     parser.add_argument("--ready-after", type=float, default=0.0,
                         help="wait this many seconds before signalling READY (tests)")

@@ -9,7 +9,7 @@ factory image finds them.
 
 Containers run under the process runtime: ``run.json`` carries an ``exec``
 argv (``{python}`` stands for the interpreter running pvcore) for the small
-program in :mod:`pvcore.demo.container`.
+program in :mod:`pvcore_demo.container`.
 
 :func:`build_manifest` is the demo's ``GET /buildinfo`` text (pvcore's
 version, Python, the plugins loaded), used unless ``PVCORE_BUILDINFO`` (or the
@@ -50,7 +50,7 @@ def _container(name: str, group: str, argv, **fields) -> dict:
         "volumes": [],
         "group": group,
         "storage": {"lxc-overlay": {"persistence": "boot"}},
-        "exec": ["{python}", "-m", "pvcore.demo.container", *argv],
+        "exec": ["{python}", "-m", "pvcore_demo.container", *argv],
     }
     run.update(fields)
     return run
