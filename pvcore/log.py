@@ -62,8 +62,9 @@ _SHARED = [
 ]
 
 
-#: syslog priorities of stdlib levels, as journald reads them from a ``<N>`` prefix.
-_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+#: syslog priorities of stdlib levels, highest level first, as journald reads
+#: them from a ``<N>`` prefix; anything below DEBUG is debug too.
+_PRIORITY = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
 
 
 def journal_stream(stream=None, environ=None) -> bool:
@@ -100,8 +101,7 @@ class StderrHandler(logging.StreamHandler):
         line = super().format(record)
         if not self.journal:
             return line
-        level = record.levelno
-        priority = next((p for lvl, p in sorted(_PRIORITY.items(), reverse=True) if level >= lvl), 7)
+        priority = next((p for level, p in _PRIORITY if record.levelno >= level), 7)
         return f"<{priority}>{line}"
 
 

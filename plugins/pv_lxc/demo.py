@@ -232,8 +232,10 @@ def _wait_socket(path: str, timeout: float) -> None:
 def _running_revision(client) -> Optional[str]:
     """The revision the device runs (device-meta ``pantavisor.revision``), if any."""
     resp = client.request("GET", "/device-meta")
-    meta = resp.json() if resp.ok else {}
-    return meta.get("pantavisor.revision") or None if isinstance(meta, dict) else None
+    meta = resp.json() if resp.ok else None
+    if not isinstance(meta, dict):
+        return None
+    return meta.get("pantavisor.revision") or None
 
 
 def main(argv: Optional[list] = None) -> int:

@@ -20,6 +20,8 @@ import textwrap
 from importlib import resources
 from typing import List, Optional, Sequence
 
+from pvcore.boot import declare_plugin_settings
+from pvcore.errors import StartupError
 from pvcore.plugins import get_plugin_manager
 from pvcore.settings import Settings, SettingsError
 
@@ -35,14 +37,11 @@ def declared_settings(settings_file: Optional[str] = None) -> Settings:
     """The settings of pvcore and every installed plugin, valued from
     ``settings_file`` and the defaults only (a unit pins no environment).
 
-    :raises SettingsError: the file cannot be read, or names an unknown setting.
+    :raises SettingsError: the file cannot be read.
+    :raises StartupError: it names an unknown setting or a bad value, as at boot.
     """
     settings = Settings(env={}, file=settings_file or "")
-    pm = get_plugin_manager()
-    for impl in reversed(pm.hook.pvcore_declare_settings.get_hookimpls()):
-        settings.declare(impl.function() or (), owner=pm.get_name(impl.plugin))
-    if settings_file:
-        settings.check_file()
+    declare_plugin_settings(settings, get_plugin_manager())
     return settings
 
 
@@ -134,7 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         for path in install_units(args.unit_dir, args.settings_file, root=args.root):
             print(f"wrote {path}")
-    except (SettingsError, OSError) as exc:
+    except (SettingsError, StartupError, OSError) as exc:
         print(f"pvcore-deploy: {exc}", file=sys.stderr)
         return 2
     print("next: systemctl daemon-reload && systemctl enable --now pvcore.socket pvcore.service")
