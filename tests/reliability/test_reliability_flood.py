@@ -170,12 +170,23 @@ def test_unknown_callers_do_not_share_one_bucket(flooded):
             sock = socket.socket(socket.AF_UNIX)
             sock.connect(flooded.socket)
             held.append(sock)
-        os.write(w, b"x")
+        # Tell the test once the server has seen them: those over the cap of 4
+        # are closed at accept (EOF), so its bucket is full from then on.
+        deadline, seen = time.monotonic() + 10, b"n"  # "n": the server never closed any
+        while time.monotonic() < deadline and seen != b"x":
+            closed = 0
+            for sock in held:
+                sock.settimeout(0.05)
+                try:
+                    closed += sock.recv(1) == b""
+                except (socket.timeout, OSError):
+                    pass
+            seen = b"x" if closed >= 4 else seen
+        os.write(w, seen)
         time.sleep(30)
         os._exit(0)
     try:
         assert os.read(r, 1) == b"x"
-        time.sleep(0.5)
 
         def answered():
             with socket.socket(socket.AF_UNIX) as sock:
