@@ -388,7 +388,12 @@ def connection_key(core, sock):
     The caller's name (a container, ``_pv_``). Callers that cannot be
     identified do not share one set of caps anyone could fill: they are
     told apart by what they cannot multiply cheaply (:func:`unknown_key`).
+    A connection through a container's own socket (pvcore/ctrlsockets.py)
+    counts as that container's, whoever the peer turns out to be.
     """
+    via = core.sockets.owner_of(sock)
+    if via is not None:
+        return via
     caller = identify(core, {"gunicorn.socket": sock})
     if caller is not None:
         return caller.name
@@ -440,10 +445,17 @@ def _identify(core, environ) -> Optional[Caller]:
     if pid is None:
         return None
     name = core.hook.pvcore_identify_caller(core=core, pid=pid)
-    if name and environ.get("gunicorn.socket") is not None:
+    sock = environ.get("gunicorn.socket")
+    if name and sock is not None:
         # NOTE: in-process test clients name pretend pids (environ["pvcore.peer_pid"]);
         # every real peer arrives through a socket and is confirmed.
         name = confirm(core, pid, name)
+        via = core.sockets.owner_of(sock)
+        if name and via is not None and name not in (via, HOST):
+            # a container's socket restricts who may call through it (pvcore/ctrlsockets.py)
+            log.warning("caller_identity_disputed", pid=pid, named=name, socket_of=via,
+                        why="connected through another container's socket")
+            name = ""
     if not name:
         return None
     if name == HOST:

@@ -26,6 +26,14 @@ and for whom threads are spent (docs/architecture.md, "Connections"):
    most ``io_timeout`` seconds for the peer to make progress
    (:class:`PeerSocket`); then the request ends as if the peer had gone.
 
+4. **A container's own socket.** A runtime binds each container a socket of
+   its own (pvcore/ctrlsockets.py); the worker accepts on it beside the main
+   one (:meth:`FairThreadWorker.add_listener`), counting whatever arrives
+   there as that container's without reading ``/proc``. A container over
+   its connection rate is not accepted from for :data:`LISTENER_PAUSE`
+   seconds: its own backlog fills and only its own connects fail, while
+   the host's socket stays empty.
+
 The thread pool is FIFO across callers; the caps keep any one caller from
 filling it. Everything else (keep-alive, pipelining, HTTP/1.0, half-closed
 sockets, ``Expect: 100-continue``) is gunicorn's own behaviour.
@@ -47,6 +55,7 @@ from gunicorn import http
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from pvcore.linger import LingeringClose
+from pvcore.ownlisteners import UNSEEN as _UNSEEN, OwnListeners
 
 log = structlog.get_logger(__name__)
 
@@ -160,7 +169,6 @@ class PvConn(TConn):
 ACCEPT_BATCH = 512
 #: Seconds a pid's caller key is remembered for shedding.
 PID_KEY_TTL = 1.0
-_UNSEEN = object()
 
 
 def _peer_pid(sock) -> Optional[int]:
@@ -203,7 +211,7 @@ def request_ready(buf: bytes, eof: bool) -> bool:
     return length > SMALL_BODY or len(buf) - len(head) >= length
 
 
-class FairThreadWorker(LingeringClose, ThreadWorker):
+class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
     """gthread, reading heads in its poll loop and capping each caller (module docstring).
 
     :ivar caller_key: ``function(sock) -> key``; callers with equal keys share
@@ -245,6 +253,7 @@ class FairThreadWorker(LingeringClose, ThreadWorker):
         every poll, and shedding a caller over its connection rate before any
         ``/proc`` read, keeps room for everyone else.
         """
+        own = self._own_listeners.get(listener, _UNSEEN)
         for _ in range(ACCEPT_BATCH):
             try:
                 fd, addr = listener._accept()
@@ -252,13 +261,17 @@ class FairThreadWorker(LingeringClose, ThreadWorker):
                 if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                     raise
                 return
-            self._admit(listener, fd, addr)
+            if not self._admit(listener, fd, addr, own) and own is not _UNSEEN:
+                self._pause(listener)  # the rest waits in its own backlog
+                return
 
-    def _admit(self, listener, fd: int, addr) -> None:
+    def _admit(self, listener, fd: int, addr, key=_UNSEEN) -> bool:
+        """Serve the connection ``fd``; ``False`` if its caller was over its rate."""
         sock = PeerSocket(listener.family, listener.type, listener.proto, fileno=fd)
         sock.io_timeout = self.io_timeout
         sock.deadline = None
-        key = self._cheap_key(sock)
+        if key is _UNSEEN:
+            key = self._cheap_key(sock)
         if key is _UNSEEN:
             try:
                 key = self.caller_key(sock)
@@ -268,17 +281,18 @@ class FairThreadWorker(LingeringClose, ThreadWorker):
             self._remember_key(sock, key)
         if self._shed(key):
             sock.close()
-            return
+            return False
         if self._open[key] >= self.caller_connections:
             # NOTE: counted, logged once a second (_report_shed): a log line
             # per refused connection would be the flood's best amplifier.
             self._refused[key] = self._refused.get(key, 0) + 1
             sock.close()
-            return
+            return True
         self._open[key] += 1
         self.nr_conns += 1
         conn = PvConn(self, key, self.cfg, sock, addr, listener.getsockname())
         self._read_head(conn, time.monotonic() + self.header_timeout)
+        return True
 
     # A connecting pid's caller key, remembered briefly: a process opening
     # connections in a loop is identified (several /proc reads) once, not

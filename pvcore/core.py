@@ -19,6 +19,7 @@ import structlog
 
 from pvcore import caller as caller_mod, names
 from pvcore.boot import collect_services, reason
+from pvcore.ctrlsockets import CallerSockets
 from pvcore.errors import StartupError
 from pvcore.events import Event, EventCounter
 from pvcore.listeners import Listeners
@@ -41,6 +42,8 @@ class Core:
     :ivar pm: the pluggy plugin manager; ``hook`` is ``pm.hook``.
     :ivar stash: per-plugin state under :class:`StashKey` keys.
     :ivar supervisor: :class:`pvcore.supervisor.ProcessGroups` for child processes.
+    :ivar sockets: :class:`pvcore.ctrlsockets.CallerSockets`, each container's own
+        pv-ctrl socket (a runtime opens one per start).
     :ivar routes: the route table, for introspection.
     :ivar app: the Falcon WSGI app.
     """
@@ -51,6 +54,7 @@ class Core:
         self.hook = pm.hook
         self.stash: Dict[Any, Any] = {}
         self.supervisor = ProcessGroups(os.path.join(settings.run_dir, "pgroups"), cgroups=settings.cgroups)
+        self.sockets = CallerSockets(os.path.join(settings.run_dir, "ctrl"), settings.socket_path)
         self.routes: Dict[str, Route] = {}
         self.caller_cache = caller_mod.CallerCache()
         self._events = EventCounter()
@@ -83,6 +87,7 @@ class Core:
             started = []
             try:
                 self.supervisor.kill_leftovers()
+                self.sockets.sweep()
                 services = collect_services(self)
                 for service, owner in services:
                     # NOTE: listed before it starts: a start that fails or is
@@ -99,6 +104,7 @@ class Core:
             except BaseException:
                 self._stop_services(started)
                 self.supervisor.close()  # and whatever a stop could not know of
+                self.sockets.close_all()
                 self._release_lock()
                 raise
             self._services = started
@@ -116,6 +122,7 @@ class Core:
             if was_started:
                 self.hook.pvcore_shutdown(core=self)
                 self.supervisor.close()
+            self.sockets.close_all()
             self._release_lock()
 
     def _stop_services(self, services) -> None:

@@ -61,6 +61,8 @@ def post_worker_init(worker):
         from pvcore.errors import StartupError
         from pvcore.wsgi import BootFailed, core
 
+        # Each container's own socket is accepted on by this worker (pvcore/ctrlsockets.py).
+        core.sockets.attach(worker.add_listener, worker.remove_listener)
         try:
             core.start()
         except StartupError as exc:

@@ -298,6 +298,8 @@ CORE_OWNS = Owns(paths={
                              "until the old one stopped its children",
     "<run>/pgroups/": "one `<key>.pgid` record per supervised process group, so the next worker kills "
                       "what a crashed one left (pvcore/supervisor.py)",
+    "<run>/ctrl/": "each running container's own pv-ctrl socket, bound into it for this start "
+                   "(pvcore/ctrlsockets.py)",
 })
 
 

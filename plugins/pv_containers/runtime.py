@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import structlog
 
@@ -77,7 +77,8 @@ class ProcessRuntime:
     (docs/protocol.md §D4.8, §D2.5), named in the environment:
 
     ``PVCORE_CONTAINER``, ``PVCORE_CTRL_SOCKET``
-        The container's name; the pv-ctrl socket's absolute path.
+        The container's name; the absolute path of its own pv-ctrl socket
+        for this start (``core.sockets``, docs/architecture.md "Connections").
     ``PVCORE_BOOT_DIR``
         An empty directory for this start: what a boot-persistent rootfs
         layer is to an LXC container.
@@ -94,7 +95,7 @@ class ProcessRuntime:
 
     def __init__(self, core):
         self._core = core
-        self._areas: Dict[Any, str] = {}
+        self._areas: Dict[Any, Tuple[str, str]] = {}  # handle -> (its directory, container name)
         self._swept = False
 
     def _area(self, container) -> Dict[str, str]:
@@ -147,11 +148,11 @@ class ProcessRuntime:
         env = dict(os.environ)
         env.update({
             "PVCORE_CONTAINER": container.name,
-            "PVCORE_CTRL_SOCKET": os.path.abspath(settings.socket_path),
         })
         top = area.pop("area")
         env.update(area)
         try:
+            env["PVCORE_CTRL_SOCKET"] = self._core.sockets.open(container.name)
             handle = self._core.supervisor.spawn(
                 "container-" + container.name,
                 container_argv(container.run),
@@ -161,14 +162,17 @@ class ProcessRuntime:
                 contain=container.name,
             )
         except BaseException:
+            self._core.sockets.close(container.name)
             shutil.rmtree(top, ignore_errors=True)
             raise
-        self._areas[handle] = top
+        self._areas[handle] = (top, container.name)
         return handle
 
     def _release(self, handle) -> None:
-        top = self._areas.pop(handle, None)
-        if top is not None:
+        area = self._areas.pop(handle, None)
+        if area is not None:
+            top, name = area
+            self._core.sockets.close(name)
             shutil.rmtree(top, ignore_errors=True)
 
     def stop(self, handle, timeout: float) -> None:

@@ -132,6 +132,7 @@ class LxcRuntime:
             return self._start(container, base, record)
         except BaseException:
             teardown(record)
+            self._core.sockets.close(name)
             raise
 
     def _object(self, spec, file: str) -> str:
@@ -255,7 +256,8 @@ class LxcRuntime:
         if spec.config is not None:
             with open(self._object(spec, spec.config), errors="replace") as fh:
                 source = fh.read()
-        socket_path = os.path.abspath(core.settings.socket_path)
+        # its own pv-ctrl socket: a flood fills only its own backlog (docs/architecture.md, "Connections")
+        socket_path = core.sockets.open(name)
         console = os.path.join(self.storage, "logs", container.rev, name, "console.log")
         views = self._views(container, os.path.dirname(console))
         # NOTE: the hardening baseline is for non-mgmt containers (docs/architecture.md §7.1)
@@ -394,7 +396,9 @@ class LxcRuntime:
     # -- internals -------------------------------------------------------------
 
     def _release(self, handle: LxcHandle, theirs: List[Tuple[str, loops.Backing]] = ()) -> None:
-        self._running.pop(handle.name, None)
+        if self._running.get(handle.name) is handle:  # not a later start's socket
+            del self._running[handle.name]
+            self._core.sockets.close(handle.name)
         teardown(handle.record, theirs)
         log.info("lxc_released", container=handle.name)
 

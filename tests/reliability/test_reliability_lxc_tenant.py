@@ -1,4 +1,4 @@
-"""A hostile root tenant in a real non-mgmt LXC container (issue 27: identity, host, pids, loops).
+"""A hostile root tenant in a real non-mgmt LXC container (issue 27: identity, host, pids, connect flood, loops).
 
 One device runs three containers from the demo's busybox rootfs:
 
@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "plugins", "pv_
 from lxc_device import (attach, container_cgroup, containers, init_pid, install, lxc_path, revision,  # noqa: E402
                         unavailable, unique)
 from pv_lxc import demo, loops, mounts  # noqa: E402
+from pvcore.bench.flood import probe  # noqa: E402
 from pvcore.testing import GunicornServer, short_tempdir, wait_until  # noqa: E402
 from reliability_helpers import LONG, kill_worker  # noqa: E402
 
@@ -238,6 +239,42 @@ def _kill_sleeps(procs):
                     os.kill(pid, 9)
         except OSError:
             pass
+
+
+# -- 4. no starvation without privilege ----------------------------------------------------------------
+
+# four loops connecting and closing; each connection leaves a line in /tmp/tries
+FLOOD = ("rm -f /tmp/tries; for i in 1 2 3 4; do (while [ ! -e /tmp/stop ]; do "
+         "nc.openbsd -U -N /pantavisor/pv-ctrl </dev/null; echo >> /tmp/tries; done) & done; wait; "
+         "busybox wc -l < /tmp/tries")
+
+
+def test_a_connect_flood_fills_only_the_tenants_own_socket(tenant):
+    server = tenant.server
+    own = os.path.join(os.path.dirname(os.path.abspath(server.socket)), "ctrl", tenant.hostile)
+    inside = attach(server, tenant.hostile, "busybox stat -c %i /pantavisor/pv-ctrl").strip()
+    assert inside == str(os.stat(own).st_ino) != str(os.stat(server.socket).st_ino), inside
+    stop = os.path.join(lxc_path(server), tenant.hostile, "rootfs", "tmp", "stop")
+    if os.path.exists(stop):
+        os.unlink(stop)
+    flood = subprocess.Popen(["lxc-attach", "-n", tenant.hostile, "-P", lxc_path(server), "--", "/bin/sh", "-c", FLOOD],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(1.0)
+        times, failures = probe(server.socket, 100, timeout=5.0)
+    finally:
+        with open(stop, "w"):
+            pass
+        try:
+            tries, _ = flood.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            flood.kill()
+            tries, _ = flood.communicate()
+    assert failures == 0 and max(times) < 1.0, (failures, sorted(times)[-5:])
+    assert int(tries.split()[-1]) > 300, tries  # it did flood
+    # whatever was shed was the tenant's, counted at its own socket
+    shed = {e["caller"] for e in server.log_events() if e.get("event") == "caller_connections_shed"}
+    assert shed <= {tenant.hostile}, shed
 
 
 # -- 5. loop devices a container attached go with it -----------------------------------------------------
