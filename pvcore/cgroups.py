@@ -90,7 +90,8 @@ def read_membership(pid: int) -> Optional[List[Tuple[str, str]]]:
         return None
 
 
-def _write(path: str, text: str) -> None:
+def write_control(path: str, text: str) -> None:
+    """Write ``text`` to cgroupfs control file ``path`` in one ``write()`` (no create, no buffering)."""
     fd = os.open(path, os.O_WRONLY)
     try:
         os.write(fd, text.encode())
@@ -106,8 +107,8 @@ def _read_pids(path: str) -> List[int]:
         return []
 
 
-def _mounts() -> List[Tuple[str, str, str]]:
-    """``(mount point, fs type, options)`` of the cgroup mounts."""
+def cgroup_mounts() -> List[Tuple[str, str, str]]:
+    """``(mount point, fs type, options)`` of the cgroup mounts (``cgroup`` v1 and ``cgroup2``)."""
     found = []
     try:
         with open("/proc/self/mounts") as fh:
@@ -142,7 +143,7 @@ class CgroupTree:
     @classmethod
     def detect(cls, instance: str) -> Optional["CgroupTree"]:
         """The first hierarchy where pvcore can create ``pvcore/<instance>``, or ``None``."""
-        mounts = _mounts()
+        mounts = cgroup_mounts()
         candidates = []
         for point, fstype, _ in mounts:
             if fstype == "cgroup2":
@@ -254,7 +255,7 @@ class CgroupTree:
         kill_file = os.path.join(path, "cgroup.kill")
         if self.v2 and os.path.exists(kill_file):
             try:
-                _write(kill_file, "1")
+                write_control(kill_file, "1")
                 return
             except OSError:
                 pass
@@ -266,7 +267,7 @@ class CgroupTree:
         can_freeze = os.path.exists(freeze_file)
         if can_freeze:
             try:
-                _write(freeze_file, frozen)
+                write_control(freeze_file, frozen)
             except OSError:
                 can_freeze = False
         for pid in self._pids_under(path):
@@ -276,7 +277,7 @@ class CgroupTree:
                 pass
         if can_freeze:
             try:
-                _write(freeze_file, thawed)
+                write_control(freeze_file, thawed)
             except OSError:
                 pass
 

@@ -44,9 +44,11 @@ payload cgroup that no running container owns is an unknown caller — never
 the host, although it runs as uid 0 like pvcore.
 
 Hardening: a non-mgmt container runs under the baseline of
-:mod:`pv_lxc.config` (capabilities, device allow-list, ``pids.max``,
-read-only cgroupfs, seccomp) unless its own config grants more; loop devices
-it attached itself go with it (:mod:`pv_lxc.loops`; docs/architecture.md §7.1).
+:mod:`pv_lxc.config` (capabilities, device allow-list, ``pids.max``, a
+memory limit, read-only cgroupfs, seccomp) unless its own config grants
+more, in a parent cgroup whose limit is the memory budget of all non-mgmt
+containers together (:mod:`pv_lxc.memory`); loop devices it attached itself
+go with it (:mod:`pv_lxc.loops`; docs/architecture.md §7.1).
 
 Crash safety: each host resource is recorded in ``<lxc_path>/<c>/record.json``
 before it is taken; the next worker's start (:class:`LxcCleanup`) kills what
@@ -72,6 +74,7 @@ from pvcore.app import StashKey
 from pvcore.services import Service
 from pvcore.settings import Setting, SettingsError
 
+from .memory import memory_size
 from .runtime import LxcRuntime
 
 log = structlog.get_logger(__name__)
@@ -101,7 +104,8 @@ class LxcCleanup(Service):
             log.warning("lxc_leftovers_cleaned", containers=count)
 
     def stop(self) -> None:
-        pass
+        # after the engine (stop runs in reverse priority): its containers are gone
+        self._runtime.close()
 
 
 @hookimpl
@@ -114,6 +118,14 @@ def pvcore_declare_settings():
         Setting("lxc_pids_max", int, 1024,
                 "pids.max (processes and threads) of each non-mgmt LXC container, part of its hardening "
                 "baseline; 0 for no limit. A container's own lxc.cgroup*.pids.max line wins."),
+        Setting("lxc_memory_max", memory_size, "25%",
+                "Memory limit of each non-mgmt LXC container (anonymous memory and its boot tmpfs pages), part "
+                "of its hardening baseline: bytes with k/m/g, or a % of RAM; 0 or empty for none. A container's "
+                "own lxc.cgroup.memory.limit_in_bytes / lxc.cgroup2.memory.max line wins."),
+        Setting("lxc_tenants_memory_max", memory_size, "50%",
+                "Memory budget of all non-mgmt LXC containers together: their cgroups live under one parent "
+                "cgroup (pvcore-lxc/<instance>) with this limit, so the host keeps the rest however many "
+                "there are. Same syntax as lxc_memory_max; 0 or empty for no shared parent."),
         Setting("lxc_boot_size", tmpfs_size, "25%",
                 "Size of the tmpfs each container start gets for its boot-persistent storage (the rootfs "
                 "overlay's upper layer by default): tmpfs size= syntax, bytes with k/m/g or a % of RAM."),

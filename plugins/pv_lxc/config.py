@@ -10,13 +10,14 @@ sources to where pvcore mounted them, and adds pvcore's own lines around it
 
 pvcore never weakens a container beyond its own config (no AppArmor
 ``unconfined`` unless the config asks). A non-mgmt container also gets the
-hardening :data:`BASELINE` (:func:`baseline`), written *before* its own
+hardening baseline (:func:`baseline`), written *before* its own
 lines: LXC applies a config in order, so a line of the container's own for
 the same key — an explicit grant — wins (docs/architecture.md §7.1).
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Collection, Dict, List, Mapping, Optional, Sequence, Tuple
 
 #: Keys pvcore sets itself: the rootfs it mounted, the console it captures, the log it reads.
@@ -70,12 +71,43 @@ def _controller_version(controller: str) -> str:
     return "cgroup2"
 
 
-def baseline(pids_max: int, keys: Collection[str] = ()) -> List[str]:
-    """The hardening lines of a non-mgmt container (docs/architecture.md §7.1).
+#: A container's own lines that bound its memory: with any of them, the baseline writes no memory line
+#: (a v1 memsw below its own larger limit would make LXC fail the start).
+MEMORY_KEYS = tuple(f"lxc.{prefix}.memory.{name}" for prefix in ("cgroup", "cgroup2")
+                    for name in ("limit_in_bytes", "memsw.limit_in_bytes", "max", "swap.max"))
 
-    :param pids_max: its ``pids.max`` (``0``: no limit).
+
+@dataclass(frozen=True)
+class Hardening:
+    """What the baseline of a non-mgmt container is made of (docs/architecture.md §7.1).
+
+    :ivar pids_max: its ``pids.max`` (``0``: no limit).
+    :ivar memory_max: its memory limit in bytes (``0``: none).
+    :ivar memory_cgroup: LXC's key prefix for the memory controller here
+        (``cgroup`` on a v1 hierarchy, ``cgroup2``), ``""`` when this machine
+        has none (then no memory line: LXC would refuse it).
+    :ivar memory_swap: bound swap too: v1 ``memsw`` at the limit, v2 ``swap.max = 0``.
+    :ivar cgroup_dir: the parent cgroup of every non-mgmt container, whose limit is
+        their shared budget (:class:`pv_lxc.memory.TenantBudget`); ``""``: LXC's default place.
+    :ivar monitor_dir: the parent of their LXC monitors' cgroups, outside the budget.
+    """
+
+    pids_max: int = 1024
+    memory_max: int = 0
+    memory_cgroup: str = ""
+    memory_swap: bool = False
+    cgroup_dir: str = ""
+    monitor_dir: str = ""
+
+
+def baseline(hardening: Hardening, name: str, keys: Collection[str] = ()) -> List[str]:
+    """The hardening lines of non-mgmt container ``name`` (docs/architecture.md §7.1).
+
     :param keys: the keys the container's own config sets; ``lxc.cap.keep``
-        there replaces the capability drop (LXC refuses both).
+        there replaces the capability drop (LXC refuses both), a memory
+        limit of its own replaces the baseline's, and a cgroup placement of
+        its own (``lxc.cgroup.dir*``, ``lxc.cgroup.relative``) keeps it out
+        of the shared parent.
     """
     lines = ["# pvcore: hardening baseline of a non-mgmt container (its own lines below may grant more)"]
     if "lxc.cap.keep" not in keys:
@@ -83,12 +115,31 @@ def baseline(pids_max: int, keys: Collection[str] = ()) -> List[str]:
     for prefix in ("lxc.cgroup", "lxc.cgroup2"):  # as LXC's common.conf: the one that applies here is used
         lines.append(f"{prefix}.devices.deny = a")
         lines += [f"{prefix}.devices.allow = {device}" for device in ALLOWED_DEVICES]
-    if pids_max > 0:
-        lines.append(f"lxc.{_controller_version('pids')}.pids.max = {pids_max}")
+    if hardening.pids_max > 0:
+        lines.append(f"lxc.{_controller_version('pids')}.pids.max = {hardening.pids_max}")
+    lines += _memory(hardening, keys)
+    if hardening.cgroup_dir and hardening.monitor_dir and not any(key.startswith("lxc.cgroup.dir") or key == "lxc.cgroup.relative"
+                                        for key in keys):
+        # NOTE: LXC's own leaf names, so a payload cgroup is still recognised as one (pv_lxc.runtime.identify)
+        lines.append(f"lxc.cgroup.dir.container = {hardening.cgroup_dir}/lxc.payload.{name}")
+        lines.append(f"lxc.cgroup.dir.monitor = {hardening.monitor_dir}/lxc.monitor.{name}")
     lines.append("lxc.mount.auto = cgroup:ro")
     if os.path.exists(SECCOMP_PROFILE):
         lines.append(f"lxc.seccomp.profile = {SECCOMP_PROFILE}")
     return lines
+
+
+def _memory(hardening: Hardening, keys: Collection[str]) -> List[str]:
+    """The memory limit lines: ``limit_in_bytes`` (and ``memsw``) on v1, ``memory.max`` (and ``swap.max``) on v2."""
+    limit, prefix = hardening.memory_max, hardening.memory_cgroup
+    if limit <= 0 or not prefix or any(key in MEMORY_KEYS for key in keys):
+        return []
+    if prefix == "cgroup":
+        # NOTE: in this order: LXC applies lines in order, and memsw may never be below the limit
+        lines = [f"lxc.cgroup.memory.limit_in_bytes = {limit}"]
+        return lines + ([f"lxc.cgroup.memory.memsw.limit_in_bytes = {limit}"] if hardening.memory_swap else [])
+    lines = [f"lxc.cgroup2.memory.max = {limit}"]
+    return lines + (["lxc.cgroup2.memory.swap.max = 0"] if hardening.memory_swap else [])
 
 
 def _key(line: str) -> str:
@@ -110,7 +161,7 @@ VIEW_OPTIONS = "bind,ro,nosuid,nodev,noexec,create=dir"
 
 
 def compose(name: str, source: str, rootfs: str, volumes: Mapping[str, str], socket_path: str,
-            views: Sequence[Tuple[str, str]] = (), hardening: Optional[int] = None) -> str:
+            views: Sequence[Tuple[str, str]] = (), hardening: Optional[Hardening] = None) -> str:
     """The config file for container ``name``.
 
     :param source: the container's ``lxc.container.conf`` (may be empty).
@@ -121,7 +172,7 @@ def compose(name: str, source: str, rootfs: str, volumes: Mapping[str, str], soc
     :param views: ``(host directory, name)`` pairs bound read-only at
         ``/pantavisor/<name>`` (metadata and logs).
     :param hardening: ``None`` for a mgmt container (its config as is);
-        otherwise the :func:`baseline` applies, with this ``pids.max``.
+        otherwise the :func:`baseline` made of it applies.
     """
     own: List[str] = []
     keys = set()
@@ -147,7 +198,7 @@ def compose(name: str, source: str, rootfs: str, volumes: Mapping[str, str], soc
     if "lxc.mount.auto" not in keys:
         head.append("lxc.mount.auto = proc:mixed sys:ro" + (" cgroup:mixed" if hardening is None else ""))
     if hardening is not None:
-        head += baseline(hardening, keys)
+        head += baseline(hardening, name, keys)
     tail = [
         "# pvcore: rootfs, console, /pantavisor",
         f"lxc.rootfs.path = dir:{rootfs}",

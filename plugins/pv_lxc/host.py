@@ -21,7 +21,7 @@ import structlog
 from pvcore.fsutil import atomic_write
 from pvcore.supervisor import start_time
 
-from . import loops, mounts
+from . import loops, memory, mounts
 
 log = structlog.get_logger(__name__)
 
@@ -148,17 +148,16 @@ def kill_cgroups(dirs: List[str], timeout: float = 3.0) -> int:
 
 
 def remove_cgroups(dirs: List[str], timeout: float = 3.0) -> None:
-    """rmdir the cgroups ``dirs``, children first, and LXC's monitor sibling of each.
+    """rmdir the cgroups ``dirs``, children first, and LXC's monitor cgroup of each.
 
     A cgroup whose last process was just killed stays busy until that process
     is reaped, so a busy one is retried for up to ``timeout`` seconds.
     """
     paths = []
     for top in dirs:
-        leaf = os.path.basename(top)
         paths.append(top)
-        if leaf.startswith("lxc.payload."):
-            paths.append(os.path.join(os.path.dirname(top), "lxc.monitor." + leaf[len("lxc.payload."):]))
+        if os.path.basename(top).startswith("lxc.payload."):
+            paths.append(memory.monitor_of(top))
     deadline = time.monotonic() + timeout
     while True:
         busy = []

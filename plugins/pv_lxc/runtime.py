@@ -29,7 +29,7 @@ from pvcore.fsutil import atomic_write, write_tree
 from pvcore.supervisor import start_time
 
 from . import config as lxc_config
-from . import loops, mounts, targets
+from . import loops, memory, mounts, targets
 from .host import Record, cgroup_dirs, cleanup_leftovers, read_cgroups, teardown
 from .lxclog import container_exit_status, tail
 
@@ -111,6 +111,8 @@ class LxcRuntime:
         self.start_timeout = settings.get("lxc_start_timeout")
         self.pids_max = settings.get("lxc_pids_max")
         self.boot_size = settings.get("lxc_boot_size")
+        self.memory_max = memory.to_bytes(settings.get("lxc_memory_max"))
+        self.budget = memory.TenantBudget(self.lxc_path, memory.to_bytes(settings.get("lxc_tenants_memory_max")))
         self._running: Dict[str, LxcHandle] = {}
 
     # -- engine interface ------------------------------------------------------
@@ -259,7 +261,7 @@ class LxcRuntime:
         console = os.path.join(self.storage, "logs", container.rev, name, "console.log")
         views = self._views(container, os.path.dirname(console))
         # NOTE: the hardening baseline is for non-mgmt containers (docs/architecture.md §7.1)
-        hardening = None if "mgmt" in (container.roles or ()) else self.pids_max
+        hardening = None if "mgmt" in (container.roles or ()) else self._hardening()
         text = lxc_config.compose(name, source, rootfs, volumes, socket_path, views, hardening)
         # NOTE: no mount target may be made by LXC: it would follow the container's symlinks
         # on the host (pv_lxc.targets)
@@ -291,6 +293,19 @@ class LxcRuntime:
         log.info("lxc_started", container=name, init_pid=init_pid, rootfs=root_volume,
                  overlay=overlay, cgroup=cgroups.get("0:", next(iter(cgroups.values()), None)))
         return handle
+
+    def _hardening(self) -> lxc_config.Hardening:
+        """The baseline of a non-mgmt container here; the shared parent made (or re-made) first."""
+        hierarchy = self.budget.hierarchy
+        if hierarchy is None and (self.memory_max or self.budget.limit):
+            hierarchy = self.budget.hierarchy = memory.find_hierarchy()
+            if hierarchy is None:
+                log.warning("lxc_memory_unbounded", why="no memory cgroup controller on this machine")
+        return lxc_config.Hardening(
+            pids_max=self.pids_max, memory_max=self.memory_max,
+            memory_cgroup=hierarchy.version if hierarchy else "",
+            memory_swap=memory.swap_bounded(hierarchy), cgroup_dir=self.budget.ensure(),
+            monitor_dir=self.budget.monitors)
 
     def _wait_init(self, proc: subprocess.Popen, lxc_log: str) -> int:
         """The container's init, once it runs: the child of ``lxc-start`` that exec'd another program
@@ -396,3 +411,7 @@ class LxcRuntime:
         count = cleanup_leftovers(self.lxc_path)
         shutil.rmtree(os.path.join(self.storage, "disks", "boot"), ignore_errors=True)
         return count
+
+    def close(self) -> None:
+        """At service stop, once every container is gone: remove the tenants' parent cgroup."""
+        self.budget.close()

@@ -27,7 +27,8 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "plugins", "pv_lxc"))
 
-from lxc_device import attach, containers, init_pid, install, lxc_path, revision, unavailable, unique  # noqa: E402
+from lxc_device import (attach, container_cgroup, containers, init_pid, install, lxc_path, revision,  # noqa: E402
+                        unavailable, unique)
 from pv_lxc import demo, loops, mounts  # noqa: E402
 from pvcore.bench.flood import probe  # noqa: E402
 from pvcore.testing import GunicornServer, short_tempdir, wait_until  # noqa: E402
@@ -212,7 +213,7 @@ def test_a_fork_bomb_of_2000_is_bounded_by_the_pids_limit(tenant):
                  "cat /sys/fs/cgroup/pids/pids.max; "
                  "i=0; while [ $i -lt 2000 ]; do sleep 600 </dev/null >/dev/null 2>&1 & i=$((i+1)); done; "
                  "echo spawned=$i")
-    procs = os.path.join(_hierarchies().get("pids", ""), f"lxc.payload.{tenant.hostile}", "cgroup.procs")
+    procs = os.path.join(container_cgroup(tenant.server, tenant.hostile, "pids"), "cgroup.procs")
     try:
         assert out.startswith("1024") and "spawned=2000" not in out and "can't fork" in out, out
         # the host is served all along, and the tenant's container is not hurt for good

@@ -1,6 +1,7 @@
 """Helpers for the LXC runtime's black-box tests: can this machine run LXC, a device, leftovers."""
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -129,16 +130,29 @@ def loops_backed_under(path: str) -> List[str]:
 
 
 def payload_cgroups(names) -> List[str]:
-    """LXC cgroups (any hierarchy, renamed ``-1`` ones too) still present for container ``names``."""
+    """LXC cgroups (any hierarchy, renamed ``-1`` ones too) still present for container ``names``,
+    at LXC's default place or in a tenants' parent (``pvcore-lxc/<instance>/tenants|monitors``, pv_lxc.memory)."""
     found = []
     for hierarchy in os.listdir("/sys/fs/cgroup"):
         top = os.path.join("/sys/fs/cgroup", hierarchy)
         if not os.path.isdir(top):
             continue
-        for entry in os.listdir(top):
-            if any(entry.startswith((f"lxc.payload.{name}", f"lxc.monitor.{name}")) for name in names):
-                found.append(os.path.join(top, entry))
+        parents = [top] + [path for path in glob.glob(os.path.join(top, "pvcore-lxc", "*", "*")) if os.path.isdir(path)]
+        for parent in parents:
+            for entry in os.listdir(parent):
+                if any(entry.startswith((f"lxc.payload.{name}", f"lxc.monitor.{name}")) for name in names):
+                    found.append(os.path.join(parent, entry))
     return found
+
+
+def container_cgroup(server, name: str, controller: str) -> str:
+    """The cgroupfs directory of running container ``name`` in ``controller``'s v1 hierarchy."""
+    with open(f"/proc/{init_pid(server, name)}/cgroup") as fh:
+        for line in fh:
+            _id, controllers, path = line.rstrip("\n").split(":", 2)
+            if controller in controllers.split(","):
+                return os.path.join("/sys/fs/cgroup", controller, path.lstrip("/"))
+    raise LookupError(f"{name} has no {controller} cgroup")
 
 
 def leftovers(server, names) -> Dict[str, list]:

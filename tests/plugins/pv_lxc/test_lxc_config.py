@@ -1,8 +1,12 @@
 """The LXC config pv_lxc writes from a container's own lxc.container.conf (pure; no root needed)."""
 import pytest
 
-from pv_lxc import tmpfs_size
-from pv_lxc.config import compose, config_keys, rewrite_volume
+from pv_lxc import memory, tmpfs_size
+from pv_lxc.config import Hardening, compose, config_keys, rewrite_volume
+
+#: the baseline as on a v1 memory hierarchy with swap accounting, a 64 MiB limit, in a shared parent
+V1 = Hardening(pids_max=1024, memory_max=64 << 20, memory_cgroup="cgroup", memory_swap=True,
+               cgroup_dir="pvcore-lxc/0123/tenants", monitor_dir="pvcore-lxc/0123/monitors")
 
 PVR_CONF = """\
 lxc.tty.max = 8
@@ -56,10 +60,10 @@ def _lines(text):
 
 
 def test_pvcore_never_weakens_a_container_beyond_its_own_config():
-    for hardening in (None, 1024):
+    for hardening in (None, V1):
         text = compose("c", "", "/r", {}, "/s", hardening=hardening)
         assert "unconfined" not in text and "lxc.apparmor" not in text
-    asked = compose("c", "lxc.apparmor.profile = unconfined\n", "/r", {}, "/s", hardening=1024)
+    asked = compose("c", "lxc.apparmor.profile = unconfined\n", "/r", {}, "/s", hardening=V1)
     assert config_keys(asked)["lxc.apparmor.profile"] == ["unconfined"]  # its own choice, kept
 
 
@@ -67,12 +71,13 @@ def test_a_mgmt_container_gets_its_config_without_the_baseline():
     keys = config_keys(compose("c", PVR_CONF, "/r", VOLUMES, "/s", hardening=None))
     for key in ("lxc.cap.drop", "lxc.cgroup.devices.deny", "lxc.cgroup2.devices.deny", "lxc.seccomp.profile"):
         assert key not in keys
-    assert not any(key.endswith("pids.max") for key in keys)
+    assert not any(key.endswith("pids.max") or ".memory." in key or key.startswith("lxc.cgroup.dir")
+                   for key in keys)  # no memory limit, and LXC's own cgroup place: not in the tenants' budget
 
 
 def test_a_non_mgmt_container_gets_the_baseline_before_its_own_lines():
     text = compose("c", "lxc.cgroup.devices.allow = b 7:* rwm\nlxc.mount.auto = proc sys:rw cgroup:mixed\n",
-                   "/r", {}, "/s", hardening=1024)
+                   "/r", {}, "/s", hardening=V1)
     lines, keys = _lines(text), config_keys(text)
     drop = keys["lxc.cap.drop"][0].split()
     assert {"sys_admin", "sys_module", "sys_rawio", "sys_boot", "sys_time", "net_admin"} <= set(drop)
@@ -89,14 +94,81 @@ def test_a_non_mgmt_container_gets_the_baseline_before_its_own_lines():
 
 
 def test_an_explicit_capability_keep_list_replaces_the_drop_list():
-    keys = config_keys(compose("c", "lxc.cap.keep = sys_admin\n", "/r", {}, "/s", hardening=1024))
+    keys = config_keys(compose("c", "lxc.cap.keep = sys_admin\n", "/r", {}, "/s", hardening=V1))
     assert "lxc.cap.drop" not in keys and keys["lxc.cap.keep"] == ["sys_admin"]  # LXC refuses both
 
 
 def test_a_zero_pids_limit_means_none():
-    keys = config_keys(compose("c", "", "/r", {}, "/s", hardening=0))
+    keys = config_keys(compose("c", "", "/r", {}, "/s", hardening=Hardening(pids_max=0)))
     assert not any(key.endswith("pids.max") for key in keys) and "lxc.cap.drop" in keys
     assert keys["lxc.mount.auto"] == ["proc:mixed sys:ro", "cgroup:ro"]
+
+
+# -- memory (docs/architecture.md §7.1) ------------------------------------------------
+
+
+def test_the_memory_limit_uses_the_v1_keys_on_a_v1_memory_hierarchy():
+    lines = _lines(compose("app", "", "/r", {}, "/s", hardening=V1))
+    limit = lines.index("lxc.cgroup.memory.limit_in_bytes = 67108864")
+    # memsw after the limit (LXC applies in order; memsw may never be below the limit)
+    assert lines.index("lxc.cgroup.memory.memsw.limit_in_bytes = 67108864") == limit + 1
+    assert not any(line.startswith("lxc.cgroup2.memory") for line in lines)
+    # in the tenants' parent, keeping LXC's leaf names
+    assert "lxc.cgroup.dir.container = pvcore-lxc/0123/tenants/lxc.payload.app" in lines
+    assert "lxc.cgroup.dir.monitor = pvcore-lxc/0123/monitors/lxc.monitor.app" in lines
+
+
+def test_the_memory_limit_uses_the_v2_keys_on_a_v2_memory_hierarchy():
+    keys = config_keys(compose("app", "", "/r", {}, "/s", hardening=Hardening(
+        memory_max=1 << 30, memory_cgroup="cgroup2", memory_swap=True)))
+    assert keys["lxc.cgroup2.memory.max"] == [str(1 << 30)] and keys["lxc.cgroup2.memory.swap.max"] == ["0"]
+    assert not any(key.startswith("lxc.cgroup.memory") or key.startswith("lxc.cgroup.dir") for key in keys)
+    # without swap accounting, no swap line (LXC would refuse a key the kernel does not have)
+    keys = config_keys(compose("app", "", "/r", {}, "/s", hardening=Hardening(memory_max=4096, memory_cgroup="cgroup2")))
+    assert keys["lxc.cgroup2.memory.max"] == ["4096"] and "lxc.cgroup2.memory.swap.max" not in keys
+
+
+@pytest.mark.parametrize("own", ["lxc.cgroup.memory.limit_in_bytes = 1G", "lxc.cgroup2.memory.max = max",
+                                 "lxc.cgroup.memory.memsw.limit_in_bytes = 2G"])
+def test_a_containers_own_memory_limit_wins(own):
+    text = compose("app", own + "\n", "/r", {}, "/s", hardening=V1)
+    key, value = (part.strip() for part in own.split("="))
+    keys = config_keys(text)
+    assert keys[key] == [value]  # its own, alone: no memsw of ours below a larger limit of its own
+    assert not any(".memory." in k and k != key for k in keys)
+    assert "lxc.cgroup.dir.container" in keys  # still within the tenants' budget
+
+
+def test_other_memory_keys_of_its_own_keep_the_baseline_limit():
+    keys = config_keys(compose("app", "lxc.cgroup.memory.swappiness = 0\n", "/r", {}, "/s", hardening=V1))
+    assert keys["lxc.cgroup.memory.limit_in_bytes"] == ["67108864"]
+
+
+def test_no_memory_limit_when_it_is_zero_or_the_machine_has_no_memory_controller():
+    for hardening in (Hardening(memory_max=0, memory_cgroup="cgroup"), Hardening(memory_max=4096, memory_cgroup="")):
+        keys = config_keys(compose("app", "", "/r", {}, "/s", hardening=hardening))
+        assert not any(".memory." in key for key in keys) and "lxc.cap.drop" in keys
+        assert "lxc.cgroup.dir.container" not in keys  # no budget given: LXC's default place
+
+
+@pytest.mark.parametrize("own", ["lxc.cgroup.dir = mine", "lxc.cgroup.relative = 1"])
+def test_a_container_that_places_its_own_cgroup_stays_out_of_the_shared_parent(own):
+    keys = config_keys(compose("app", own + "\n", "/r", {}, "/s", hardening=V1))
+    assert "lxc.cgroup.dir.container" not in keys and "lxc.cgroup.dir.monitor" not in keys
+    assert keys["lxc.cgroup.memory.limit_in_bytes"] == ["67108864"]  # its own limit still applies
+
+
+@pytest.mark.parametrize("text, expected", [("", 0), ("0", 0), ("512M", 512 << 20), ("64m", 64 << 20),
+                                            ("1G", 1 << 30), ("12k", 12288), ("10000", 8192),
+                                            ("25%", 1 << 30), ("100%", 4 << 30)])
+def test_memory_sizes_are_bytes_or_a_share_of_ram(text, expected):
+    assert memory.to_bytes(text, total=4 << 30) == expected
+
+
+@pytest.mark.parametrize("text", ["0%", "101%", "-1", "1t", "64 m", "1.5G", "max"])
+def test_memory_sizes_refuse_anything_else(text):
+    with pytest.raises(ValueError):
+        memory.memory_size(text)
 
 
 def test_pantavisor_views_are_read_only_binds():
