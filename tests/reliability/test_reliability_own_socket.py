@@ -17,20 +17,13 @@ from reliability_helpers import start_server, stop_server
 pytestmark = pytest.mark.gunicorn
 
 CALLER = r'''
-import json, os, socket, sys, time
+import json, os, sys, time
+from pvcore.testserver import raw_request
 
 def signal(path):
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(10)
-        sock.connect(path)
-        body = b'{"type":"ready","payload":""}'
-        sock.sendall(b"POST /signal HTTP/1.0\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+    body = b'{"type":"ready","payload":""}'
+    data = raw_request(path, b"POST /signal HTTP/1.0\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s"
+                       % (len(body), body))
     head, _, payload = data.partition(b"\r\n\r\n")
     return [int(head.split()[1]), payload.decode()]
 
