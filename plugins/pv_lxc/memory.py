@@ -115,6 +115,14 @@ def swap_bounded(hierarchy: Optional[Hierarchy]) -> bool:
         return False
 
 
+def _read_int(path: str) -> Optional[int]:
+    try:
+        with open(path) as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 class TenantBudget:
     """The parent cgroup of every non-mgmt container of one pvcore instance, and its memory limit.
 
@@ -179,6 +187,9 @@ class TenantBudget:
             return
         # v1: memsw is never below the limit; lift it, set the limit, then bound memsw to it
         has_swap = os.path.exists(swap)
+        if _read_int(os.path.join(top, hierarchy.limit_file)) == self.limit and \
+                (not has_swap or _read_int(swap) == self.limit):
+            return  # as it is (ensure runs before every start: no window with swap unbounded)
         if has_swap:
             write_control(swap, "-1")
         write_control(os.path.join(top, hierarchy.limit_file), value)
