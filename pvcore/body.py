@@ -123,7 +123,7 @@ class body_deadline:  # noqa: N801 - used as a context manager
     """Bound the reads of a small body by one overall deadline (``header_timeout``).
 
     gunicorn's socket waits ``io_timeout`` per read; a peer trickling a byte
-    every few seconds would hold the thread for ever. :class:`pvcore.connections.PeerSocket`
+    every few seconds would hold the thread for ever. :class:`pvcore.peersocket.PeerSocket`
     honours ``deadline``; other sockets (test clients) are left as they are.
     """
 

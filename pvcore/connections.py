@@ -20,11 +20,14 @@ and for whom threads are spent (docs/architecture.md, "Connections"):
    most ``caller_threads`` threads; its further complete requests wait in the
    poll loop (holding no thread) until one of its own finishes. A caller
    may keep at most ``caller_connections`` connections open; more are
-   closed at accept. One container can only ever slow itself down.
+   closed at accept. Callers other than the host together hold at most
+   three quarters of the threads (``host_key``): however many containers
+   are stuck at their caps, the host finds a thread. One container can
+   only ever slow itself down.
 3. **Deadlines in threads.** What a thread still does for a slow peer — a
    large body (an object upload), a large response (a download) — waits at
    most ``io_timeout`` seconds for the peer to make progress
-   (:class:`PeerSocket`); then the request ends as if the peer had gone.
+   (:class:`pvcore.peersocket.PeerSocket`); then the request ends as if the peer had gone.
 
 4. **A container's own socket.** A runtime binds each container a socket of
    its own (pvcore/ctrlsockets.py); the worker accepts on it beside the main
@@ -55,6 +58,7 @@ from gunicorn import http
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from pvcore.linger import LingeringClose
+from pvcore.peersocket import PeerSocket
 from pvcore.ownlisteners import UNSEEN as _UNSEEN, OwnListeners
 
 log = structlog.get_logger(__name__)
@@ -72,73 +76,6 @@ _CONTENT_LENGTH = re.compile(rb"\r?\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*\r?\n
 _TRANSFER_ENCODING = re.compile(rb"\r?\ntransfer-encoding[ \t]*:", re.I)
 _EXPECT = re.compile(rb"\r?\nexpect[ \t]*:", re.I)
 _PEERCRED = struct.Struct("3i")
-
-
-class PeerSocket(socket.socket):
-    """A client socket whose blocking operations give up on a stalled peer.
-
-    gunicorn puts the socket in blocking mode (``setblocking(True)``) when a
-    thread takes it; here that means "block, but at most ``io_timeout``
-    seconds without progress". A peer that stalls longer looks like one that
-    reset the connection (``ECONNRESET``), which gunicorn and pvcore's body
-    readers already handle quietly.
-    """
-
-    __slots__ = ("io_timeout", "deadline")
-
-    def setblocking(self, flag: bool) -> None:
-        if flag:
-            self.settimeout(self.io_timeout)
-        else:
-            super().setblocking(False)
-
-    def _before_recv(self) -> None:
-        # ``deadline`` (monotonic, set by pvcore.body.body_deadline): what is
-        # being read must have arrived by then, however it trickles.
-        if self.deadline is not None and self.gettimeout() != 0.0:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise _stalled("sending in time")
-            self.settimeout(min(self.io_timeout, remaining))
-
-    def recv(self, *args):
-        self._before_recv()
-        try:
-            return super().recv(*args)
-        except socket.timeout:
-            raise _stalled("sending") from None
-
-    def recv_into(self, *args):
-        self._before_recv()
-        try:
-            return super().recv_into(*args)
-        except socket.timeout:
-            raise _stalled("sending") from None
-
-    def sendall(self, data, flags: int = 0) -> None:
-        # NOTE: socket.sendall's timeout bounds the whole call; a slow reader
-        # that keeps reading must not be cut, so each send gets its own.
-        if self.gettimeout() == 0.0:
-            return super().sendall(data, flags)
-        view = memoryview(data).cast("B")
-        try:
-            while view:
-                sent = self.send(view, flags)
-                view = view[sent:]
-        except socket.timeout:
-            raise _stalled("reading") from None
-        return None
-
-    def sendfile(self, file, offset: int = 0, count: Optional[int] = None):
-        try:
-            return super().sendfile(file, offset, count)
-        except socket.timeout:
-            raise _stalled("reading") from None
-
-
-def _stalled(what: str) -> ConnectionResetError:
-    log.info("client_stalled", stopped=what)
-    return ConnectionResetError(errno.ECONNRESET, f"peer stopped {what}")
 
 
 class PvConn(TConn):
@@ -220,6 +157,9 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
     """
 
     caller_key: Callable = staticmethod(peer_uid)
+    #: the host's caller key: the other callers together hold at most three
+    #: quarters of the threads, so the host always finds one. ``None``: no reserve.
+    host_key: Optional[Hashable] = None
     header_timeout = 10.0
     io_timeout = 10.0
     caller_threads = 4
@@ -235,6 +175,7 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
         self._waiting: Dict[Hashable, Deque[TConn]] = defaultdict(deque)
         self._open: Dict[Hashable, int] = defaultdict(int)
         self._in_thread = set()  # connections a thread is serving
+        self._guests = 0  # requests in threads of callers other than the host
         self._pid_keys: Dict[int, tuple] = {}  # pid -> (caller key, valid until)
         self._buckets: Dict[Hashable, tuple] = {}  # caller key -> (tokens, when)
         self._shed_count: Dict[Hashable, int] = {}  # connections shed / refused since the last report
@@ -460,10 +401,23 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
                 self._read_head(conn, time.monotonic() + self.header_timeout, keep=True)
                 return
         key = getattr(conn, "pv_key", None)
-        if self._in_threads[key] >= self.caller_threads:
-            self._waiting[key].append(conn)
+        if self._waiting.get(key) or not self._may_start(key):
+            self._waiting[key].append(conn)  # behind its own earlier ones
             return
+        self._start(conn, key)
+
+    def _may_start(self, key) -> bool:
+        """Whether caller ``key`` may have one more request in a thread now."""
+        if self._in_threads[key] >= self.caller_threads:
+            return False
+        if self.host_key is None or key == self.host_key:
+            return True
+        return self._guests < max(1, self.cfg.threads - max(1, self.cfg.threads // 4))
+
+    def _start(self, conn, key) -> None:
         self._in_threads[key] += 1
+        if key != self.host_key:
+            self._guests += 1
         self._in_thread.add(conn)
         super().enqueue_req(conn)
 
@@ -473,9 +427,21 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
         self._in_threads[key] -= 1
         if self._in_threads[key] <= 0:
             self._in_threads.pop(key, None)
+        if key != self.host_key:
+            self._guests -= 1
         super().finish_request(conn, fs)
-        waiting = self._waiting.get(key)
-        while waiting and self._in_threads[key] < self.caller_threads:
-            self.enqueue_req(waiting.popleft())
-        if waiting is not None and not waiting:
-            self._waiting.pop(key, None)
+        self._start_waiting(key)
+
+    def _start_waiting(self, first) -> None:
+        """Start what waits: caller ``first``'s (whose request ended) first, then the others'
+        in turn (a caller that got a thread goes to the back of the line)."""
+        for key in [first] + [k for k in self._waiting if k != first]:
+            waiting = self._waiting.get(key)
+            started = False
+            while waiting and self._may_start(key):
+                self._start(waiting.popleft(), key)
+                started = True
+            if waiting is not None and not waiting:
+                del self._waiting[key]
+            elif started:
+                self._waiting[key] = self._waiting.pop(key)  # to the back of the line

@@ -10,6 +10,10 @@ connections each send a request pvcore refuses on its head (``403``: a
 non-mgmt caller's ``PUT /containers/x``) followed by a body that never ends
 (chunked, a byte a second); each reconnects as soon as it is closed.
 
+``python -m pvcore.bench.flood trickle --connections N --ready FILE``: the
+same with ``POST /signal``, which any container may send: its body is read
+by a request thread, a byte every 0.2 s.
+
 ``python -m pvcore.bench.flood streams --connections N --ready FILE`` (a
 mgmt container): opens as many ``/_pvcore/events`` streams as it is given,
 up to N, and holds them.
@@ -51,10 +55,13 @@ def connect_flood(path: str, procs: int, ready: str) -> None:
 
 REFUSED_HEAD = (b"PUT /containers/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
                 b"100000\r\n")
+#: a request any container may make, whose (chunked) body a thread reads
+SIGNAL_HEAD = (b"POST /signal HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"100000\r\n")
 
 
-def refused_flood(path: str, connections: int, ready: str) -> None:
-    """Keep ``connections`` refused requests sending never-ending bodies."""
+def refused_flood(path: str, connections: int, ready: str, head: bytes = REFUSED_HEAD) -> None:
+    """Keep ``connections`` requests (refused ones by default) sending never-ending bodies."""
     socks: List[Optional[socket.socket]] = [None] * connections
     announced = False
     while True:
@@ -64,7 +71,7 @@ def refused_flood(path: str, connections: int, ready: str) -> None:
                     sock = socket.socket(socket.AF_UNIX)
                     sock.settimeout(0.5)
                     sock.connect(path)
-                    sock.sendall(REFUSED_HEAD)
+                    sock.sendall(head)
                     socks[i] = sock
                 else:
                     sock.sendall(b"x")
@@ -139,7 +146,7 @@ def probe(path: str, requests: int, timeout: float = 5.0, pause: float = 0.01,
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pvcore.bench.flood")
-    parser.add_argument("kind", choices=("connect", "refused", "streams"))
+    parser.add_argument("kind", choices=("connect", "refused", "trickle", "streams"))
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--ready", required=True)
@@ -149,6 +156,8 @@ def main(argv=None) -> None:
         connect_flood(path, args.procs, args.ready)
     elif args.kind == "streams":
         stream_hog(path, args.connections, args.ready)
+    elif args.kind == "trickle":
+        refused_flood(path, args.connections, args.ready, SIGNAL_HEAD)
     else:
         refused_flood(path, args.connections, args.ready)
 
