@@ -169,6 +169,10 @@ class TenantBudget:
                     os.makedirs(parent, exist_ok=True)
                     write_control(os.path.join(parent, "cgroup.subtree_control"), "+memory")
             os.makedirs(top, exist_ok=True)
+            if hierarchy.version == "cgroup" and _read_int(os.path.join(top, "memory.use_hierarchy")) == 0:
+                # NOTE: kernels before 5.16 without systemd (a Pantavisor device) default to 0, and then
+                # a child is not bounded by its parent; it is inherited at a child's creation, so before LXC's
+                write_control(os.path.join(top, "memory.use_hierarchy"), "1")
             self._limit(top)
             if hierarchy.version == "cgroup2":
                 write_control(os.path.join(top, "cgroup.subtree_control"), "+memory")
