@@ -115,6 +115,14 @@ def swap_bounded(hierarchy: Optional[Hierarchy]) -> bool:
         return False
 
 
+def _read_int(path: str) -> Optional[int]:
+    try:
+        with open(path) as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 class TenantBudget:
     """The parent cgroup of every non-mgmt container of one pvcore instance, and its memory limit.
 
@@ -161,6 +169,10 @@ class TenantBudget:
                     os.makedirs(parent, exist_ok=True)
                     write_control(os.path.join(parent, "cgroup.subtree_control"), "+memory")
             os.makedirs(top, exist_ok=True)
+            if hierarchy.version == "cgroup" and _read_int(os.path.join(top, "memory.use_hierarchy")) == 0:
+                # NOTE: kernels before 5.16 without systemd (a Pantavisor device) default to 0, and then
+                # a child is not bounded by its parent; it is inherited at a child's creation, so before LXC's
+                write_control(os.path.join(top, "memory.use_hierarchy"), "1")
             self._limit(top)
             if hierarchy.version == "cgroup2":
                 write_control(os.path.join(top, "cgroup.subtree_control"), "+memory")
@@ -179,6 +191,9 @@ class TenantBudget:
             return
         # v1: memsw is never below the limit; lift it, set the limit, then bound memsw to it
         has_swap = os.path.exists(swap)
+        if _read_int(os.path.join(top, hierarchy.limit_file)) == self.limit and \
+                (not has_swap or _read_int(swap) == self.limit):
+            return  # as it is (ensure runs before every start: no window with swap unbounded)
         if has_swap:
             write_control(swap, "-1")
         write_control(os.path.join(top, hierarchy.limit_file), value)
