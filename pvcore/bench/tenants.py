@@ -3,7 +3,8 @@
 * 12 connect flood: the host's ``GET /containers``, a new connection each as
   ``curl`` makes them (:func:`pvcore.bench.flood.probe`), with no flood and
   while a non-mgmt container opens and closes connections from 4 processes
-  as fast as it can. Target: p99 at most 2×, no call failed.
+  as fast as it can, through its own socket (``PVCORE_CTRL_SOCKET``, see
+  pvcore/ctrlsockets.py). Target: p99 at most 2×, no call failed.
 * 13 console: a container writing 256 MiB (quick: 64) to its console as fast
   as it can, through the log pump and its 16 MiB budget, against the same
   writer appending to a file directly; and the log directory's peak size.

@@ -54,8 +54,9 @@ def test_every_path_a_local_run_of_the_demo_creates_is_owned(start_gunicorn):
     wait_until(lambda: get("/steps/locals/owned/progress")["status"] in FINAL, timeout=40)
     after = get("/_pvcore/health")["events"]
     events, calls = (after[k] - before[k] for k in ("delivered", "listener_calls"))
-    # Events go to their subscribers only: was every event to all ten listeners (522 calls).
-    assert events > 30 and calls <= 150 and calls < 3 * events, (events, calls)
+    # Events go to their subscribers only: each went to all nine listeners (58 events, 522 calls).
+    # NOTE: per event, not in all: a loaded machine makes more events (slower starts, more status).
+    assert events > 30 and calls < 3 * events, (events, calls)
     registry = ownerdoc.builtin_registry()
     assert unowned(registry, server.storage_dir, "<storage>") + unowned(registry, server.run_dir, "<run>") == []
     open(os.path.join(server.storage_dir, "stray"), "w").close()  # the check can fail
