@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import errno
 import re
+import resource
 import selectors
 import socket
 import struct
@@ -63,6 +64,13 @@ from pvcore.ownlisteners import UNSEEN as _UNSEEN, OwnListeners
 
 log = structlog.get_logger(__name__)
 
+#: accept() errors that mean "no file descriptor (or memory) for one more connection".
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+#: File descriptors kept for everything but connections (files, pipes, children's logs).
+FD_RESERVE = 256
+#: File descriptors one connection may take: its socket, the pidfd that pins
+#: its caller (pvcore/caller.py), a file it is being sent.
+FDS_PER_CONNECTION = 3
 #: A body up to this size is read in the poll loop with the head.
 SMALL_BODY = 64 * 1024
 #: A head not complete after this many bytes is handed to the parser as is
@@ -176,12 +184,40 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
         self._open: Dict[Hashable, int] = defaultdict(int)
         self._in_thread = set()  # connections a thread is serving
         self._guests = 0  # requests in threads of callers other than the host
+        self._guests_open = 0  # connections of callers other than the host
         self._pid_keys: Dict[int, tuple] = {}  # pid -> (caller key, valid until)
         self._buckets: Dict[Hashable, tuple] = {}  # caller key -> (tokens, when)
         self._shed_count: Dict[Hashable, int] = {}  # connections shed / refused since the last report
         self._refused: Dict[Hashable, int] = {}
         self._next_report = 0.0
         self._stopping_since: Optional[float] = None
+
+    def init_fd_budget(self) -> None:
+        """Fit ``worker_connections`` to the file descriptors the worker may open.
+
+        Raises the soft ``RLIMIT_NOFILE`` to the hard one, then allows at most
+        as many connections as fit beside :data:`FD_RESERVE`. gthread stops
+        accepting at ``worker_connections``; callers other than the host
+        stop at three quarters of it (:meth:`_admit`). Without this, a few
+        containers holding connections made ``accept()`` fail with
+        ``EMFILE`` and the worker died, and every container with it.
+        """
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft == resource.RLIM_INFINITY or soft > hard:
+            soft = hard
+        if soft < hard:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+                soft = hard
+            except (OSError, ValueError):
+                pass
+        fit = max(8, (soft - FD_RESERVE) // FDS_PER_CONNECTION)
+        if fit < self.worker_connections:
+            log.info("worker_connections_fitted", worker_connections=fit, nofile=soft)
+            self.worker_connections = fit
+            self.max_keepalived = max(0, fit - self.cfg.threads)
 
     # -- accepting -------------------------------------------------------------
 
@@ -199,6 +235,13 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
             try:
                 fd, addr = listener._accept()
             except OSError as exc:
+                if exc.errno in _OUT_OF_FDS:
+                    # NOTE: gthread re-raises and the worker dies with every container;
+                    # the budget (init_fd_budget) keeps this rare, the pause makes it harmless.
+                    self._refused[("accept", errno.errorcode[exc.errno])] = \
+                        self._refused.get(("accept", errno.errorcode[exc.errno]), 0) + 1
+                    self._pause(listener)
+                    return
                 if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                     raise
                 return
@@ -223,6 +266,12 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
         if self._shed(key):
             sock.close()
             return False
+        guest = self.host_key is not None and key != self.host_key
+        if guest and self._guests_open >= self.worker_connections - max(4, self.worker_connections // 4):
+            # the last quarter of the connections is the host's
+            self._refused[key] = self._refused.get(key, 0) + 1
+            sock.close()
+            return False
         if self._open[key] >= self.caller_connections:
             # NOTE: counted, logged once a second (_report_shed): a log line
             # per refused connection would be the flood's best amplifier.
@@ -230,6 +279,8 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
             sock.close()
             return True
         self._open[key] += 1
+        if guest:
+            self._guests_open += 1
         self.nr_conns += 1
         conn = PvConn(self, key, self.cfg, sock, addr, listener.getsockname())
         self._read_head(conn, time.monotonic() + self.header_timeout)
@@ -285,6 +336,8 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
         """Count ``conn`` as closed for its caller (once)."""
         if not conn.pv_closed:
             conn.pv_closed = True
+            if self.host_key is not None and conn.pv_key != self.host_key:
+                self._guests_open -= 1
             self._open[conn.pv_key] -= 1
             if self._open[conn.pv_key] <= 0:
                 self._open.pop(conn.pv_key, None)

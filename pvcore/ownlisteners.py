@@ -1,4 +1,4 @@
-"""The worker's other listeners: each container's own socket (pvcore/ctrlsockets.py).
+"""The worker's other listeners, each container's own socket (pvcore/ctrlsockets.py), and pauses.
 
 gunicorn's master binds the main socket before the worker starts; a
 container's socket is made by the worker itself, at that container's start,
@@ -6,7 +6,9 @@ from whichever thread starts it. :class:`OwnListeners` accepts on those
 beside the main one (docs/architecture.md, "Connections"): registered and
 closed in the poll loop, and left unpolled for :data:`LISTENER_PAUSE`
 seconds when their caller is over its connection rate, so that a flood
-waits in the flooder's own backlog instead of costing the loop.
+waits in the flooder's own backlog instead of costing the loop. Any
+listener, the main one too, is paused likewise when ``accept`` finds the
+worker out of file descriptors.
 """
 from __future__ import annotations
 
@@ -90,20 +92,26 @@ class OwnListeners:
         sock.close()
 
     def _pause(self, listener) -> None:
+        """Leave ``listener`` (a container's, or the main one) unpolled for :data:`LISTENER_PAUSE` s."""
+        if listener in self._paused:
+            return
         self._paused[listener] = time.monotonic() + LISTENER_PAUSE
         if self._accepting:
             self.poller.unregister(listener)
 
     def set_accept_enabled(self, enabled):
-        if enabled != self._accepting:
-            for sock in self._own_listeners:
-                if sock in self._paused:
-                    continue
-                if enabled:
-                    self.poller.register(sock, selectors.EVENT_READ, self.accept)
-                else:
-                    self.poller.unregister(sock)
-        super().set_accept_enabled(enabled)
+        # gthread's own, over every listener but the paused ones
+        if enabled == self._accepting:
+            return
+        for sock in [*self.sockets, *self._own_listeners]:
+            if sock in self._paused:
+                continue
+            if enabled:
+                sock.setblocking(False)
+                self.poller.register(sock, selectors.EVENT_READ, self.accept)
+            else:
+                self.poller.unregister(sock)
+        self._accepting = enabled
 
     def wait_for_and_dispatch_events(self, timeout):
         if self._paused:

@@ -322,6 +322,7 @@ class PvThreadWorker(FairThreadWorker):
         self.caller_threads = max(1, settings.caller_threads)
         self.caller_connections = max(1, settings.caller_connections)
         self.caller_connect_rate = max(0, settings.caller_connect_rate)
+        self.init_fd_budget()
         RequestParser.mesg_class = PvRequest
         wsgi.Response = PvResponse
         util.close_graceful = functools.partial(util.close_graceful, max_drain=LINGER_DRAIN)

@@ -203,7 +203,7 @@ def compose(name: str, source: str, rootfs: str, volumes: Mapping[str, str], soc
         "# pvcore: rootfs, console, /pantavisor",
         f"lxc.rootfs.path = dir:{rootfs}",
         "lxc.console.path = none",
-        f"lxc.mount.entry = {socket_path} pantavisor/pv-ctrl none bind,create=file 0 0",
+        f"lxc.mount.entry = {socket_path} pantavisor/pv-ctrl none bind,ro,create=file 0 0",
         *(f"lxc.mount.entry = {source} pantavisor/{view} none {VIEW_OPTIONS} 0 0" for source, view in views),
     ]
     return "\n".join(head + ["# from lxc.container.conf"] + own + tail) + "\n"

@@ -242,3 +242,42 @@ def test_unknown_callers_do_not_share_one_bucket(flooded):
         os.waitpid(hog, 0)
         os.close(r)
         os.close(w)
+
+
+SIGNALLER = r'''
+import os, sys, time
+from pvcore.testserver import raw_request
+body = b'{"type":"ready","payload":""}'
+request = b"POST /signal HTTP/1.0\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+for _ in range(300):
+    raw_request(os.environ["PVCORE_CTRL_SOCKET"], request)
+time.sleep(1.1)
+raw_request(os.environ["PVCORE_CTRL_SOCKET"], request)  # its next second: told what was held back
+open(sys.argv[1], "w").close()
+while True:
+    time.sleep(1)
+'''
+
+
+def _events(log_path, name):
+    with open(log_path, errors="replace") as fh:
+        return [json.loads(t[t.index("{"):]) for t in fh if f'"{name}"' in t]
+
+
+def test_a_container_posting_in_a_loop_cannot_flood_the_log():
+    base = short_tempdir("pvsig")
+    done = os.path.join(base, "done")
+    state = {"#spec": "pantavisor-service-system@1", "chatty/run.json": {
+        "#spec": "service-manifest-run@1", "name": "chatty", "type": "lxc", "group": "app",
+        "status_goal": "READY", "restart_policy": "container", "roles": [],
+        "exec": ["{python}", "-c", SIGNALLER, done]}}
+    write_revision(os.path.join(base, "storage"), state)
+    server = start_server(demo=False, base=base)
+    try:
+        wait_until(lambda: os.path.exists(done), 60, message="301 signals")
+        lines = [e for e in _events(server.log_path, "http_request") if e.get("path") == "/signal"]
+        held = sum(e["lines"] for e in _events(server.log_path, "access_lines_suppressed") if e["caller"] == "chatty")
+        # every request is either a line or counted in a summary; at most 20 lines a second
+        assert len(lines) + held == 301 and len(lines) <= 100, (len(lines), held)
+    finally:
+        stop_server(server)

@@ -31,7 +31,7 @@ def test_pvcore_owns_rootfs_console_and_log_and_rewrites_volume_sources():
     assert keys["lxc.mount.entry"] == [
         "/storage/disks/perm/app/docker--data var/lib/docker none bind,rw,create=dir 0 0",
         "/volumes/other/x mnt/x none bind 0 0",  # another container's volume is not ours to give
-        "/run/pv-ctrl pantavisor/pv-ctrl none bind,create=file 0 0",
+        "/run/pv-ctrl pantavisor/pv-ctrl none bind,ro,create=file 0 0",
     ]
     # the container's own choices are kept, after pvcore's defaults so they win
     assert keys["lxc.mount.auto"] == ["proc sys:rw cgroup"]
@@ -174,7 +174,7 @@ def test_memory_sizes_refuse_anything_else(text):
 def test_pantavisor_views_are_read_only_binds():
     text = compose("app", "", "/r", {}, "/run/pv-ctrl", [("/run/user-meta.app", "user-meta"), ("/s/logs", "logs")])
     assert config_keys(text)["lxc.mount.entry"] == [
-        "/run/pv-ctrl pantavisor/pv-ctrl none bind,create=file 0 0",
+        "/run/pv-ctrl pantavisor/pv-ctrl none bind,ro,create=file 0 0",
         "/run/user-meta.app pantavisor/user-meta none bind,ro,nosuid,nodev,noexec,create=dir 0 0",
         "/s/logs pantavisor/logs none bind,ro,nosuid,nodev,noexec,create=dir 0 0",
     ]
