@@ -104,7 +104,9 @@ def pvcore_startup(core):
     meta = Metadata(core, devinfo, own_keys=set(OWN_DEVICE_KEYS))
     meta.load()
     core.stash[META] = meta
-    core.stash[FACTS] = FactWriter(core, lambda key, value: meta.set(DEVICE.name, key, value))
+    # NOTE: deferred: an owner's fact is the device's current state even when
+    # the disk is full; its file catches up later (docs/protocol.md §7.11).
+    core.stash[FACTS] = FactWriter(core, lambda key, value: meta.set(DEVICE.name, key, value, defer=True))
 
 
 @hookimpl
@@ -141,6 +143,9 @@ class DeviceMetaRefresh(Service):
         if self._first:  # the loop ticks at once; start() has just written everything
             self._first = False
             return
+        # Writes a full disk held back are retried here too, not only when
+        # another key is written (docs/protocol.md §7.11).
+        self._meta.flush()
         self._meta.refresh_device()
 
     def start(self) -> None:
@@ -153,6 +158,7 @@ class DeviceMetaRefresh(Service):
 
     def stop(self) -> None:
         self._loop.stop()
+        self._meta.flush()  # a last try: what is still held back is lost with the worker
 
 
 @hookimpl

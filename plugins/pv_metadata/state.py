@@ -65,11 +65,13 @@ class Metadata:
         for key, value in self.stores[USER.name].snapshot().items():
             self._core.publish(f"meta.{USER.name}", key, {"value": value})
 
-    def set(self, kind: str, key: str, value: Optional[str]) -> bool:
+    def set(self, kind: str, key: str, value: Optional[str], defer: bool = False) -> bool:
         """Store (``value``) or delete (``None``) ``key``; ``True`` if anything changed.
 
         ``pvcore_activity`` brackets the write; a ``meta.<kind>`` event is
-        published after a real change.
+        published after a real change. ``defer``: a value the disk cannot take
+        now is kept in memory and written later (:meth:`MetaStore.put`); for
+        what pvcore writes on an owner's behalf, never for a client's PUT.
         """
         store = self.stores[kind]
         hook = self._core.hook
@@ -82,7 +84,7 @@ class Metadata:
         try:
             with store.write_lock:
                 changed = store.get(key) != value and (
-                    store.put(key, value) if value is not None else store.delete(key))
+                    store.put(key, value, defer) if value is not None else store.delete(key))
         finally:
             hook.pvcore_activity(core=self._core, name=self.kinds[kind].activity, active=False)
         if changed:
@@ -104,4 +106,8 @@ class Metadata:
         store = self.stores[DEVICE.name]
         keys = list(values) if boot else refreshable(values, store.snapshot())
         for key in keys:
-            self.set(DEVICE.name, key, values[key])
+            self.set(DEVICE.name, key, values[key], defer=True)
+
+    def flush(self) -> bool:
+        """Retry the writes a full disk held back, in both stores; ``True`` when none is left."""
+        return all([store.flush() for store in self.stores.values()])

@@ -18,6 +18,16 @@ Layout (docs/protocol.md §D1.1, §D1.3, §D10):
 * ``<run>/<view>/<key>`` and, for a dotted key ``a.b``, ``<run>/<view>.a/b``
   are the per-key views containers see (docs/protocol.md §7.10/§7.11), rebuilt at
   load and kept in sync on every change.
+
+A full storage partition (docs/protocol.md §7.11, "Full storage"): a write a
+client asked for (``put``) fails whole — the memory and the disk keep the old
+value — and the caller answers 507. A write pvcore makes on an owner's behalf
+(``put(..., defer=True)``: device facts, the automatic device keys) is taken
+in memory and in the views at once, and its file is written later
+(:meth:`MetaStore.flush`: before every later write of any key, and from the
+refresh loop). The order index is only an order: when it cannot be rewritten
+the value stays durable (a new key's file is adopted as the newest key at
+load anyway) and the index is rewritten by the next flush.
 """
 from __future__ import annotations
 
@@ -105,6 +115,10 @@ class MetaStore:
         self._entries: Dict[str, Entry] = {}  # insertion order = oldest first
         self._lock = threading.Lock()
         self.write_lock = threading.RLock()
+        #: key → value held in memory whose file could not be written yet (defer=True)
+        self._unsaved: Dict[str, str] = {}
+        #: the order index could not be rewritten: the next flush does it
+        self._order_unsaved = False
 
     # -- loading --------------------------------------------------------------
 
@@ -129,7 +143,7 @@ class MetaStore:
         with self._lock:
             self._entries = entries
         if list(entries) != order:
-            self._write_order(list(entries))
+            self._save_order(list(entries))
         self._rebuild_views()
 
     def _migrate(self) -> None:
@@ -203,29 +217,45 @@ class MetaStore:
 
     # -- writing --------------------------------------------------------------
 
-    def put(self, key: str, value: str) -> bool:
+    def put(self, key: str, value: str, defer: bool = False) -> bool:
         """Store ``value`` under ``key``; ``False`` if it was already so.
 
         The caller validated ``key``. The value file is durable before this
-        returns; a new key is also recorded in the order index.
+        returns; a new key is also recorded in the order index (or, when that
+        cannot be rewritten, by the next :meth:`flush`).
+
+        :param defer: when the value file cannot be written (``OSError``: a
+            full disk), keep the value in memory and in the views and write it
+            on a later :meth:`flush`; without it the ``OSError`` is raised and
+            nothing changed, in memory or on disk.
         """
         with self.write_lock:
+            self.flush()
             with self._lock:
                 old = self._entries.get(key)
             if old is not None and old.value == value:
                 return False
-            self._write_value(key, value.encode("utf-8"))
+            try:
+                self._write_value(key, value.encode("utf-8"))
+            except OSError as exc:
+                if not defer:
+                    raise
+                self._unsaved[key] = value
+                log.warning("meta_write_deferred", path=os.path.join(self.persist_dir, key), error=str(exc))
+            else:
+                self._unsaved.pop(key, None)
             with self._lock:
                 self._entries[key] = Entry(value, is_json_container(value))
                 order = list(self._entries) if old is None else None
             if order is not None:
-                self._write_order(order)
+                self._save_order(order)
             self._write_view(key, value)
             return True
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; ``False`` if it did not exist."""
         with self.write_lock:
+            self.flush()
             with self._lock:
                 if key not in self._entries:
                     return False
@@ -234,12 +264,53 @@ class MetaStore:
                 fsync_dir(self.persist_dir)
             except FileNotFoundError:
                 pass
+            self._unsaved.pop(key, None)
             with self._lock:
                 del self._entries[key]
                 order = list(self._entries)
-            self._write_order(order)
+            self._save_order(order)
             self._remove_view(key)
             return True
+
+    @property
+    def unsaved(self) -> int:
+        """How many writes are held in memory, waiting for space (value files, and the index)."""
+        with self.write_lock:
+            return len(self._unsaved) + int(self._order_unsaved)
+
+    def flush(self) -> bool:
+        """Write what a full disk held back (``defer``, the order index); ``True`` when nothing is left.
+
+        Stops at the first write that fails again; never raises it.
+        """
+        with self.write_lock:
+            if not self._unsaved and not self._order_unsaved:
+                return True
+            try:
+                for key, value in list(self._unsaved.items()):
+                    self._write_value(key, value.encode("utf-8"))
+                    del self._unsaved[key]
+                    log.info("meta_write_caught_up", path=os.path.join(self.persist_dir, key))
+                if self._order_unsaved:
+                    with self._lock:
+                        order = list(self._entries)
+                    self._write_order(order)
+                    self._order_unsaved = False
+            except OSError as exc:
+                log.debug("meta_flush_failed", dir=self.persist_dir, error=str(exc),
+                          left=len(self._unsaved) + int(self._order_unsaved))
+                return False
+            return True
+
+    def _save_order(self, keys: List[str]) -> None:
+        # NOTE: the value files are what counts; an index that cannot be
+        # rewritten now is rewritten by the next flush (see the module doc).
+        try:
+            self._write_order(keys)
+            self._order_unsaved = False
+        except OSError as exc:
+            self._order_unsaved = True
+            log.warning("meta_order_write_deferred", path=self.order_path, error=str(exc))
 
     def _write_value(self, key: str, data: bytes) -> None:
         """Durably replace ``<persist_dir>/<key>`` via a temp file in the staging dir."""

@@ -23,7 +23,7 @@ from pvcore import hookimpl
 from pvcore.ownership import MetaFact, Owns
 from pvcore.app import StashKey
 from pvcore.errors import StartupError
-from pvcore.services import Service
+from pvcore.services import LoopService, Service
 from pvcore.settings import Setting
 
 from pv_steps.model import load_default_groups
@@ -153,9 +153,29 @@ class BootAnnouncement(Service):
         self._core.stash[STEPS].trails.on_progress = None
 
 
+#: Seconds between two tries at writing a progress the disk refused.
+PROGRESS_RETRY = 2.0
+
+
+class ProgressRetry(LoopService):
+    """Writes the progress documents a full disk refused once it has space
+    again (:meth:`pv_steps.trails.Trails.flush_progress`); a last try at stop."""
+
+    def __init__(self, core):
+        super().__init__("pv_steps.progress-retry", self._flush, interval=PROGRESS_RETRY, priority=12)
+        self._core = core
+
+    def _flush(self) -> None:
+        self._core.stash[STEPS].trails.flush_progress()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        self._flush()
+
+
 @hookimpl
 def pvcore_services(core):
-    return [BootAnnouncement(core), core.stash[UPDATER]]
+    return [BootAnnouncement(core), ProgressRetry(core), core.stash[UPDATER]]
 
 
 @hookimpl

@@ -43,7 +43,9 @@ def entry(trails: Trails, rev: str) -> str:
     # The date is UTC (upstream formats local time with a literal "Z").
     date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime))
     message = _read(os.path.join(path, ".pv", "commitmsg"), COMMITMSG_MAX).decode("utf-8", "replace")
-    progress = _progress(os.path.join(path, ".pv", "progress"))
+    held = trails.unsaved_progress(rev)  # what the disk refused is shown as it will be written
+    progress = _progress(os.path.join(path, ".pv", "progress")) if held is None else \
+        json.dumps(held, separators=(",", ":"), ensure_ascii=False)
     # Names and messages are JSON-escaped (upstream leaves names raw).
     return '{"name":%s, "date":"%s", "commitmsg":%s, "progress":%s}' % (
         json.dumps(rev, ensure_ascii=False), date, json.dumps(message, ensure_ascii=False), progress)

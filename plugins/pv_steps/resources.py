@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import falcon
 import structlog
 
-from pvcore.body import body_stream, drain, read_small_body
+from pvcore.body import body_stream, drain, dumps, read_small_body
 from pvcore.errors import BadRequest, Conflict, InsufficientStorage, NotFound, PvError, Unprocessable
 
 from pv_steps import listing
@@ -167,7 +167,13 @@ class Progress:
         self._steps = steps
 
     def on_get(self, req, resp, rev=None, name=None):
-        path = self._steps.trails.existing(_rev(rev, name))
+        trails = self._steps.trails
+        held = trails.unsaved_progress(_rev(rev, name))
+        if held is not None:  # the disk refused it: what it will say (docs/protocol.md §7.9)
+            resp.content_type = falcon.MEDIA_JSON
+            resp.data = dumps(held)
+            return
+        path = trails.existing(_rev(rev, name))
         _send_file(resp, None if path is None else os.path.join(path, ".pv", "progress"))
 
 

@@ -158,18 +158,30 @@ class Steps:
     # -- transitions ----------------------------------------------------------
 
     def set_running(self, rev: str, try_once: bool = False) -> Optional[bool]:
-        """Point ``current`` at ``rev`` and record it as tried (not when it is ``pv_rev``)."""
+        """Point ``current`` at ``rev`` and record it as tried (not when it is ``pv_rev``).
+
+        :raises OSError: the boot record or ``current`` could not be written (a
+            full disk); then neither changed — a boot record already saved is
+            put back, as far as the disk allows (logged when it does not).
+        """
         with self.lock:
             rev = self.trails.resolve(rev)
             if rev is None or self.trails.existing(rev) is None:
                 return None
-            state = self.boot_state()
-            if rev == state.pv_rev:  # a rollback, or re-running the committed revision
-                state = BootState(pv_rev=state.pv_rev)
+            before = self.boot_state()
+            if rev == before.pv_rev:  # a rollback, or re-running the committed revision
+                state = BootState(pv_rev=before.pv_rev)
             else:
-                state = BootState(pv_rev=state.pv_rev, pv_try=rev, try_once=bool(try_once))
+                state = BootState(pv_rev=before.pv_rev, pv_try=rev, try_once=bool(try_once))
             self.boot.save(state)
-            self.trails.point_current(rev)
+            try:
+                self.trails.point_current(rev)
+            except OSError:
+                try:
+                    self.boot.save(before)
+                except OSError as exc:  # the next boot rolls the recorded try back (start)
+                    log.error("boot_record_not_restored", rev=rev, error=str(exc))
+                raise
             log.info("running_revision_set", rev=rev, try_once=try_once)
             return True
 

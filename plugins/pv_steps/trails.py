@@ -6,6 +6,12 @@ renamed into place, files are replaced with :func:`pvcore.fsutil.atomic_write`,
 a removed revision is first renamed away, ``current`` is swapped with a
 symlink + rename. Staging entries are named ``.<pid>-<random>.tmp`` so a
 sweeper can tell a crashed worker's leftovers from work in flight.
+
+A progress the disk cannot take (a full storage partition) is not lost: it is
+kept in memory, served by ``GET /steps/{rev}/progress`` and ``GET /steps``
+instead of the file, and written by :meth:`Trails.flush_progress` — before the
+next progress write and from pv_steps' retry loop — once there is space
+(docs/protocol.md §7.9, "Full storage").
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import re
 import secrets
 import shutil
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import structlog
 
@@ -78,6 +84,8 @@ class Trails:
         self.storage_dir = storage_dir
         self.root = os.path.join(storage_dir, "trails")
         self.lock = threading.RLock()
+        #: rev → (status, message, logs, document shown): progress the disk could not take yet
+        self._unsaved: Dict[str, Tuple[str, str, Optional[str], Dict[str, Any]]] = {}
 
     # -- names and paths ------------------------------------------------------
 
@@ -220,6 +228,9 @@ class Trails:
 
     def progress_of(self, rev: str):
         """``(status, status-msg)`` of ``rev``'s progress JSON; ``(None, None)`` if unreadable."""
+        unsaved = self.unsaved_progress(rev)
+        if unsaved is not None:
+            return unsaved.get("status"), unsaved.get("status-msg")
         path = self.existing(rev)
         try:
             with open(os.path.join(path, ".pv", "progress"), "rb") as fh:
@@ -234,10 +245,72 @@ class Trails:
 
         :return: the progress document written, ``None`` for an unknown revision.
         """
-        doc = self._write_progress(rev, status, message, logs)
+        with self.lock:
+            self.flush_progress()
+            try:
+                doc = self._write_progress(rev, status, message, logs)
+                self._unsaved.pop(rev, None)
+            except OSError as exc:
+                doc = self._hold_progress(rev, status, message, logs, exc)
         if doc is not None and self.on_progress is not None:
             self.on_progress(rev, doc)
         return doc
+
+    def _hold_progress(self, rev: str, status: str, message: str, logs: Optional[str],
+                       exc: OSError) -> Dict[str, Any]:
+        """Keep a progress the disk refused in memory, as it will be written."""
+        retries, shown = 0, logs[:LOGS_MAX] if logs is not None else None
+        path = self.existing(rev)
+        if path is not None:
+            try:
+                with open(os.path.join(path, ".pv", "progress"), "rb") as fh:
+                    retries = int(json.loads(fh.read()).get("retries", 0))
+            except (OSError, ValueError, TypeError, AttributeError):
+                pass
+            if shown is None:
+                try:
+                    with open(os.path.join(path, ".pv", "logs"), "rb") as fh:
+                        shown = fh.read(LOGS_MAX).decode("utf-8", "replace")
+                except OSError:
+                    pass
+        doc = progress_doc(status, message, retries, shown)
+        self._unsaved[rev] = (status, message, logs, doc)
+        log.warning("progress_not_written", rev=rev, status=status, error=str(exc))
+        return doc
+
+    def unsaved_progress(self, rev: Optional[str]) -> Optional[Dict[str, Any]]:
+        """The progress of ``rev`` held in memory because the disk refused it, or ``None``."""
+        rev = self.resolve(rev)
+        with self.lock:
+            held = self._unsaved.get(rev) if rev is not None else None
+        return None if held is None else held[3]
+
+    def flush_progress(self) -> bool:
+        """Write the progress documents the disk refused; ``True`` when none is left.
+
+        Stops at the first one that fails again; never raises. A revision
+        removed meanwhile is forgotten.
+        """
+        if not self._unsaved:  # the common case, without the trails' lock
+            return True
+        with self.lock:
+            for rev, (status, message, logs, _doc) in list(self._unsaved.items()):
+                try:
+                    if self.existing(rev) is None:
+                        self._publish_unknown(rev, status, message)
+                    if self._write_progress(rev, status, message, logs) is None:
+                        log.info("progress_held_dropped", rev=rev)
+                except OSError as exc:
+                    log.debug("progress_flush_failed", rev=rev, error=str(exc))
+                    return False
+                del self._unsaved[rev]
+                log.info("progress_written_late", rev=rev, status=status)
+            return True
+
+    def forget_progress(self, rev: str) -> None:
+        """Drop a held progress: ``rev`` was installed again or removed."""
+        with self.lock:
+            self._unsaved.pop(rev, None)
 
     def _write_progress(self, rev: str, status: str, message: str,
                         logs: Optional[str]) -> Optional[Dict[str, Any]]:
@@ -272,13 +345,24 @@ class Trails:
         can never be a revision."""
         with self.lock:
             if self.existing(rev) is None:
-                target = self.path(rev)
-                if target is None:
+                if self.path(rev) is None:
                     return False
-                with self._publishing(target) as staging:
-                    os.makedirs(os.path.join(staging, ".pv"))
-                    atomic_write(os.path.join(staging, ".pv", "progress"), progress_json(status, message))
+                try:
+                    self._publish_unknown(rev, status, message)
+                except OSError as exc:  # shown from memory, written later (flush_progress)
+                    doc = self._hold_progress(rev, status, message, None, exc)
+                    if self.on_progress is not None:
+                        self.on_progress(rev, doc)
+                    return True
         return self.write_progress(rev, status, message) is not None
+
+    def _publish_unknown(self, rev: str, status: str, message: str) -> None:
+        target = self.path(rev)
+        if target is None:
+            return
+        with self._publishing(target) as staging:
+            os.makedirs(os.path.join(staging, ".pv"))
+            atomic_write(os.path.join(staging, ".pv", "progress"), progress_json(status, message))
 
     def write_commitmsg(self, rev: str, message: bytes) -> bool:
         with self.lock:
@@ -314,6 +398,7 @@ class Trails:
                         pass
                 os.makedirs(os.path.join(target, ".pv"), exist_ok=True)
                 atomic_write(os.path.join(target, ".pv", "progress"), ready)
+                self.forget_progress(rev)  # a held ERROR of the old state must not come back
                 return
             with self._publishing(target) as staging:
                 os.makedirs(os.path.join(staging, ".pvr"))
@@ -322,6 +407,7 @@ class Trails:
                 objects_index.write(os.path.join(staging, ".pv"), json_stat, objects)
                 atomic_write(os.path.join(staging, ".pv", "progress"), ready)
                 fsync_dir(os.path.join(staging, ".pvr"))
+            self.forget_progress(rev)
 
     def replace_with_state(self, rev: str, data: bytes, objects: Optional[List[str]] = None) -> None:
         """Make ``rev`` a fresh revision holding only state ``data`` (MAKE_FACTORY).
@@ -347,6 +433,7 @@ class Trails:
                 old = self.staging_path()
                 os.rename(target, old)
             os.rename(staging, target)
+            self.forget_progress(rev)
             fsync_dir(self.root)
             if old:
                 _remove_tree(old)
@@ -360,6 +447,7 @@ class Trails:
                 return False
             doomed = self.staging_path()
             os.rename(path, doomed)  # gone from listings at once
+            self.forget_progress(rev)
             fsync_dir(os.path.dirname(path))
             _remove_tree(doomed)
             log.info("revision_removed", rev=rev)

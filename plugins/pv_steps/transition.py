@@ -26,17 +26,20 @@ backend (``pv_commands_power_backend``) and the configuration
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, FrozenSet, List, Optional
+from typing import Any, Callable, List, Optional
 
 import structlog
 
 from pvcore.services import Service
 
 from pv_steps import secureboot
+from pv_steps.update import (
+    DONE, INTERNAL_ERROR, NOT_STARTED, OBJECTS_MISSING, REBOOTING, STABILITY_WAIT, STATE_NOT_FOUND, TESTING,
+    TESTING_REBOOT, TRANSITIONING, TRYING, UPDATED, Update, log_line as _log_line, objects_named as _objects,
+    write_failed,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -53,67 +56,11 @@ ALWAYS_REBOOT = (LOCAL_RUN_COMMIT, MAKE_FACTORY)
 IN_PLACE = (TRY_ONCE, LOCAL_APPLY)
 FACTORY = "0"
 
-STATE_NOT_FOUND = "State JSON not found"
-NOT_STARTED = "A container could not be started"
-OBJECTS_MISSING = "Object validation went wrong"
-INTERNAL_ERROR = "Internal error"
-TRANSITIONING = "Transitioning to new revision without rebooting"
-REBOOTING = "Rebooting"
-TRYING = "Trying new revision"
-TESTING = "Awaiting to see if update is stable"
-TESTING_REBOOT = "Awaiting to set rollback point if update is stable"
-STABILITY_WAIT = "Waiting for all containers to become stable"
-UPDATED = "Update finished, revision not set as rollback point"
-DONE = "Update finished, revision set as rollback point"
 #: How often a commit held for stability looks again.
 STABILITY_POLL = 0.2
 
 #: Statuses a container leaves when it dies on its own (a stop goes through STOPPING).
 _UP = ("STARTING", "STARTED", "READY")
-
-
-@dataclass
-class Update:
-    """A revision transition from ``old`` to ``rev``.
-
-    :ivar old_revision: the previous revision's model, to roll back to.
-    :ivar containers: names of ``rev``'s containers, as its model names them
-        (one name each: the folder, which run.json's ``name`` must equal).
-    :ivar reboot: a reboot transition (ends DONE, committed); else non-reboot (UPDATED).
-    :ivar commit_at: monotonic time at which TESTING may end; ``None`` while the
-        containers are still being brought up.
-    :ivar failure: why the revision failed while TESTING; ended at once.
-    """
-
-    op: str
-    rev: str
-    old: Optional[str]
-    old_revision: Any = None
-    containers: FrozenSet[str] = frozenset()
-    reboot: bool = False
-    commit_at: Optional[float] = None
-    failure: Optional[str] = None
-    #: which container or object failed it, and why, for the progress ``logs``
-    failure_detail: str = ""
-    #: the containers are up: from now on one dying fails the revision
-    testing: bool = False
-    #: "Waiting for all containers to become stable" was written
-    stability_noted: bool = False
-
-
-def _log_line(message: str, detail: str = "") -> str:
-    """One line of the progress ``logs``, as upstream's: the message, and
-    what failed — the container, the object, the runtime's error."""
-    text = f"{message}: {detail}" if detail else message
-    return json.dumps({"plat": "pantavisor", "lvl": "ERROR", "src": "updater", "msg": text[:2048]}) + "\n"
-
-
-def _objects(revision, shas) -> str:
-    """The state keys (and shas) of objects ``shas``, the first few."""
-    wanted = set(shas)
-    named = [f"{key} ({sha})" for key, sha in revision.objects.items() if sha in wanted]
-    more = len(named) - 5
-    return ", ".join(named[:5]) + (f" and {more} more" if more > 0 else "")
 
 
 def reboot_reasons(old, new) -> List[str]:
@@ -294,9 +241,9 @@ class Updater(Service):
             # NOTE: the try is recorded before its progress says INPROGRESS: a
             # crash between the two then leaves a recorded try that the next boot
             # rolls back and marks ERROR, never an INPROGRESS that nothing ends.
-            if not self._set_running(rev, op == TRY_ONCE):
-                log.error("running_revision_not_set", rev=rev)
-                ok, message = False, INTERNAL_ERROR
+            refused = self._switch(update)
+            if refused is not None:
+                ok, message = False, refused
             elif power is not None:
                 # The next boot tries it (Steps.start) and Updater.resume carries on.
                 self._progress(rev, "INPROGRESS", REBOOTING)
@@ -315,6 +262,22 @@ class Updater(Service):
             log.exception("revision_transition_crashed", op=op, rev=rev)
             ok, message = False, INTERNAL_ERROR
         return self._tested(update, ok, message, timeout)
+
+    def _switch(self, update: Update) -> Optional[str]:
+        """Make ``update.rev`` the running revision; the progress message when it could not be."""
+        try:
+            done = self._set_running(update.rev, update.op == TRY_ONCE)
+        except OSError as exc:
+            # Nothing switched: the boot record and current are as they were
+            # (Steps.set_running), the running revision goes on running.
+            log.error("running_revision_not_set", rev=update.rev, error=str(exc))
+            update.failure_detail = f"could not record revision {update.rev} as the one to run: {exc}"
+            return write_failed(exc)
+        if not done:
+            log.error("running_revision_not_set", rev=update.rev)
+            return INTERNAL_ERROR
+        update.switched = True
+        return None
 
     def _tested(self, update: Update, ok: bool, message: str, timeout: float) -> bool:
         """The goals were reached (TESTING, commit deadline) or not (rollback)."""
@@ -343,7 +306,8 @@ class Updater(Service):
         revision = self._steps.revisions.get(rev)
         old_revision = self._steps.revisions.get(old) if old is not None else None
         update = Update(op=LOCAL_RUN, rev=rev, old=old, old_revision=old_revision,
-                        containers=frozenset(revision.containers) if revision else frozenset(), reboot=True)
+                        containers=frozenset(revision.containers) if revision else frozenset(), reboot=True,
+                        switched=True)
         with self.cond:
             if self.update is not None or self._stopping:
                 return
@@ -379,8 +343,14 @@ class Updater(Service):
         log.error("revision_transition_failed", op=update.op, rev=rev, old=old, reason=message)
         power = real_power(self._core) if update.reboot else None
         try:
-            if old is not None and old_revision is not None:
-                self._set_running(old, False)
+            if not update.switched:
+                log.info("revision_not_switched", rev=rev, running=old)  # nothing to undo
+            elif old is not None and old_revision is not None:
+                try:
+                    self._set_running(old, False)
+                except OSError as exc:
+                    # current still names rev: the next boot rolls the try back (Steps.start)
+                    log.error("rollback_not_recorded", rev=rev, to=old, error=str(exc))
                 if power is None:
                     # A non-reboot transition restarts only what it changed.
                     ok, back_message = self._run_engine(old_revision, not update.reboot, timeout)
@@ -396,7 +366,7 @@ class Updater(Service):
             self._progress(rev, "ERROR", message, _log_line(message, update.failure_detail))
         finally:
             self._end()
-        if power is not None and old is not None and old_revision is not None:
+        if power is not None and update.switched and old is not None and old_revision is not None:
             # Upstream rolls a reboot transition back by rebooting into the committed revision.
             log.warning("revision_rollback_reboot", rev=rev, to=old)
             power.reboot(f"Rollback from revision {rev}")
@@ -418,18 +388,26 @@ class Updater(Service):
                 self.cond.notify_all()
             return
         committed = update.reboot
+        refused = None
         try:
             if committed and not self._steps.commit(update.rev):
                 log.error("revision_commit_failed", rev=update.rev)
+        except OSError as exc:
+            # As upstream when its bootloader refuses the commit: ERROR, the
+            # revision runs on uncommitted and the next boot rolls it back.
+            log.error("revision_commit_failed", rev=update.rev, error=str(exc))
+            refused = (write_failed(exc), f"could not set revision {update.rev} as the rollback point: {exc}")
         finally:
             self._free_slot()
         try:
-            if committed:
+            if refused is not None:
+                self._progress(update.rev, "ERROR", refused[0], _log_line(*refused))
+            elif committed:
                 self._progress(update.rev, "DONE", DONE)
             else:
                 self._progress(update.rev, "UPDATED", UPDATED)
             log.info("revision_transition_done", op=update.op, rev=update.rev, old=update.old,
-                     committed=committed)
+                     committed=committed and refused is None)
         finally:
             self._end()
 

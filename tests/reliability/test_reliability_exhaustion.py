@@ -13,7 +13,7 @@ import pytest
 
 from pvcore.testing import GunicornServer, short_tempdir, wait_until
 from reliability_helpers import (
-    all_ready, assert_storage_consistent, get_json, sha256, stop_server,
+    all_ready, assert_storage_consistent, get_json, server_processes, sha256, stop_server,
 )
 
 NO_SPACE = b'{"Error":"Not enough disk space available"}'
@@ -129,3 +129,130 @@ def test_full_tmpfs_over_the_socket(tmpfs_server):
     assert server.request("PUT", "/user-meta/full", b"back")[0] == 200
     unhandled = [e for e in server.log_events() if e.get("event") == "unhandled_error"]
     assert unhandled == [], unhandled[:3]
+
+
+def _fill(storage: str) -> str:
+    """Take every free page of the storage tmpfs, as a tenant filling its volume
+    does (issue 27): big writes, then page-sized ones, until ENOSPC."""
+    path = os.path.join(storage, "filler")
+    with open(path, "ab", buffering=0) as fh:
+        for chunk in (1 << 20, 65536, 4096):
+            try:
+                while True:
+                    fh.write(b"\0" * chunk)
+            except OSError:
+                pass
+    return path
+
+
+def _progress_file(storage: str, rev: str) -> dict:
+    with open(os.path.join(storage, "trails", rev, ".pv", "progress"), "rb") as fh:
+        return json.loads(fh.read())
+
+
+def _devmeta_file(storage: str, key: str):
+    try:
+        with open(os.path.join(storage, "cache", "devmeta", key)) as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
+@pytest.fixture(name="small_storage")
+def _small_storage():
+    """A demo device whose storage is an 8 MiB tmpfs; not started."""
+    base = short_tempdir("pvfull")
+    storage = os.path.join(base, "storage")
+    os.makedirs(storage)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", storage],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        os.rmdir(storage)
+        os.rmdir(base)
+        pytest.skip("this sandbox cannot mount a tmpfs (a full storage partition needs one)")
+    server = GunicornServer(base, {"PVCORE_DEMO": "1", "PVCORE_DEVMETA_REFRESH": "0.2"})
+    try:
+        yield server
+    finally:
+        try:
+            if server.proc is not None and server.proc.poll() is None:
+                server.stop()
+        finally:
+            subprocess.run(["umount", "-l", storage], check=False)
+            stop_server(server)
+
+
+def _no_tracebacks(server):
+    bad = [e for e in server.log_events()
+           if e.get("event") in ("unhandled_error", "revision_transition_crashed", "handoff_failed")]
+    assert bad == [], bad[:3]
+
+
+@pytest.mark.gunicorn
+def test_local_run_on_a_full_disk_ends_in_error_and_works_once_space_is_back(small_storage):
+    """LOCAL_RUN on a full storage partition is not acknowledged then lost: its
+    progress ends ERROR naming the cause, the running revision keeps running,
+    the progress reaches the disk once space is back, and a new LOCAL_RUN works."""
+    server = small_storage.start(60)
+    wait_until(lambda: all_ready(server), 30)
+    storage = server.storage_dir
+    before = os.readlink(os.path.join(storage, "trails", "current"))
+    # the running state under another name: a quick non-reboot transition (nothing restarts)
+    state = get_json(server, "/steps/current")
+    assert server.request("PUT", "/steps/locals/x", json.dumps(state))[0] == 200
+    pids = server_processes(server)
+    filler = _fill(storage)
+
+    status, _, body = server.request("POST", "/commands", json.dumps({"op": "LOCAL_RUN", "payload": "locals/x"}))
+    assert status == 200, body
+    wait_until(lambda: get_json(server, "/steps/locals/x/progress")["status"] == "ERROR", 20)
+    progress = get_json(server, "/steps/locals/x/progress")
+    assert "No space left on device" in progress["status-msg"], progress
+    assert progress["progress"] == 100
+    listed = {entry["name"]: entry for entry in get_json(server, "/steps")}
+    assert listed["locals/x"]["progress"]["status"] == "ERROR"
+    # nothing switched: the same revision, the same processes
+    assert os.readlink(os.path.join(storage, "trails", "current")) == before != "locals/x"
+    with open(os.path.join(storage, "boot", "pv.json")) as fh:
+        assert json.load(fh)["pv_try"] is None
+    assert all_ready(server) and server_processes(server) == pids
+    assert _progress_file(storage, "locals/x")["status"] == "NEW"  # the disk could not take it
+
+    os.unlink(filler)
+    wait_until(lambda: _progress_file(storage, "locals/x")["status"] == "ERROR", 15)
+    assert _progress_file(storage, "locals/x") == get_json(server, "/steps/locals/x/progress")
+    status, _, body = server.request("POST", "/commands", json.dumps({"op": "LOCAL_RUN", "payload": "locals/x"}))
+    assert status == 200, body
+    # TESTING: switched and every goal reached; UPDATED follows once the demo's
+    # containers are 30 s old (their stable_timeout), which this test does not wait for
+    done = ("TESTING", "UPDATED", "ERROR")
+    wait_until(lambda: get_json(server, "/steps/locals/x/progress")["status"] in done, 20)
+    assert get_json(server, "/steps/locals/x/progress")["status"] in ("TESTING", "UPDATED")
+    assert os.readlink(os.path.join(storage, "trails", "current")) == "locals/x"
+    assert _progress_file(storage, "locals/x")["status"] in ("TESTING", "UPDATED")
+    _no_tracebacks(server)
+
+
+@pytest.mark.gunicorn
+def test_device_status_after_a_restart_on_a_full_disk(small_storage):
+    """``pantavisor.status`` is right after pvcore restarts on a full storage
+    partition (in memory), and its file catches up once space is back."""
+    server = small_storage.start(60)
+    wait_until(lambda: all_ready(server), 30)
+    storage = server.storage_dir
+    wait_until(lambda: get_json(server, "/device-meta").get("pantavisor.status") == "READY", 20)
+    wait_until(lambda: _devmeta_file(storage, "pantavisor.status") == "READY", 10)
+    server.stop()
+    # as a boot cut short right after it recorded STARTING leaves it
+    with open(os.path.join(storage, "cache", "devmeta", "pantavisor.status"), "w") as fh:
+        fh.write("STARTING")
+    filler = _fill(storage)
+    server.start(60)
+    wait_until(lambda: all_ready(server), 30)
+    wait_until(lambda: get_json(server, "/device-meta").get("pantavisor.status") == "READY", 10)
+    assert _devmeta_file(storage, "pantavisor.status") == "STARTING"  # the disk could not take it
+
+    os.unlink(filler)
+    wait_until(lambda: _devmeta_file(storage, "pantavisor.status") == "READY", 15)
+    assert get_json(server, "/device-meta")["pantavisor.status"] == "READY"
+    _no_tracebacks(server)

@@ -197,3 +197,97 @@ def test_an_index_kept_in_cache_by_an_earlier_release_is_moved_and_kept(tmp_path
     assert list(store.snapshot()) == ["b", "a", "c"]
     assert sorted(os.listdir(cache)) == ["meta"]
     assert (own / "meta.order").read_text() == '["b","a","c"]'
+
+
+class FullDisk:
+    """``atomic_write`` in pv_metadata.store failing with ENOSPC while ``full`` (a full storage
+    partition); the run-dir views (``durable=False``) are on another filesystem and still work."""
+
+    def __init__(self, monkeypatch):
+        import errno
+
+        from pv_metadata import store
+
+        self.full = False
+        real = store.atomic_write
+
+        def atomic_write(path, data, *args, durable=True, **kwargs):
+            if self.full and durable:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(path, data, *args, durable=durable, **kwargs)
+
+        monkeypatch.setattr(store, "atomic_write", atomic_write)
+
+
+def _file(dirs, key):
+    path = os.path.join(dirs[0], key)
+    return open(path).read() if os.path.exists(path) else None
+
+
+def test_a_refused_put_changes_nothing_in_memory_nor_on_disk(dirs, monkeypatch):
+    """A client's write on a full disk fails whole (the caller answers 507)."""
+    disk = FullDisk(monkeypatch)
+    store = make_store(dirs)
+    store.put("k", "old")
+    disk.full = True
+    with pytest.raises(OSError):
+        store.put("k", "new")
+    with pytest.raises(OSError):
+        store.put("fresh", "v")
+    assert (store.get("k"), store.get("fresh")) == ("old", None)
+    assert (_file(dirs, "k"), _file(dirs, "fresh")) == ("old", None)
+    assert store.unsaved == 0
+
+
+def test_a_deferred_put_is_current_in_memory_and_persisted_once_space_is_back(dirs, monkeypatch):
+    """Issue 27: a device fact written on a full disk is what readers see at once, and
+    its file catches up on the next flush (the refresh loop) or the next write of any key."""
+    disk = FullDisk(monkeypatch)
+    store = make_store(dirs)
+    store.put("pantavisor.status", "STARTING")
+    disk.full = True
+    assert store.put("pantavisor.status", "READY", defer=True)
+    assert store.put("new.key", "v", defer=True)
+    assert store.get("pantavisor.status") == "READY"
+    assert [key for key, _ in store.listing()] == ["new.key", "pantavisor.status"]
+    assert open(os.path.join(dirs[1], "pantavisor.status")).read() == "READY"  # the view too
+    assert _file(dirs, "pantavisor.status") == "STARTING" and _file(dirs, "new.key") is None
+    assert store.unsaved == 3  # two values and the order index
+    assert not store.flush()  # still full: nothing lost, nothing raised
+    disk.full = False
+    assert store.flush() and store.unsaved == 0
+    assert (_file(dirs, "pantavisor.status"), _file(dirs, "new.key")) == ("READY", "v")
+    again = make_store(dirs)
+    assert list(again.snapshot().items()) == [("pantavisor.status", "READY"), ("new.key", "v")]
+
+
+def test_a_held_value_is_written_by_the_next_write_of_any_key(dirs, monkeypatch):
+    disk = FullDisk(monkeypatch)
+    store = make_store(dirs)
+    disk.full = True
+    store.put("a", "1", defer=True)
+    disk.full = False
+    store.put("b", "2")
+    assert (_file(dirs, "a"), _file(dirs, "b"), store.unsaved) == ("1", "2", 0)
+
+
+def test_an_index_the_disk_refuses_does_not_fail_a_durable_value(dirs, monkeypatch):
+    """The value file of a new key was written; only the order index was refused: the put
+    succeeds (the value survives a restart as the newest key) and the index catches up."""
+    store = make_store(dirs)
+    store.put("a", "1")
+    real = store._write_order
+    refused = []
+
+    def write_order(keys):
+        refused.append(keys)
+        raise OSError(28, "No space left on device")
+
+    store._write_order = write_order
+    assert store.put("b", "2")
+    assert refused and store.unsaved == 1
+    reloaded = MetaStore(*dirs)
+    reloaded.load()
+    assert list(reloaded.snapshot().items()) == [("a", "1"), ("b", "2")]
+    store._write_order = real
+    assert store.flush() and store.unsaved == 0

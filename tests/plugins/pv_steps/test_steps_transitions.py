@@ -264,7 +264,76 @@ def test_storage_refusing_the_switch_is_an_error(cmd_env):
     env.post("LOCAL_RUN", "locals/x")
     assert final(env, "locals/x")[-1] == ("ERROR", "Internal error")
     assert refused == ["locals/x"]
-    assert [run.rev for run in env.engine.runs] == ["0"]  # only the rollback ran
+    # nothing was switched, so nothing is rolled back: the running revision runs on untouched
+    assert env.engine.runs == []
+    assert env.storage.running == "0"
+
+
+def _full_disk(monkeypatch, module, paths):
+    """``atomic_write`` in ``module`` fails with ENOSPC for any path ending in one of ``paths``."""
+    import errno
+
+    real = module.atomic_write
+
+    def atomic_write(path, data, *args, **kwargs):
+        if full and path.endswith(paths):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data, *args, **kwargs)
+
+    full = [True]
+    monkeypatch.setattr(module, "atomic_write", atomic_write)
+    return full
+
+
+def test_a_full_disk_ends_the_switch_in_error_shown_from_memory(cmd_env, monkeypatch):
+    """Issue 27: the boot record cannot be written (ENOSPC), nor the progress saying so.
+    The update ends ERROR naming the cause, read from memory; the running revision is
+    untouched; the progress reaches the disk once there is space; a new LOCAL_RUN works."""
+    import os
+    from pv_steps import boot, trails
+
+    env = cmd_env()
+    storage_dir = env.core.settings.storage_dir
+    progress_path = os.path.join(storage_dir, "trails", "locals", "x", ".pv", "progress")
+    before = os.path.exists(progress_path) and open(progress_path, "rb").read()
+    full = _full_disk(monkeypatch, boot, ("pv.json",))
+    full_progress = _full_disk(monkeypatch, trails, ("progress", "logs"))
+    env.post("LOCAL_RUN", "locals/x")
+    wait_until(lambda: env.client.simulate_get("/steps/locals/x/progress").json.get("status") == "ERROR")
+    wait_until(lambda: not updating(env))
+    shown = env.client.simulate_get("/steps/locals/x/progress").json
+    assert shown["status-msg"] == "Internal error: No space left on device"
+    assert "could not record revision locals/x" in shown["logs"]
+    listed = {e["name"]: e for e in env.client.simulate_get("/steps").json}
+    assert listed["locals/x"]["progress"] == shown
+    assert (os.path.exists(progress_path) and open(progress_path, "rb").read()) == before  # not on disk yet
+    assert env.engine.runs == [] and env.storage.running == "0"
+    assert env.storage.steps.boot_state().pv_try is None
+
+    full.clear()
+    full_progress.clear()
+    env.storage.steps.trails.flush_progress()  # what the retry loop does every few seconds
+    with open(progress_path, "rb") as fh:
+        assert json.loads(fh.read()) == shown
+    env.post("LOCAL_RUN", "locals/x")
+    wait_until(lambda: env.storage.last_status("locals/x") == "UPDATED")
+    assert env.storage.running == "locals/x"
+
+
+def test_a_held_progress_does_not_outlive_a_new_install(cmd_env, monkeypatch):
+    """A revision put again while its ERROR waits for space reads NEW, and stays so."""
+    from pv_steps import trails
+
+    env = cmd_env()
+    full = _full_disk(monkeypatch, trails, ("progress",))
+    env.storage.steps.trails.write_progress("locals/x", "ERROR", "Internal error: No space left on device")
+    assert env.client.simulate_get("/steps/locals/x/progress").json["status"] == "ERROR"
+    full.clear()
+    state = env.client.simulate_get("/steps/locals/x").json
+    assert env.client.simulate_put("/steps/locals/x", body=json.dumps(state)).status_code == 200
+    assert env.client.simulate_get("/steps/locals/x/progress").json["status"] == "NEW"
+    env.storage.steps.trails.flush_progress()
+    assert env.client.simulate_get("/steps/locals/x/progress").json["status"] == "NEW"
 
 
 def test_engine_and_updater_name_containers_from_one_model(cmd_env, log_output):
