@@ -73,8 +73,7 @@ class Steps:
             running = self.trails.running()
             if not self.boot.exists():
                 state = BootState(pv_rev=running or FACTORY)
-                if os.path.isdir(self.trails.root):
-                    self.boot.save(state)
+                if os.path.isdir(self.trails.root) and self._save_at_boot(state):
                     log.info("boot_record_created", pv_rev=state.pv_rev)
                 if running is None and self.trails.existing(state.pv_rev):
                     self._first_boot(state.pv_rev)
@@ -95,11 +94,22 @@ class Steps:
                 if interrupted and not state.try_once and self.trails.existing(state.pv_try):
                     self.trails.write_progress(state.pv_try, "ERROR", "Unexpected rollback")
                 state = BootState(pv_rev=state.pv_rev)
-                self.boot.save(state)
+                self._save_at_boot(state)
                 if self.trails.existing(state.pv_rev):
                     self.trails.point_current(state.pv_rev)
             elif running is None and self.trails.existing(state.pv_rev):
                 self.trails.point_current(state.pv_rev)
+
+    def _save_at_boot(self, state: BootState) -> bool:
+        """Save the boot decision; a disk that refuses it (full) must not keep
+        the device from booting: the record stays as it was, and the next
+        start decides the same way again (logged)."""
+        try:
+            self.boot.save(state)
+            return True
+        except OSError as exc:
+            log.error("boot_record_not_written", path=self.boot.path, pv_rev=state.pv_rev, error=str(exc))
+            return False
 
     def _first_boot(self, rev: str) -> None:
         """A factory image's first start: storage holds only ``trails/0/.pvr/json``

@@ -5,6 +5,7 @@ in process with the ``free_space`` setting injected. Uploads, revision PUTs
 and meta PUTs get 507 ``Not enough disk space available``; nothing torn is
 left at a final path; reads keep being served.
 """
+import contextlib
 import json
 import os
 import subprocess
@@ -54,20 +55,20 @@ def test_full_disk_injected_in_process(make_core, make_client):
         assert get(path)[0] == 200, path
 
 
-@pytest.fixture(name="tmpfs_server")
-def _tmpfs_server():
+@contextlib.contextmanager
+def _device_on_tmpfs(size: str, env):
+    """A demo device (not started) whose storage is a tmpfs of ``size``; skips where none can be mounted."""
     base = short_tempdir("pvfull")
     storage = os.path.join(base, "storage")
     os.makedirs(storage)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", storage],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", storage],
                              capture_output=True).returncode == 0
     if not mounted:
         os.rmdir(storage)
         os.rmdir(base)
-        pytest.skip("this sandbox cannot mount a tmpfs (the in-process test covers the full disk)")
-    server = GunicornServer(base, {"PVCORE_DEMO": "1"})
+        pytest.skip("this sandbox cannot mount a tmpfs (the in-process tests cover the full disk)")
+    server = GunicornServer(base, env)
     try:
-        server.start(60)
         yield server
     finally:
         try:
@@ -75,6 +76,13 @@ def _tmpfs_server():
         finally:
             subprocess.run(["umount", "-l", storage], check=False)
             stop_server(server)
+
+
+@pytest.fixture(name="tmpfs_server")
+def _tmpfs_server():
+    with _device_on_tmpfs("4m", {"PVCORE_DEMO": "1"}) as server:
+        server.start(60)
+        yield server
 
 
 @pytest.mark.gunicorn
@@ -160,26 +168,9 @@ def _devmeta_file(storage: str, key: str):
 
 @pytest.fixture(name="small_storage")
 def _small_storage():
-    """A demo device whose storage is an 8 MiB tmpfs; not started."""
-    base = short_tempdir("pvfull")
-    storage = os.path.join(base, "storage")
-    os.makedirs(storage)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", storage],
-                             capture_output=True).returncode == 0
-    if not mounted:
-        os.rmdir(storage)
-        os.rmdir(base)
-        pytest.skip("this sandbox cannot mount a tmpfs (a full storage partition needs one)")
-    server = GunicornServer(base, {"PVCORE_DEMO": "1", "PVCORE_DEVMETA_REFRESH": "0.2"})
-    try:
+    """A demo device whose storage is an 8 MiB tmpfs, its device-meta refreshed every 0.2 s; not started."""
+    with _device_on_tmpfs("8m", {"PVCORE_DEMO": "1", "PVCORE_DEVMETA_REFRESH": "0.2"}) as server:
         yield server
-    finally:
-        try:
-            if server.proc is not None and server.proc.poll() is None:
-                server.stop()
-        finally:
-            subprocess.run(["umount", "-l", storage], check=False)
-            stop_server(server)
 
 
 def _no_tracebacks(server):

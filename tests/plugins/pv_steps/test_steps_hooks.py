@@ -102,6 +102,30 @@ def test_an_interrupted_try_rolls_back_at_the_next_start(steps_core, storage, ma
     assert (progress["status"], progress["status-msg"]) == ("ERROR", "Unexpected rollback")
 
 
+def test_an_interrupted_try_rolls_back_on_a_full_disk_too(steps_core, storage, make_client, monkeypatch):
+    """The boot decision is not stopped by a disk that refuses the boot record and the
+    progress (issue 27): the committed revision runs, the ERROR is shown from memory."""
+    import errno
+
+    from pv_steps import boot, trails
+
+    core = steps_core(storage_dir=storage)
+    make_rev(storage, "locals/try")
+    pv_steps.set_running(core, rev="locals/try")
+    pv_steps.set_progress(core, rev="locals/try", status="TESTING", message="Awaiting to see if update is stable")
+
+    def full(path, data, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(boot, "atomic_write", full)
+    monkeypatch.setattr(trails, "atomic_write", full)
+    restarted = steps_core(storage_dir=storage)  # pvcore died while TESTING, and the disk filled up
+    assert restarted.hook.pv_steps_running_revision(core=restarted) == "0"
+    assert boot_record(storage)["pv_try"] == "locals/try"  # unchanged: the next start decides again
+    progress = make_client(restarted).simulate_get("/steps/locals/try/progress").json
+    assert (progress["status"], progress["status-msg"]) == ("ERROR", "Unexpected rollback")
+
+
 def test_commit(steps_core, storage):
     core = steps_core(storage_dir=storage)
     make_rev(storage, "locals/c")
