@@ -185,7 +185,13 @@ class CommitMessage:
 
     def on_put(self, req, resp, rev=None, name=None):
         message = read_small_body(req, COMMITMSG_MAX, "No commit message")
-        if not self._steps.trails.write_commitmsg(_rev(rev, name), message):
+        try:
+            written = self._steps.trails.write_commitmsg(_rev(rev, name), message)
+        except OSError as exc:  # the previous message stays (atomic write)
+            if exc.errno in _NO_SPACE_ERRNOS:
+                raise InsufficientStorage() from None
+            raise
+        if not written:
             raise NotFound(NOT_FOUND)
         resp.content_type = falcon.MEDIA_JSON
 

@@ -208,6 +208,23 @@ def test_commit_messages(device):
     assert client.simulate_get("/steps").json[0]["commitmsg"] == "via current"
 
 
+def test_a_commit_message_on_a_full_disk_is_507_and_keeps_the_old_one(device, monkeypatch):
+    import errno
+
+    from pv_steps import trails
+
+    core, client, storage = device
+    assert client.simulate_put("/steps/0/commitmsg", body="before").status_code == 200
+
+    def full(path, data, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(trails, "atomic_write", full)
+    result = client.simulate_put("/steps/0/commitmsg", body="after")
+    assert (result.status_code, result.json) == (507, {"Error": "Not enough disk space available"})
+    assert client.simulate_get("/steps").json[0]["commitmsg"] == "before"
+
+
 def test_commit_message_errors(device):
     core, client, storage = device
     result = client.simulate_put("/steps/0/commitmsg", body="x" * 257)
