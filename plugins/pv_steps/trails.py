@@ -343,6 +343,7 @@ class Trails:
         asked to run it: ``trails/<rev>/.pv/progress`` appears whole, in one
         rename, then is published like any progress. ``False`` for a name that
         can never be a revision."""
+        held = None
         with self.lock:
             if self.existing(rev) is None:
                 if self.path(rev) is None:
@@ -350,11 +351,12 @@ class Trails:
                 try:
                     self._publish_unknown(rev, status, message)
                 except OSError as exc:  # shown from memory, written later (flush_progress)
-                    doc = self._hold_progress(rev, status, message, None, exc)
-                    if self.on_progress is not None:
-                        self.on_progress(rev, doc)
-                    return True
-        return self.write_progress(rev, status, message) is not None
+                    held = self._hold_progress(rev, status, message, None, exc)
+        if held is None:
+            return self.write_progress(rev, status, message) is not None
+        if self.on_progress is not None:  # outside the lock, as every progress event
+            self.on_progress(rev, held)
+        return True
 
     def _publish_unknown(self, rev: str, status: str, message: str) -> None:
         target = self.path(rev)

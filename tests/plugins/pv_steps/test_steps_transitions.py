@@ -542,3 +542,23 @@ def test_goals_timeout_comes_from_the_configuration(make_core, make_client):
     make_client(core).simulate_post("/commands", body=json.dumps({"op": "LOCAL_RUN", "payload": "locals/x"}))
     wait_until(lambda: engine.runs)
     assert engine.runs[0].timeout == 9.0
+
+
+def test_an_unknown_revision_on_a_full_disk_still_reads_wontgo(cmd_env, monkeypatch):
+    """The WONTGO a LOCAL_RUN of a missing revision records (§D3.2) is shown from memory
+    when the disk refuses it, and appears on disk once it has space."""
+    import os
+    from pv_steps import trails
+
+    env = cmd_env()
+    full = _full_disk(monkeypatch, trails, ("progress",))
+    env.post("LOCAL_RUN", "locals/nope")
+    wait_until(lambda: env.client.simulate_get("/steps/locals/nope/progress").status_code == 200)
+    shown = env.client.simulate_get("/steps/locals/nope/progress").json
+    assert (shown["status"], shown["status-msg"]) == ("WONTGO", "State JSON not found")
+    path = os.path.join(env.core.settings.storage_dir, "trails", "locals", "nope", ".pv", "progress")
+    assert not os.path.exists(path)
+    full.clear()
+    assert env.storage.steps.trails.flush_progress()
+    with open(path, "rb") as fh:
+        assert json.loads(fh.read()) == shown
