@@ -57,6 +57,10 @@ class Executor:
                     error = "unhandled"
                 elif ok and command.op in ops.TRANSITIONS:
                     self._left_remote(command)
+        except OSError as exc:
+            # the device's trouble (a full partition), not pvcore's bug: said without a traceback
+            log.error("command_failed", op=command.op, payload=command.payload, error=str(exc))
+            ok, error = False, f"{type(exc).__name__}: {exc}"
         except Exception as exc:
             log.exception("command_failed", op=command.op, payload=command.payload)
             ok, error = False, f"{type(exc).__name__}: {exc}"

@@ -189,6 +189,23 @@ def test_hook_failure_is_logged_not_fatal(cmd_env, log_output):
     wait_until(lambda: env.post("RUN_GC").status_code == 200)
 
 
+def test_a_full_disk_fails_a_command_without_a_traceback(cmd_env, log_output):
+    import errno
+
+    class Full:
+        @hookimpl
+        def pv_commands_run(self, core, op, payload):
+            if op == "XCONNECT_GRAPH":
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    env = cmd_env(extra_plugins=[Full()])
+    env.post("XCONNECT_GRAPH")
+    wait_until(lambda: done(log_output, "XCONNECT_GRAPH"))
+    failed = [e for e in log_output if e["event"] == "command_failed"]
+    assert failed and failed[0]["log_level"] == "error" and "No space left" in failed[0]["error"]
+    assert "exc_info" not in failed[0] and "exception" not in failed[0]
+
+
 def test_subprocess_errors_are_caught(cmd_env):
     env = cmd_env(start=False)
 
