@@ -38,7 +38,9 @@ class GuardedMethodQueue(PollableMethodQueue):
 
     def __init__(self):
         super().__init__()
-        self._guard = threading.Lock()
+        # NOTE: reentrant: gthread's SIGTERM handler defers a wake-up from the main
+        # thread, which may be inside defer() already (a future done at submit).
+        self._guard = threading.RLock()
         self.closed = False
 
     def defer(self, callback, *args) -> bool:

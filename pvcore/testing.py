@@ -54,6 +54,7 @@ from pvcore.testserver import (  # noqa: F401 - re-exported: tests import them f
     UnixHTTPConnection,
     child_pids,
     raw_request,
+    returns_within,
     short_tempdir,
     wait_until,
 )

@@ -36,6 +36,24 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
+def returns_within(fn: Callable[[], Any], timeout: float = 5.0) -> bool:
+    """Whether ``fn()`` returns (or raises) within ``timeout`` s, run in a daemon thread of its own:
+    a deadlock fails the test instead of hanging the suite."""
+    import threading
+
+    done = threading.Event()
+
+    def run():
+        try:
+            fn()
+        except BaseException:
+            pass
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done.wait(timeout)
+
+
 class UnixHTTPConnection(http.client.HTTPConnection):
     """``http.client`` over a Unix stream socket (HTTP/1.1, keep-alive)."""
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import sys
 import time
 from urllib.parse import urlsplit
 
@@ -312,6 +313,26 @@ class PvThreadWorker(FairThreadWorker):
         if isinstance(reader, LengthReader):
             budget = max(budget, reader.length)
         return budget
+
+    def handle_quit(self, sig, frame):
+        """SIGINT/SIGQUIT: stop now, without touching the thread pool in the handler.
+
+        gthread's own shuts the pool down here. The handler runs in the main
+        thread between two bytecodes, maybe inside ``tpool.submit``, which
+        holds the pool's (non-reentrant) lock: the worker then hung until the
+        master killed it, and a killed worker stops no container (seen once
+        in a ``make run`` stopped with Ctrl-C). The pool is shut down by
+        :meth:`run` once the loop has unwound.
+        """
+        self.alive = False
+        self.cfg.worker_int(self)
+        sys.exit(0)
+
+    def run(self):
+        try:
+            super().run()
+        finally:
+            self.tpool.shutdown(wait=False, cancel_futures=True)
 
     def init_process(self):
         settings = Settings()

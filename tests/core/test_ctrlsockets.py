@@ -3,7 +3,6 @@ import os
 import socket
 
 from pvcore.ctrlsockets import CallerSockets
-from pvcore.ownlisteners import GuardedMethodQueue
 from pvcore.testing import short_tempdir
 
 
@@ -86,10 +85,3 @@ def test_close_all_detaches_and_sweep_removes_what_a_killed_worker_left():
     assert server.listening == {} and not os.path.exists(live)
     assert sockets.open("app") == os.path.join(base, "pv-ctrl")  # detached
 
-
-def test_the_loop_queue_refuses_calls_once_closed():
-    queue = GuardedMethodQueue()
-    queue.init()
-    assert queue.defer(lambda: None) is True
-    queue.close()
-    assert queue.defer(lambda: None) is False

@@ -104,3 +104,25 @@ def test_a_large_file_still_arrives_whole(server):
     conn._http_vsn, conn._http_vsn_str = 10, "HTTP/1.0"  # close-delimited, no chunks
     status, headers, body = conn.call("GET", f"/objects/{sha}")
     assert status == 200 and body == data
+
+
+def test_sigint_inside_a_thread_pool_submit_does_not_hang_the_worker():
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from pvcore.testing import returns_within
+    from pvcore.worker import PvThreadWorker
+
+    worker = PvThreadWorker.__new__(PvThreadWorker)
+    worker.cfg = SimpleNamespace(worker_int=lambda w: None)
+    worker.tpool = ThreadPoolExecutor(1)
+    exited = []
+
+    def quit_inside_submit():
+        with worker.tpool._shutdown_lock:  # as tpool.submit() holds it
+            try:
+                worker.handle_quit(2, None)
+            except SystemExit:
+                exited.append(True)
+
+    assert returns_within(quit_inside_submit) and exited and worker.alive is False
