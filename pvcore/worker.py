@@ -289,6 +289,7 @@ class PvThreadWorker(FairThreadWorker):
     """``worker_class = "pvcore.worker.PvThreadWorker"``."""
 
     _next_notify = 0.0
+    _quitting = False
 
     def notify(self):
         # PERF: gthread tells the master it is alive at every turn of its poll
@@ -323,7 +324,15 @@ class PvThreadWorker(FairThreadWorker):
         master killed it, and a killed worker stops no container (seen once
         in a ``make run`` stopped with Ctrl-C). The pool is shut down by
         :meth:`run` once the loop has unwound.
+
+        Only the first signal leaves: Ctrl-C sends SIGINT to the whole group
+        and the master then sends SIGQUIT, which must not cut ``worker_exit``
+        short while it stops the containers (gunicorn's own handler sleeps
+        0.1 s for the second one, which a slower master misses).
         """
+        if self._quitting:
+            return
+        self._quitting = True
         self.alive = False
         self.cfg.worker_int(self)
         sys.exit(0)

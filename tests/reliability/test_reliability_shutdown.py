@@ -71,3 +71,34 @@ def test_start_and_sigint_in_quick_cycles_leave_no_process():
                 proc.kill()
                 proc.wait()
             shutil.rmtree(base, ignore_errors=True)
+
+
+def test_ctrl_c_to_the_whole_group_stops_every_container_first():
+    """A terminal's Ctrl-C reaches the master and the worker at once; the master then sends
+    the worker SIGQUIT too. Before, that second signal cut ``worker_exit`` short: the demo's
+    containers were left running, their sockets in ``<run>/ctrl``."""
+    for cycle in range(3):
+        base = short_tempdir("pvcc")
+        server = GunicornServer(base, {"PVCORE_DEMO": "1"})
+        log = open(server.log_path, "ab")
+        proc = subprocess.Popen([server.python, "-m", "gunicorn", "-c", "python:pvcore.gunicorn_conf"],
+                                env=server.env, stdout=log, stderr=subprocess.STDOUT, cwd=base,
+                                start_new_session=True)
+        log.close()
+        server.proc = proc
+        try:
+            server.wait_healthy()
+            wait_until(lambda: len(os.listdir(os.path.join(server.run_dir, "ctrl"))) == 3, 20,
+                       message="the demo's three containers")
+            os.killpg(proc.pid, signal.SIGINT)
+            assert proc.wait(60) is not None
+            assert wait_until(lambda: not _processes_of(base), 5, message="nothing of pvcore left")
+            assert os.listdir(os.path.join(server.run_dir, "ctrl")) == []
+            assert "container_stopped" in server.log_text()
+        finally:
+            for pid in _processes_of(base):
+                os.kill(pid, signal.SIGKILL)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            shutil.rmtree(base, ignore_errors=True)
