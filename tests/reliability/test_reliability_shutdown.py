@@ -45,6 +45,16 @@ def _processes_of(base):
     return found
 
 
+def _clean_up(base, proc):
+    """Whatever a failed cycle left: its processes, the server, its directory."""
+    for pid in _processes_of(base):
+        os.kill(pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(base, ignore_errors=True)
+
+
 def test_start_and_sigint_in_quick_cycles_leave_no_process():
     for cycle in range(CYCLES):
         base = short_tempdir("pvsig")
@@ -65,12 +75,7 @@ def test_start_and_sigint_in_quick_cycles_leave_no_process():
             left = wait_until(lambda: not _processes_of(base), 5, message="nothing of pvcore left") is not None
             assert left and not server_processes(server)
         finally:
-            for pid in _processes_of(base):
-                os.kill(pid, signal.SIGKILL)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            shutil.rmtree(base, ignore_errors=True)
+            _clean_up(base, proc)
 
 
 def test_ctrl_c_to_the_whole_group_stops_every_container_first():
@@ -96,9 +101,4 @@ def test_ctrl_c_to_the_whole_group_stops_every_container_first():
             assert os.listdir(os.path.join(server.run_dir, "ctrl")) == []
             assert "container_stopped" in server.log_text()
         finally:
-            for pid in _processes_of(base):
-                os.kill(pid, signal.SIGKILL)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            shutil.rmtree(base, ignore_errors=True)
+            _clean_up(base, proc)
