@@ -121,6 +121,30 @@ def cgroup_mounts() -> List[Tuple[str, str, str]]:
     return found
 
 
+def remove_cgroup(path: str) -> bool:
+    """rmdir cgroup ``path`` and its sub-cgroups, deepest first; ``False`` while one is busy.
+
+    :raises OSError: anything but busy (``EBUSY``, ``ENOTEMPTY``) or gone.
+    """
+    for root, dirs, _files in os.walk(path, topdown=False):
+        for sub in dirs:
+            try:
+                os.rmdir(os.path.join(root, sub))
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return False
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
+            return False
+        raise
+    return True
+
+
 class CgroupTree:
     """The container cgroups of one pvcore instance (see the module docstring).
 
@@ -238,7 +262,7 @@ class CgroupTree:
         deadline = time.monotonic() + timeout
         while True:
             self._signal_all(path)
-            if self._remove(path):
+            if remove_cgroup(path):
                 return True
             if time.monotonic() >= deadline:
                 log.warning("cgroup_not_removed", cgroup=path, pids=self._pids_under(path))
@@ -280,27 +304,6 @@ class CgroupTree:
                 write_control(freeze_file, thawed)
             except OSError:
                 pass
-
-    @staticmethod
-    def _remove(path: str) -> bool:
-        """rmdir ``path`` and its sub-cgroups, deepest first."""
-        for root, dirs, _files in os.walk(path, topdown=False):
-            for sub in dirs:
-                try:
-                    os.rmdir(os.path.join(root, sub))
-                except FileNotFoundError:
-                    pass
-                except OSError:
-                    return False
-        try:
-            os.rmdir(path)
-        except FileNotFoundError:
-            return True
-        except OSError as exc:
-            if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
-                return False
-            raise
-        return True
 
     def names(self) -> List[str]:
         """Names of the container cgroups that exist now."""

@@ -18,6 +18,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import structlog
 
+from pvcore.cgroups import remove_cgroup
 from pvcore.fsutil import atomic_write
 from pvcore.supervisor import start_time
 
@@ -162,19 +163,11 @@ def remove_cgroups(dirs: List[str], timeout: float = 3.0) -> None:
     while True:
         busy = []
         for path in paths:
-            if not os.path.isdir(path):
-                continue
-            for root, subdirs, _files in os.walk(path, topdown=False):
-                for sub in subdirs:
-                    try:
-                        os.rmdir(os.path.join(root, sub))
-                    except OSError:
-                        pass
             try:
-                os.rmdir(path)
-            except FileNotFoundError:
-                pass
+                removed = remove_cgroup(path)
             except OSError:
+                removed = False
+            if not removed:
                 busy.append(path)
         if not busy or time.monotonic() > deadline:
             if busy:

@@ -259,19 +259,20 @@ def test_a_connect_flood_fills_only_the_tenants_own_socket(tenant):
         os.unlink(stop)
     flood = subprocess.Popen(["lxc-attach", "-n", tenant.hostile, "-P", lxc_path(server), "--", "/bin/sh", "-c", FLOOD],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    tries = os.path.join(lxc_path(server), tenant.hostile, "rootfs", "tmp", "tries")
     try:
-        time.sleep(1.0)
+        wait_until(lambda: os.path.exists(tries) and os.path.getsize(tries) > 100, 10, message="the flood under way")
         times, failures = probe(server.socket, 100, timeout=5.0)
     finally:
         with open(stop, "w"):
             pass
         try:
-            tries, _ = flood.communicate(timeout=15)
+            out, _ = flood.communicate(timeout=15)
         except subprocess.TimeoutExpired:
             flood.kill()
-            tries, _ = flood.communicate()
+            out, _ = flood.communicate()
     assert failures == 0 and max(times) < 1.0, (failures, sorted(times)[-5:])
-    assert int(tries.split()[-1]) > 300, tries  # it did flood
+    assert int(out.split()[-1]) > 300, out  # it did flood
     # whatever was shed was the tenant's, counted at its own socket
     shed = {e["caller"] for e in server.log_events() if e.get("event") == "caller_connections_shed"}
     assert shed <= {tenant.hostile}, shed
