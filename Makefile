@@ -34,13 +34,14 @@ else
 	@echo "not root: the LXC runtime's tests will skip (make run-lxc needs root)"
 endif
 
-$(STAMP): setup.cfg pyproject.toml contrib/pvcore-client/pyproject.toml contrib/pvcore-demo/pyproject.toml contrib/pvcore-wakelocks/pyproject.toml
+$(STAMP): setup.cfg pyproject.toml contrib/pvcore-client/pyproject.toml contrib/pvcore-demo/pyproject.toml contrib/pvcore-dev/pyproject.toml contrib/pvcore-wakelocks/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The client first: pvcore depends on it, and it is in no package index.
 	$(BIN)/python -m pip install -q -e contrib/pvcore-client
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m pip install -q -e contrib/pvcore-demo
+	$(BIN)/python -m pip install -q -e contrib/pvcore-dev
 	$(BIN)/python -m pip install -q -e contrib/pvcore-wakelocks
 	touch $@
 

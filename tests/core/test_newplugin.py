@@ -1,11 +1,11 @@
-"""python -m pvcore.newplugin: the starter installs, and its own tests pass."""
+"""python -m pvcore_dev.newplugin: the starter installs, and its own tests pass."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from pvcore import newplugin
+from pvcore_dev import newplugin
 
 
 def test_the_starter_installs_and_its_tests_pass(tmp_path):

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pvcore import ownerdoc
+from pvcore_dev import ownerdoc
 from pvcore.testing import wait_until
 
 DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "architecture.md")
@@ -18,7 +18,7 @@ def test_committed_owner_tables_are_the_declarations():
     with open(DOC) as fh:
         text = fh.read()
     assert ownerdoc.update(text, ownerdoc.builtin_registry()) == text, \
-        "run: python -m pvcore.ownerdoc docs/architecture.md"
+        "run: python -m pvcore_dev.ownerdoc docs/architecture.md"
 
 
 def unowned(registry, root, marker):

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from pvcore import hookdoc
+from pvcore_dev import hookdoc
 from pvcore.plugins import ESSENTIAL_PLUGINS, get_plugin_manager
 from pvcore.settings import Settings
 

@@ -52,7 +52,8 @@ def test_disabled_plugin_route_becomes_unknown(make_core, make_client):
 
 
 def test_every_hookspec_is_documented():
-    from pvcore import hookdoc, hookspecs
+    from pvcore import hookspecs
+    from pvcore_dev import hookdoc
 
     specs = [getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith("pvcore_")]
     assert len(specs) >= 9

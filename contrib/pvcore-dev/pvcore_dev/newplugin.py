@@ -1,4 +1,4 @@
-"""A starter for a new plugin: ``python -m pvcore.newplugin NAME [--dir DIR]``.
+"""A starter for a new plugin: ``python -m pvcore_dev.newplugin NAME [--dir DIR]``.
 
 Writes ``DIR/pvcore-NAME/``, a pip-installable package with one route
 (``GET /NAME``), one setting (``NAME_interval``), one service (a sampler
@@ -218,7 +218,7 @@ def create(name: str, where: str = ".") -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pvcore.newplugin", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pvcore_dev.newplugin", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", help="the plugin's name: its route is GET /NAME, its package pvcore_NAME")
     parser.add_argument("--dir", default=".", help="where to create pvcore-NAME/ (default: here)")
     args = parser.parse_args(argv)

@@ -4,7 +4,7 @@ The core's hooks (:mod:`pvcore.hookspecs`) come first, then the contract of
 each plugin pvcore ships (its ``hookspecs`` module, docs/architecture.md §3):
 the plugins the ``pvcore`` distribution declares, whatever else is installed.
 
-``python -m pvcore.hookdoc docs/plugins.md`` rewrites the part between the
+``python -m pvcore_dev.hookdoc docs/plugins.md`` rewrites the part between the
 ``<!-- hooks:begin -->`` and ``<!-- hooks:end -->`` markers;
 ``--check`` exits 1 instead when the committed reference is stale.
 """
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
                 with open(path, "w") as fh:
                     fh.write(new)
     if check and stale:
-        print("hook reference is stale: run python -m pvcore.hookdoc docs/plugins.md", file=sys.stderr)
+        print("hook reference is stale: run python -m pvcore_dev.hookdoc docs/plugins.md", file=sys.stderr)
         return 1
     return 0
 

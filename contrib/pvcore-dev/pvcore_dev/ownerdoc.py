@@ -7,7 +7,7 @@ and ``<!-- owners:end -->`` markers of docs/architecture.md §2, so the map
 cannot drift from what the framework enforces (``tests/core/test_ownerdoc.py``
 fails when it does).
 
-``python -m pvcore.ownerdoc docs/architecture.md`` rewrites the tables;
+``python -m pvcore_dev.ownerdoc docs/architecture.md`` rewrites the tables;
 ``--check`` exits 1 instead when they are stale.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import importlib.metadata
 import sys
 
 from pvcore import ownership
-from pvcore.hookdoc import between
+from pvcore_dev.hookdoc import between
 from pvcore.ownership import MetaFact
 
 BEGIN, END = "<!-- owners:begin -->", "<!-- owners:end -->"
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     if new == text:
         return 0
     if "--check" in args:
-        print(f"owner tables are stale: run python -m pvcore.ownerdoc {path}", file=sys.stderr)
+        print(f"owner tables are stale: run python -m pvcore_dev.ownerdoc {path}", file=sys.stderr)
         return 1
     with open(path, "w") as fh:
         fh.write(new)
