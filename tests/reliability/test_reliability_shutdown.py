@@ -78,6 +78,13 @@ def test_start_and_sigint_in_quick_cycles_leave_no_process():
             _clean_up(base, proc)
 
 
+def _ctrl_sockets(server):
+    try:
+        return os.listdir(os.path.join(server.run_dir, "ctrl"))
+    except FileNotFoundError:
+        return []
+
+
 def test_ctrl_c_to_the_whole_group_stops_every_container_first():
     """A terminal's Ctrl-C reaches the master and the worker at once; the master then sends
     the worker SIGQUIT too. Before, that second signal cut ``worker_exit`` short: the demo's
@@ -93,12 +100,12 @@ def test_ctrl_c_to_the_whole_group_stops_every_container_first():
         server.proc = proc
         try:
             server.wait_healthy()
-            wait_until(lambda: len(os.listdir(os.path.join(server.run_dir, "ctrl"))) == 3, 20,
-                       message="the demo's three containers")
+            # <run>/ctrl appears with the first container's start, after /health answers.
+            wait_until(lambda: len(_ctrl_sockets(server)) == 3, 20, message="the demo's three containers")
             os.killpg(proc.pid, signal.SIGINT)
             assert proc.wait(60) is not None
             assert wait_until(lambda: not _processes_of(base), 5, message="nothing of pvcore left")
-            assert os.listdir(os.path.join(server.run_dir, "ctrl")) == []
+            assert _ctrl_sockets(server) == []
             assert "container_stopped" in server.log_text()
         finally:
             _clean_up(base, proc)
