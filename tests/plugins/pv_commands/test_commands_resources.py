@@ -100,6 +100,8 @@ def test_busy_while_transition_runs(cmd_env):
         env.engine.gate.set()
     wait_until(lambda: env.storage.last_status("locals/x") == "UPDATED")
     assert env.post("LOCAL_RUN", "0").status_code == 200
+    # Its transition ends inside the test, not in the teardown's logs.
+    wait_until(lambda: env.storage.last_status("0") in ("UPDATED", "DONE"))
 
 
 def test_testing_phase_blocks_transitions_but_frees_the_slot(cmd_env):

@@ -320,6 +320,29 @@ def test_a_full_disk_ends_the_switch_in_error_shown_from_memory(cmd_env, monkeyp
     assert env.storage.running == "locals/x"
 
 
+def test_a_commit_refused_by_a_full_disk_ends_in_error_and_leaves_the_rollback_point(cmd_env, monkeypatch):
+    """A reboot transition that passed its tests but cannot record the commit (ENOSPC on
+    the boot record) ends ERROR naming the cause, as upstream's refused commit: the
+    revision runs on uncommitted, the rollback point is still the old one."""
+    from pv_steps import boot
+
+    env = cmd_env(start=False, update_commit_delay=1.0)
+    with_revision(env, "locals/r", state_of("one", **{"one/root.squashfs": SHA_A, "bsp/kernel.img": SHA_B}))
+    env.core.start()
+    full = _full_disk(monkeypatch, boot, ("pv.json",))
+    full.clear()  # the switch records its try; the disk fills while the revision is tested
+    env.post("LOCAL_RUN", "locals/r")
+    wait_until(lambda: env.storage.last_status("locals/r") == "TESTING")
+    full.append(True)
+    statuses = final(env, "locals/r")
+    assert statuses[-1] == ("ERROR", "Internal error: No space left on device")
+    assert "could not set revision locals/r as the rollback point" in \
+        env.client.simulate_get("/steps/locals/r/progress").json["logs"]
+    assert env.storage.committed == "0"
+    assert env.storage.running == "locals/r"
+    assert env.storage.steps.boot_state().pv_try == "locals/r"  # the next boot rolls it back
+
+
 def test_a_held_progress_does_not_outlive_a_new_install(cmd_env, monkeypatch):
     """A revision put again while its ERROR waits for space reads NEW, and stays so."""
     from pv_steps import trails
