@@ -74,6 +74,10 @@ class EngineService(LoopService):
         self._engine.runtime  # noqa: B018  (an unknown runtime fails the start, naming it)
         self._engine.wake = self.wake
         self._engine.open()
+        if not self._engine.loaded:
+            # Nothing runs this boot (its revision was refused, docs/protocol.md
+            # §D12.1): device-meta must not keep the status of an earlier boot.
+            self._engine.publish_idle()
         super().start()
 
     def stop(self, timeout: float = 10.0) -> None:

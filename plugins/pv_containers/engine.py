@@ -118,6 +118,16 @@ class Engine(Lifecycle, Transitions):
         if events:
             self._changed.set()
 
+    def publish_idle(self) -> None:
+        """Say ``revision.status`` ``NONE`` (upstream's status of a state not
+        evaluated yet): no revision runs. A revision run later publishes its own."""
+        with self._lock:
+            if self._revision is not None or self._rev_status == "NONE":
+                return
+            self._rev_status = "NONE"
+        log.info("revision_status_changed", rev=None, status="NONE")
+        self._core.publish("revision.status", "", {"status": "NONE"})
+
     def _aggregate(self) -> str:
         rev = self._revision
         statuses = [render.group_status([c for c in rev.containers.values() if c.group is g]) for g in rev.groups]

@@ -293,3 +293,6 @@ def test_a_refused_rollback_point_runs_nothing(devices, start_gunicorn):
     status, _, body = server.request("GET", "/containers")
     assert (status, json.loads(body)) == (500, {"Error": "State not loaded yet"})
     assert any(e.get("event") == "boot_revision_refused" for e in server.log_events())
+    # ... and the device's status says so, not what an earlier boot left.
+    status, _, body = server.request("GET", "/device-meta")
+    assert json.loads(body)["pantavisor.status"] == "NONE"
