@@ -51,7 +51,7 @@ def fig_requests(quick: bool) -> List[dict]:
     written by hand would get; the target), and bare Falcon on pvcore's worker
     (the same connection handling: the difference is the framework alone).
     """
-    seconds = 2 if quick else 10
+    seconds = 1 if quick else 10
     rows = []
     full = Server().start()
     try:
