@@ -115,8 +115,10 @@ def test_a_container_cannot_aim_its_pantavisor_mounts_at_the_host():
         server.start()
         storage = {"lxc-overlay": {"persistence": "permanent"}, "data": {"persistence": "permanent"}}
         conf = demo.lxc_conf("ready") + b"lxc.mount.entry = /dev/null planted/file none bind,create=file 0 0\n"
+        # its own recovery: no 30 s stable_timeout of the app group's to wait for before UPDATED
         state, files = revision(image, {name: {"group": "app", "roles": [], "status_goal": "READY",
-                                               "storage": storage, "conf": conf}})
+                                               "storage": storage, "conf": conf,
+                                               "auto_recovery": {"policy": "on-failure", "max_retries": 5}}})
         assert install(server, "locals/trap", state, files)["status"] in ("UPDATED", "DONE")
         pid = running_again(server, name, None)
         # what it leaves in its writable layer (done from the host: inside, /pantavisor's mounts
