@@ -45,6 +45,7 @@ from pvcore import hookimpl
 from pvcore.cgroups import CgroupRef
 from pvcore.ownership import Owns
 from pvcore.peer import Observation, observe, own_pid_namespace, pid_namespace, pid_namespaces
+from pvcore.shares import PrivilegedKey
 from pvcore.supervisor import CONTAINED_VARIABLE, environ_names, proc_stat
 
 log = structlog.get_logger(__name__)
@@ -391,17 +392,26 @@ def connection_key(core, sock):
     A connection through a container's own socket (pvcore/ctrlsockets.py)
     counts as that container's, whoever the peer turns out to be.
     """
-    via = core.sockets.owner_of(sock)
-    if via is not None:
-        return via
-    caller = identify(core, {"gunicorn.socket": sock})
-    if caller is not None:
-        return caller.name
+    name = core.sockets.owner_of(sock)
+    if name is None:
+        caller = identify(core, {"gunicorn.socket": sock})
+        name = caller.name if caller is not None else None
+    if name is not None:
+        return container_key(core, name)
     try:
         pid, uid, _gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
     except OSError:
         return ("unknown",)
     return unknown_key(pid, uid)
+
+
+def container_key(core, name: str) -> str:
+    """Caps key of container ``name``: a mgmt container's has a share of
+    threads and connections no tenant can take (pvcore/shares.py)."""
+    if name == HOST:
+        return name
+    roles = core.hook.pvcore_caller_roles(core=core, name=name)
+    return PrivilegedKey(name) if roles is not None and "mgmt" in roles else name
 
 
 def unknown_key(pid: int, uid: int) -> tuple:

@@ -21,9 +21,10 @@ and for whom threads are spent (docs/architecture.md, "Connections"):
    poll loop (holding no thread) until one of its own finishes. A caller
    may keep at most ``caller_connections`` connections open; more are
    closed at accept. Callers other than the host together hold at most
-   three quarters of the threads (``host_key``): however many containers
-   are stuck at their caps, the host finds a thread. One container can
-   only ever slow itself down.
+   three quarters of the threads and connections, and non-mgmt callers
+   half of them (pvcore/shares.py): however many containers are stuck at
+   their caps, the host and a mgmt container find a thread. One container
+   can only ever slow itself down.
 3. **Deadlines in threads.** What a thread still does for a slow peer — a
    large body (an object upload), a large response (a download) — waits at
    most ``io_timeout`` seconds for the peer to make progress
@@ -61,6 +62,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 from pvcore.linger import LingeringClose
 from pvcore.peersocket import PeerSocket
 from pvcore.ownlisteners import UNSEEN as _UNSEEN, OwnListeners
+from pvcore.shares import ThreadShares, guests_share, privileged, tenants_share
 
 log = structlog.get_logger(__name__)
 
@@ -156,15 +158,17 @@ def request_ready(buf: bytes, eof: bool) -> bool:
     return length > SMALL_BODY or len(buf) - len(head) >= length
 
 
-class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
+class FairThreadWorker(LingeringClose, OwnListeners, ThreadShares, ThreadWorker):
     """gthread, reading heads in its poll loop and capping each caller (module docstring).
 
     :ivar caller_key: ``function(sock) -> key``; callers with equal keys share
-        their caps. pvcore's ``post_worker_init`` sets it to the app's caller
-        identification; the default is the peer's uid.
+        their caps. pvcore's ``post_worker_init`` sets it, and ``container_key``,
+        to the app's caller identification; the default is the peer's uid.
     """
 
     caller_key: Callable = staticmethod(peer_uid)
+    #: ``function(name) -> key`` of the container owning a socket of its own.
+    container_key: Callable = staticmethod(str)
     #: the host's caller key: the other callers together hold at most three
     #: quarters of the threads, so the host always finds one. ``None``: no reserve.
     host_key: Optional[Hashable] = None
@@ -183,8 +187,8 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
         self._waiting: Dict[Hashable, Deque[TConn]] = defaultdict(deque)
         self._open: Dict[Hashable, int] = defaultdict(int)
         self._in_thread = set()  # connections a thread is serving
-        self._guests = 0  # requests in threads of callers other than the host
-        self._guests_open = 0  # connections of callers other than the host
+        self._guests = self._tenants = 0  # requests in threads, pvcore/shares.py
+        self._guests_open = self._tenants_open = 0  # connections of the same callers
         self._pid_keys: Dict[int, tuple] = {}  # pid -> (caller key, valid until)
         self._buckets: Dict[Hashable, tuple] = {}  # caller key -> (tokens, when)
         self._shed_count: Dict[Hashable, int] = {}  # connections shed / refused since the last report
@@ -254,7 +258,9 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
         sock = PeerSocket(listener.family, listener.type, listener.proto, fileno=fd)
         sock.io_timeout = self.io_timeout
         sock.deadline = None
-        if key is _UNSEEN:
+        if key is not _UNSEEN:
+            key = self.container_key(key)  # the container owning the socket
+        else:
             key = self._cheap_key(sock)
         if key is _UNSEEN:
             try:
@@ -267,8 +273,10 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
             sock.close()
             return False
         guest = self.host_key is not None and key != self.host_key
-        if guest and self._guests_open >= self.worker_connections - max(4, self.worker_connections // 4):
-            # the last quarter of the connections is the host's
+        tenant = guest and not privileged(key)
+        if guest and (self._guests_open >= guests_share(self.worker_connections, 4) or
+                      tenant and self._tenants_open >= tenants_share(self.worker_connections)):
+            # the last quarter of the connections is the host's, a quarter more the mgmt containers'
             self._refused[key] = self._refused.get(key, 0) + 1
             sock.close()
             return False
@@ -279,8 +287,8 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
             sock.close()
             return True
         self._open[key] += 1
-        if guest:
-            self._guests_open += 1
+        self._guests_open += guest
+        self._tenants_open += tenant
         self.nr_conns += 1
         conn = PvConn(self, key, self.cfg, sock, addr, listener.getsockname())
         self._read_head(conn, time.monotonic() + self.header_timeout)
@@ -338,6 +346,7 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
             conn.pv_closed = True
             if self.host_key is not None and conn.pv_key != self.host_key:
                 self._guests_open -= 1
+                self._tenants_open -= not privileged(conn.pv_key)
             self._open[conn.pv_key] -= 1
             if self._open[conn.pv_key] <= 0:
                 self._open.pop(conn.pv_key, None)
@@ -458,43 +467,3 @@ class FairThreadWorker(LingeringClose, OwnListeners, ThreadWorker):
             self._waiting[key].append(conn)  # behind its own earlier ones
             return
         self._start(conn, key)
-
-    def _may_start(self, key) -> bool:
-        """Whether caller ``key`` may have one more request in a thread now."""
-        if self._in_threads[key] >= self.caller_threads:
-            return False
-        if self.host_key is None or key == self.host_key:
-            return True
-        return self._guests < max(1, self.cfg.threads - max(1, self.cfg.threads // 4))
-
-    def _start(self, conn, key) -> None:
-        self._in_threads[key] += 1
-        if key != self.host_key:
-            self._guests += 1
-        self._in_thread.add(conn)
-        super().enqueue_req(conn)
-
-    def finish_request(self, conn, fs):
-        key = getattr(conn, "pv_key", None)
-        self._in_thread.discard(conn)
-        self._in_threads[key] -= 1
-        if self._in_threads[key] <= 0:
-            self._in_threads.pop(key, None)
-        if key != self.host_key:
-            self._guests -= 1
-        super().finish_request(conn, fs)
-        self._start_waiting(key)
-
-    def _start_waiting(self, first) -> None:
-        """Start what waits: caller ``first``'s (whose request ended) first, then the others'
-        in turn (a caller that got a thread goes to the back of the line)."""
-        for key in [first] + [k for k in self._waiting if k != first]:
-            waiting = self._waiting.get(key)
-            started = False
-            while waiting and self._may_start(key):
-                self._start(waiting.popleft(), key)
-                started = True
-            if waiting is not None and not waiting:
-                del self._waiting[key]
-            elif started:
-                self._waiting[key] = self._waiting.pop(key)  # to the back of the line

@@ -57,7 +57,7 @@ def on_starting(server):
 def post_worker_init(worker):
     if _PVCORE_APP:
         # NOTE: the same module object gunicorn imported for the app.
-        from pvcore.caller import HOST, connection_key
+        from pvcore.caller import HOST, connection_key, container_key
         from pvcore.errors import StartupError
         from pvcore.wsgi import BootFailed, core
 
@@ -69,6 +69,7 @@ def post_worker_init(worker):
             raise BootFailed(exc) from None
         # Per-caller caps count callers as the app identifies them; the host has threads of its own.
         worker.caller_key = lambda sock: connection_key(core, sock)
+        worker.container_key = lambda name: container_key(core, name)
         worker.host_key = HOST
 
 

@@ -24,6 +24,7 @@ up to N, and holds them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import time
@@ -146,13 +147,23 @@ def probe(path: str, requests: int, timeout: float = 5.0, pause: float = 0.01,
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pvcore.bench.flood")
-    parser.add_argument("kind", choices=("connect", "refused", "trickle", "streams"))
+    parser.add_argument("kind", choices=("connect", "refused", "trickle", "streams", "probe"))
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--ready", required=True)
+    parser.add_argument("--go", help="probe: start once this file exists; --connections calls")
     args = parser.parse_args(argv)
     path = os.environ["PVCORE_CTRL_SOCKET"]
-    if args.kind == "connect":
+    if args.kind == "probe":  # a caller's view from inside its container, written to --ready
+        while not os.path.exists(args.go):
+            time.sleep(0.05)
+        times, failures = probe(path, args.connections)
+        with open(args.ready + ".tmp", "w") as fh:
+            json.dump({"times": times, "failures": failures}, fh)
+        os.rename(args.ready + ".tmp", args.ready)
+        while True:
+            time.sleep(1)
+    elif args.kind == "connect":
         connect_flood(path, args.procs, args.ready)
     elif args.kind == "streams":
         stream_hog(path, args.connections, args.ready)

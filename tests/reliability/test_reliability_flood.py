@@ -92,6 +92,39 @@ def test_several_containers_holding_threads_leave_the_host_one():
         stop_server(server)
 
 
+def test_containers_holding_threads_leave_a_mgmt_container_its_own():
+    """Five non-mgmt containers at their thread caps (bodies trickling into POST /signal)
+    once took every thread the host left: a mgmt container calling from inside waited
+    for minutes. Tenants now hold at most half the threads (pvcore/shares.py)."""
+    base = short_tempdir("pvtm")
+    out = os.path.join(base, "out")
+    os.makedirs(out)
+    state = {"#spec": "pantavisor-service-system@1"}
+    for i in range(5):
+        flooder = _flooder("trickle", out, "--connections", "8")
+        flooder["name"] = f"slow{i}"
+        flooder["exec"][-1] = flooder["exec"][-1].replace(os.path.join(out, "trickle"), os.path.join(out, f"slow{i}"))
+        state[f"slow{i}/run.json"] = flooder
+    go, result = os.path.join(out, "go"), os.path.join(out, "probe")
+    state["mgmt/run.json"] = dict(_flooder("probe", out, "--connections", "50", "--go", go, roles=["mgmt"]),
+                                  name="mgmt")
+    write_revision(os.path.join(base, "storage"), state)
+    server = start_server({"PVCORE_THREADS": "16"}, demo=False, base=base)
+    try:
+        wait_until(lambda: all(os.path.exists(os.path.join(out, f"slow{i}")) for i in range(5)), 30,
+                   message="five trickling containers")
+        time.sleep(1.0)
+        open(go, "w").close()
+        seen = wait_until(lambda: os.path.exists(result) and json.load(open(result)), 120,
+                          message="the mgmt container's calls")
+        assert seen["failures"] == 0, f"{seen['failures']} of 50 mgmt calls failed"
+        assert max(seen["times"]) < 1.0, sorted(seen["times"])[-5:]
+        times, failures = probe(server.socket, 50, timeout=5.0)  # and the host's share is still there
+        assert failures == 0 and max(times) < 1.0, (failures, sorted(times)[-5:])
+    finally:
+        stop_server(server)
+
+
 def _shed(log_path):
     lines = []
     with open(log_path, errors="replace") as fh:
