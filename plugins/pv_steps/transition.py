@@ -361,11 +361,11 @@ class Updater(Service):
             else:
                 log.error("revision_rollback_impossible", rev=rev, old=old)
         finally:
-            self._free_slot()
+            self._free_slot(update)
         try:
             self._progress(rev, "ERROR", message, _log_line(message, update.failure_detail))
         finally:
-            self._end()
+            self._end(update)
         if power is not None and update.switched and old is not None and old_revision is not None:
             # Upstream rolls a reboot transition back by rebooting into the committed revision.
             log.warning("revision_rollback_reboot", rev=rev, to=old)
@@ -398,7 +398,7 @@ class Updater(Service):
             log.error("revision_commit_failed", rev=update.rev, error=str(exc))
             refused = (write_failed(exc), f"could not set revision {update.rev} as the rollback point: {exc}")
         finally:
-            self._free_slot()
+            self._free_slot(update)
         try:
             if refused is not None:
                 self._progress(update.rev, "ERROR", refused[0], _log_line(*refused))
@@ -409,19 +409,26 @@ class Updater(Service):
             log.info("revision_transition_done", op=update.op, rev=update.rev, old=update.old,
                      committed=committed and refused is None)
         finally:
-            self._end()
+            self._end(update)
 
-    def _free_slot(self) -> None:
-        # Called before the final progress is written: a client that reads
-        # UPDATED, DONE or ERROR may send its next command (a reboot) at once
-        # and must not meet "an update is ongoing" (docs/protocol.md).
+    def _free_slot(self, update: Update) -> bool:
+        """Let the next transition start; whether none holds the slot now.
+
+        Called before the final progress is written: a client that reads
+        UPDATED, DONE or ERROR may send its next command (a reboot) at once
+        and must not meet "an update is ongoing" (docs/protocol.md). So the
+        slot may already hold that next update when ``update`` ends: only
+        ``update`` itself is taken out of it.
+        """
         with self.cond:
-            self.update = None
-            self.cond.notify_all()
+            if self.update is update:
+                self.update = None
+                self.cond.notify_all()
+            return self.update is None
 
-    def _end(self) -> None:
-        self._free_slot()
-        self._core.hook.pvcore_activity(core=self._core, name="update", active=False)
+    def _end(self, update: Update) -> None:
+        if self._free_slot(update):
+            self._core.hook.pvcore_activity(core=self._core, name="update", active=False)
 
     # -- the thread -----------------------------------------------------------------------
 
@@ -448,7 +455,7 @@ class Updater(Service):
             update = self.update
         if update is not None:
             log.warning("revision_transition_interrupted", op=update.op, rev=update.rev)
-            self._end()
+            self._end(update)
 
     def _due(self) -> Optional[Update]:
         """Wait until the update's commit deadline passes (or a stop); return it then."""
@@ -472,4 +479,4 @@ class Updater(Service):
                 self._finish(update)
             except Exception:
                 log.exception("revision_finish_failed", rev=update.rev)
-                self._end()
+                self._end(update)

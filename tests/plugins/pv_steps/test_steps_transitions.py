@@ -343,6 +343,32 @@ def test_a_commit_refused_by_a_full_disk_ends_in_error_and_leaves_the_rollback_p
     assert env.storage.steps.boot_state().pv_try == "locals/r"  # the next boot rolls it back
 
 
+def test_a_transition_sent_as_soon_as_the_last_one_is_updated_is_carried_out(cmd_env):
+    """A client that reads UPDATED may send its next LOCAL_RUN at once (the slot is
+    freed before the final progress is written). Before, the end of the first update
+    then took the second one out of the slot: it stayed TESTING for ever, and the
+    device said no update was under way."""
+    env = cmd_env()
+    updater = env.core.stash[pv_steps.UPDATER]
+    real_progress = updater._progress
+    sent = []
+
+    def progress(rev, status, message, logs=None):
+        if (rev, status) == ("locals/x", "UPDATED") and not sent:
+            # between the freed slot and the end of locals/x: the next command arrives
+            sent.append(env.post("LOCAL_RUN", "0").status_code)
+            wait_until(lambda: updater.update is not None and updater.update.rev == "0", message="0 under way")
+        real_progress(rev, status, message, logs)
+
+    updater._progress = progress
+    env.post("LOCAL_RUN", "locals/x")
+    assert final(env, "locals/x")[-1][0] == "UPDATED"
+    assert sent == [200]
+    assert final(env, "0")[-1] == ("UPDATED", "Update finished, revision not set as rollback point")
+    assert env.device.activity[-1] == ("update", False)
+    assert env.storage.running == "0"
+
+
 def test_a_held_progress_does_not_outlive_a_new_install(cmd_env, monkeypatch):
     """A revision put again while its ERROR waits for space reads NEW, and stays so."""
     from pv_steps import trails
