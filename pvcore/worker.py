@@ -34,9 +34,11 @@ process (``init_process``), which serves nothing but pvcore.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
+import socket
 import sys
 import time
 from urllib.parse import urlsplit
@@ -168,6 +170,45 @@ class ContinueOnRead:
         return getattr(self._body, name)
 
 
+#: Linux's SO_SNDBUFFORCE (root may exceed ``net.core.wmem_max``).
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+
+
+@contextlib.contextmanager
+def _send_room(sock, size: int):
+    """Let one ``send`` queue all ``size`` bytes of a one-write answer.
+
+    A Unix socket's send buffer (about 208 KiB, which also pays each
+    packet's overhead) takes less than ONE_WRITE under memory pressure; the
+    rest of the answer then waits until the reader drained three quarters
+    of it, and a client that reads what has arrived and stops (``pvtx``)
+    stored a cut state (docs/protocol.md §1). The buffer is raised for this
+    write only: an answer the peer never reads holds no more than that.
+    """
+    if size <= 64 * 1024:
+        yield
+        return
+    try:
+        before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)  # the kernel's doubled value
+        if before >= 2 * size + 65536:
+            before = None
+        else:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, size + 32768)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size + 32768)
+    except OSError:
+        before = None
+    try:
+        yield
+    finally:
+        if before is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, before // 2)
+            except OSError:
+                pass
+
+
 class PvResponse(wsgi.Response):
     """A gunicorn response that leaves in one write where it fits, honours the
     application's ``Connection: close`` and closes when a ``100-continue``
@@ -199,10 +240,12 @@ class PvResponse(wsgi.Response):
             if data:
                 self.sock.sendall(data)
         elif len(data) <= ONE_WRITE:
-            self.sock.sendall(head + data)
+            with _send_room(self.sock, len(head) + len(data)):
+                self.sock.sendall(head + data)
         else:  # no copy of a large body: the head leaves with its first part
             view = memoryview(data)
-            self.sock.sendall(head + view[:ONE_WRITE])
+            with _send_room(self.sock, len(head) + ONE_WRITE):
+                self.sock.sendall(head + view[:ONE_WRITE])
             self.sock.sendall(view[ONE_WRITE:])
 
     def write(self, arg):

@@ -126,3 +126,26 @@ def test_sigint_inside_a_thread_pool_submit_does_not_hang_the_worker():
                 exited.append(True)
 
     assert returns_within(quit_inside_submit) and exited and worker.alive is False
+
+
+def test_an_answer_of_up_to_256_kib_is_queued_whole_for_a_reader_that_has_not_read(server):
+    """A Unix socket's send buffer (about 208 KiB with its per-packet overhead) once took
+    part of a 250 KB answer; the rest waited until the reader drained most of it, so a
+    client reading what had arrived and stopping (``pvtx begin``) stored a cut state."""
+    import fcntl
+    import struct
+    import termios
+    import time
+
+    data = bytes(range(256)) * 1000  # 256,000 bytes, under ONE_WRITE
+    sha = hashlib.sha256(data).hexdigest()
+    assert server.request("PUT", f"/objects/{sha}", data, {"Content-Type": "application/octet-stream"})[0] == 200
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(server.socket)
+        sock.sendall(get(f"/objects/{sha}"))
+        select.select([sock], [], [], 10)
+        deadline, queued = time.monotonic() + 5, 0
+        while time.monotonic() < deadline and queued <= len(data):
+            time.sleep(0.05)  # nothing read yet: how much has pvcore managed to queue?
+            queued = struct.unpack("i", fcntl.ioctl(sock, termios.FIONREAD, b"\0\0\0\0"))[0]
+        assert queued > len(data), f"only {queued} bytes of a {len(data)}-byte answer were sent"

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.gunicorn
 
 UPSTREAM = os.environ.get("PVCORE_UPSTREAM_DIR", "/work/upstream")
 SPEC = "pantavisor-service-system@1"
-BEGINS = 50
+BEGINS = int(os.environ.get("PVTX_BEGINS", "50"))
 
 
 @pytest.fixture(scope="module")
