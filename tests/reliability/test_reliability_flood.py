@@ -67,24 +67,34 @@ def test_the_host_is_answered_within_a_second_during_a_flood(flooded):
         assert {line["caller"] for line in shed} == {"flood"}, shed
 
 
-def test_several_containers_holding_threads_leave_the_host_one():
-    """Five containers, each at its thread cap with a body trickling into POST /signal
-    (a request any container may make): the host is still answered within a second."""
-    base = short_tempdir("pvtr")
-    out = os.path.join(base, "out")
-    os.makedirs(out)
+def _slow_containers(out):
+    """A state of five non-mgmt containers, each at its thread cap with a body trickling into POST /signal."""
     state = {"#spec": "pantavisor-service-system@1"}
     for i in range(5):
         flooder = _flooder("trickle", out, "--connections", "8")
         flooder["name"] = f"slow{i}"
         flooder["exec"][-1] = flooder["exec"][-1].replace(os.path.join(out, "trickle"), os.path.join(out, f"slow{i}"))
         state[f"slow{i}/run.json"] = flooder
+    return state
+
+
+def _wait_slow_containers(out):
+    wait_until(lambda: all(os.path.exists(os.path.join(out, f"slow{i}")) for i in range(5)), 30,
+               message="five trickling containers")
+    time.sleep(1.0)  # let them fill what they can
+
+
+def test_several_containers_holding_threads_leave_the_host_one():
+    """Five containers, each at its thread cap with a body trickling into POST /signal
+    (a request any container may make): the host is still answered within a second."""
+    base = short_tempdir("pvtr")
+    out = os.path.join(base, "out")
+    os.makedirs(out)
+    state = _slow_containers(out)
     write_revision(os.path.join(base, "storage"), state)
     server = start_server({"PVCORE_THREADS": "16"}, demo=False, base=base)
     try:
-        wait_until(lambda: all(os.path.exists(os.path.join(out, f"slow{i}")) for i in range(5)), 30,
-                   message="five trickling containers")
-        time.sleep(1.0)
+        _wait_slow_containers(out)
         times, failures = probe(server.socket, CALLS, timeout=5.0)
         assert failures == 0, f"{failures} of {CALLS} host calls failed"
         assert max(times) < 1.0, sorted(times)[-5:]
@@ -99,21 +109,14 @@ def test_containers_holding_threads_leave_a_mgmt_container_its_own():
     base = short_tempdir("pvtm")
     out = os.path.join(base, "out")
     os.makedirs(out)
-    state = {"#spec": "pantavisor-service-system@1"}
-    for i in range(5):
-        flooder = _flooder("trickle", out, "--connections", "8")
-        flooder["name"] = f"slow{i}"
-        flooder["exec"][-1] = flooder["exec"][-1].replace(os.path.join(out, "trickle"), os.path.join(out, f"slow{i}"))
-        state[f"slow{i}/run.json"] = flooder
+    state = _slow_containers(out)
     go, result = os.path.join(out, "go"), os.path.join(out, "probe")
     state["mgmt/run.json"] = dict(_flooder("probe", out, "--connections", "50", "--go", go, roles=["mgmt"]),
                                   name="mgmt")
     write_revision(os.path.join(base, "storage"), state)
     server = start_server({"PVCORE_THREADS": "16"}, demo=False, base=base)
     try:
-        wait_until(lambda: all(os.path.exists(os.path.join(out, f"slow{i}")) for i in range(5)), 30,
-                   message="five trickling containers")
-        time.sleep(1.0)
+        _wait_slow_containers(out)
         open(go, "w").close()
         seen = wait_until(lambda: os.path.exists(result) and json.load(open(result)), 120,
                           message="the mgmt container's calls")
