@@ -392,12 +392,12 @@ def connection_key(core, sock):
     A connection through a container's own socket (pvcore/ctrlsockets.py)
     counts as that container's, whoever the peer turns out to be.
     """
-    name = core.sockets.owner_of(sock)
-    if name is None:
-        caller = identify(core, {"gunicorn.socket": sock})
-        name = caller.name if caller is not None else None
-    if name is not None:
-        return container_key(core, name)
+    via = core.sockets.owner_of(sock)
+    if via is not None:
+        return container_key(core, via)
+    caller = identify(core, {"gunicorn.socket": sock})
+    if caller is not None:  # its roles are known already: no second lookup
+        return PrivilegedKey(caller.name) if caller.privileged and not caller.is_host else caller.name
     try:
         pid, uid, _gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
     except OSError:
